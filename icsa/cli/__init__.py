@@ -1,0 +1,41 @@
+"""The `icsa` command line: one subcommand per pipeline step, each runnable by hand.
+
+Every area registers its own subcommands (``register(subparsers)`` in ``icsa/cli/<area>.py``);
+a subcommand parses its flags and calls library functions with explicit arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from icsa.errors import InputError
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icsa", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    # Every module in this package that defines `register(subparsers)` adds its subcommands.
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (InputError, FileNotFoundError) as err:
+        print(f"icsa {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
