@@ -1,0 +1,56 @@
+"""Datasets: NetVLAD dbStruct files, layouts on disk, place geometry and image datasets.
+
+The synthetic city lives in :mod:`icsa.data.synthetic` and is imported only where it is used
+(``icsa prepare synthetic``), so importing this package stays light and does no I/O.
+"""
+
+from icsa.data.check import check_dataset, summary_lines
+from icsa.data.datasets import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, load_image, split_datasets
+from icsa.data.dbstruct import FIELDS_10, FIELDS_12, DbStruct, read_dbstruct, write_dbstruct
+from icsa.data.geometry import (
+    different_time,
+    eval_positives,
+    positives_within,
+    potential_negatives,
+    sample_negatives,
+    training_positives,
+)
+from icsa.data.layouts import (
+    DATASETS,
+    LAYOUTS,
+    Layout,
+    PlaceSplit,
+    describe_layout,
+    get_layout,
+    load_split,
+    split_mat_path,
+)
+
+__all__ = [
+    "DATASETS",
+    "FIELDS_10",
+    "FIELDS_12",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LAYOUTS",
+    "DbStruct",
+    "ImageDataset",
+    "Layout",
+    "PlaceSplit",
+    "check_dataset",
+    "describe_layout",
+    "different_time",
+    "eval_positives",
+    "get_layout",
+    "load_image",
+    "load_split",
+    "positives_within",
+    "potential_negatives",
+    "read_dbstruct",
+    "sample_negatives",
+    "split_datasets",
+    "split_mat_path",
+    "summary_lines",
+    "training_positives",
+    "write_dbstruct",
+]

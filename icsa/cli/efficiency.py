@@ -1,0 +1,58 @@
+"""`icsa efficiency`: the paper's Table 2 (attention module size and speed) as JSON.
+
+Example::
+
+    icsa efficiency --channels 512 --height 30 --width 40 --batch-size 1 --repeats 50 \\
+        --device cpu --threads 1 --out results/efficiency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from icsa.analysis.efficiency import DEFAULT_MODULES, environment, measure_modules
+from icsa.io import write_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "efficiency", help="time and size each attention module (paper Table 2)"
+    )
+    p.add_argument("--channels", type=int, default=512)
+    p.add_argument("--height", type=int, default=30)
+    p.add_argument("--width", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--modules",
+        default=",".join(DEFAULT_MODULES),
+        help="comma-separated attention names (plus icsa-folded)",
+    )
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.modules.split(",") if n.strip()]
+    rows = measure_modules(
+        names,
+        channels=args.channels,
+        height=args.height,
+        width=args.width,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        device=args.device,
+    )
+    meta = {
+        **environment(),
+        "channels": args.channels,
+        "height": args.height,
+        "width": args.width,
+    }
+    write_json(args.out, {"rows": rows, "metadata": meta})
+    return 0

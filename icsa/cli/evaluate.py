@@ -1,0 +1,100 @@
+"""`icsa evaluate`: Recall@N of a split from its descriptor files; `icsa pca fit`: whitening.
+
+icsa evaluate --root DIR --dataset D --split S --db X-db.npy --q X-q.npy [--pca P.npz]
+              --model-id RUN [--ns 1 5 10 20] [--threshold 25] --out-metrics M.json
+              [--out-perquery M.npz] [--memory-budget-mb MB] [--threads N]
+              [--time-rule auto|on|off] [--panorama-cutouts C] [--device auto|cpu|cuda]
+icsa pca fit --db train-db.npy --dim 4096 --out pca.npz [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from icsa.data import DATASETS, load_split
+from icsa.errors import InputError
+from icsa.evaluate.metrics import evaluate_split, load_descriptors, write_results
+from icsa.evaluate.pca import fit_pca
+from icsa.evaluate.recall import RECALL_VALUES
+from icsa.utils import set_threads
+
+TIME_RULES = {"auto": None, "on": True, "off": False}
+DEVICES = {"auto": None, "cpu": False, "cuda": True}
+
+
+def _threads(n: int) -> None:
+    set_threads(n)
+    faiss.omp_set_num_threads(max(1, n))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="Recall@N of a split from descriptor files")
+    p.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--split", required=True)
+    p.add_argument("--db", required=True, type=Path, help="database descriptors .npy")
+    p.add_argument("--q", required=True, type=Path, help="query descriptors .npy")
+    p.add_argument("--pca", type=Path, default=None, help="PCA whitening .npz (icsa pca fit)")
+    p.add_argument("--model-id", required=True, help="run name written into the metrics")
+    p.add_argument("--ns", type=int, nargs="+", default=list(RECALL_VALUES))
+    p.add_argument("--threshold", type=float, default=25.0, help="positive radius in metres")
+    p.add_argument("--out-metrics", required=True, type=Path)
+    p.add_argument("--out-perquery", type=Path, default=None)
+    p.add_argument("--memory-budget-mb", type=float, default=None, help="shard the database")
+    p.add_argument("--time-rule", choices=list(TIME_RULES), default="auto",
+                   help="TokyoTM's other-capture-time rule (auto: where times exist)")  # fmt: skip
+    p.add_argument("--panorama-cutouts", type=int, default=None,
+                   help="views per database panorama (default 12 for tokyo247, else none)")  # fmt: skip
+    p.add_argument("--device", choices=list(DEVICES), default="auto", help="faiss GPU or CPU")
+    p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
+    p.set_defaults(func=_evaluate)
+
+    pca = subparsers.add_parser("pca", help="PCA whitening of descriptors")
+    sub = pca.add_subparsers(dest="pca_command", required=True)
+    fit = sub.add_parser("fit", help="fit PCA whitening on training-database descriptors")
+    fit.add_argument("--db", required=True, type=Path, help="training-database descriptors .npy")
+    fit.add_argument("--dim", type=int, default=4096)
+    fit.add_argument("--out", required=True, type=Path)
+    fit.add_argument("--threads", type=int, default=1)
+    fit.set_defaults(func=_pca_fit)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    _threads(args.threads)
+    split = load_split(args.root, args.dataset, args.split)
+    metrics, perquery = evaluate_split(
+        split,
+        args.db,
+        args.q,
+        args.model_id,
+        ns=args.ns,
+        threshold=args.threshold,
+        pca_path=args.pca,
+        memory_budget_mb=args.memory_budget_mb,
+        time_rule=TIME_RULES[args.time_rule],
+        panorama_cutouts=args.panorama_cutouts,
+        use_gpu=DEVICES[args.device],
+    )
+    write_results(metrics, perquery, args.out_metrics, args.out_perquery)
+    recalls = "  ".join(f"R@{n} {100 * r:.2f}" for n, r in metrics["recalls"].items())
+    print(f"{split!r} {args.model_id}: {recalls} → {args.out_metrics}")
+    return 0
+
+
+def _pca_fit(args: argparse.Namespace) -> int:
+    _threads(args.threads)
+    if not args.db.is_file():
+        raise InputError(f"--db {args.db}: not found, expected training-database descriptors")
+    rows = len(np.load(args.db, mmap_mode="r"))
+    descriptors = load_descriptors(args.db, rows, "training-database")
+    pca = fit_pca(descriptors, args.dim, source=str(args.db))
+    pca.save(args.out)
+    share = pca.eigenvalues.sum()
+    print(
+        f"PCA {pca.input_dim} → {pca.dim} from {rows} descriptors (kept variance {share:.4g}) → {args.out}"
+    )
+    return 0

@@ -1,0 +1,49 @@
+"""`icsa kmeans`: NetVLAD centroids from local descriptors of the untrained backbone.
+
+    icsa kmeans --root DIR --dataset pitts30k --split train --backbone vgg16 --weights none
+        --init-seed 0 --image-size H W --num-clusters K --max-images 500
+        --descriptors-per-image 100 --iterations 100 --seed 0 --threads N --out centroids.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from icsa.utils import resolve_device, set_threads
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("kmeans", help="k-means centroids for NetVLAD initialisation",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
+    p.add_argument("--dataset", required=True, help="pitts30k, pitts250k, tokyotm, ...")
+    p.add_argument("--split", default="train", help="split whose database images are sampled")
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--weights", default="none", help="none, imagenet or a state-dict path")
+    p.add_argument("--init-seed", type=int, default=0, help="seed of the random backbone init")
+    p.add_argument("--image-size", type=int, nargs=2, required=True, metavar=("H", "W"))
+    p.add_argument("--num-clusters", type=int, required=True)
+    p.add_argument("--max-images", type=int, default=500)
+    p.add_argument("--descriptors-per-image", type=int, default=100)
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="image/location sampling and k-means seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output .npz (centroids, descriptors)")
+    p.set_defaults(func=_kmeans)
+
+
+def _kmeans(args: argparse.Namespace) -> int:
+    from icsa.train.kmeans import compute_centroids  # deferred: keeps `icsa --help` fast
+
+    set_threads(args.threads)
+    summary = compute_centroids(
+        root=args.root, dataset=args.dataset, split=args.split, backbone=args.backbone,
+        weights=args.weights, init_seed=args.init_seed, image_size=tuple(args.image_size),
+        num_clusters=args.num_clusters, out=args.out, max_images=args.max_images,
+        descriptors_per_image=args.descriptors_per_image, iterations=args.iterations,
+        seed=args.seed, threads=args.threads, device=resolve_device(args.device),
+    )
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,114 @@
+"""Every size and difficulty knob of the synthetic city, in one frozen dataclass.
+
+The defaults give the embedded default task (DESIGN §4): about 1,000 database + 1,000 training
+queries, a validation split, 600 database + 400 test queries at 120×160, and a second city in
+the TokyoTM role. They were tuned so that a randomly initialised VGG16+NetVLAD reaches a test
+Recall@1 inside 10–50 % (see ``benchmarks/results/synthetic.md``): the task is neither noise
+nor trivial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from icsa.errors import InputError
+
+
+@dataclass(frozen=True)
+class CitySettings:
+    # --- sizes -----------------------------------------------------------------------------
+    image_height: int = 120
+    image_width: int = 160
+    train_db: int = 1000
+    train_q: int = 1000
+    val_db: int = 500
+    val_q: int = 300
+    test_db: int = 600
+    test_q: int = 400
+    tokyo_train_db: int = 400
+    tokyo_train_q: int = 200
+    tokyo_val_db: int = 200
+    tokyo_val_q: int = 100
+    # --- database sampling (Pittsburgh-like: a place every few metres, several yaws) ----------
+    place_spacing: float = 6.0  # metres between consecutive places along a street
+    headings_per_place: int = 4  # evenly spaced yaws per place, the first along the street
+    db_fov_deg: float = 70.0
+    db_brightness_jitter: float = 0.05  # relative exposure change between database images
+    db_jpeg_quality: int = 90
+    # --- query poses -----------------------------------------------------------------------------
+    query_offset_max: float = 10.0  # metres from the anchor place (along + across the street)
+    query_heading_jitter_deg: float = 20.0  # around one of the database yaws
+    query_fov_range: tuple[float, float] = (55.0, 85.0)
+    # --- query appearance ---------------------------------------------------------------------
+    night_fraction: float = 0.3
+    dusk_fraction: float = 0.3
+    sun_jitter_deg: float = 60.0  # daytime queries: the sun moves by up to this much
+    color_cast: float = 0.12  # std of the per-channel gain
+    blur_max: float = 1.2  # Gaussian blur sigma in pixels, uniform in [0, blur_max]
+    noise_max: float = 0.04  # pixel noise std (0..1 scale), uniform in [0, noise_max]
+    occluders_max: int = 4  # cars and pedestrians per query, uniform in [0, occluders_max]
+    query_jpeg_range: tuple[int, int] = (40, 90)
+    # --- the world --------------------------------------------------------------------------
+    template_count: int = 8  # facade templates shared by all buildings of a city
+    tint_jitter: float = 0.10  # per-building colour variation around the template
+    sign_fraction: float = 0.25  # buildings with a distinctive sign board
+    split_gap: float = 40.0  # metres of unvisited street between splits (> 25 m threshold)
+
+    def __post_init__(self) -> None:
+        positive_ints = [
+            "image_height", "image_width", "train_db", "train_q", "val_db", "val_q", "test_db",
+            "test_q", "tokyo_train_db", "tokyo_train_q", "tokyo_val_db", "tokyo_val_q",
+            "headings_per_place", "template_count",
+        ]  # fmt: skip
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"CitySettings.{name}: got {value!r}, expected an integer >= 1")
+        for name in ("night_fraction", "dusk_fraction", "sign_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"CitySettings.{name}: got {value!r}, expected 0 <= x <= 1")
+        if self.night_fraction + self.dusk_fraction > 1.0:
+            raise InputError(
+                f"CitySettings.night_fraction + dusk_fraction: got "
+                f"{self.night_fraction + self.dusk_fraction}, expected <= 1"
+            )
+        if self.place_spacing <= 0 or self.query_offset_max < 0:
+            raise InputError(
+                f"CitySettings.place_spacing/query_offset_max: got {self.place_spacing}/"
+                f"{self.query_offset_max}, expected spacing > 0 and offset >= 0"
+            )
+        if self.split_gap <= 25.0:
+            raise InputError(
+                f"CitySettings.split_gap: got {self.split_gap}, expected > 25 (the positive "
+                "radius), or splits would share places"
+            )
+        lo, hi = self.query_fov_range
+        if not 10.0 <= lo <= hi <= 150.0 or not 10.0 <= self.db_fov_deg <= 150.0:
+            raise InputError(
+                f"CitySettings field of view: got db {self.db_fov_deg}, queries {lo}..{hi}; "
+                "expected degrees in [10, 150] with low <= high"
+            )
+        qlo, qhi = self.query_jpeg_range
+        if not 1 <= qlo <= qhi <= 100 or not 1 <= self.db_jpeg_quality <= 100:
+            raise InputError(
+                f"CitySettings JPEG quality: got db {self.db_jpeg_quality}, queries {qlo}..{qhi};"
+                " expected 1..100 with low <= high"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CitySettings:
+        """Build settings from a config mapping; unknown keys are an error (typos must not pass)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(
+                f"synthetic city settings: unknown keys {unknown}; expected some of {sorted(known)}"
+            )
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fixed)

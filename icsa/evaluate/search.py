@@ -1,0 +1,169 @@
+"""Exact L2 nearest neighbours over a database that need not fit in memory.
+
+The database (often a read-only ``np.memmap`` of a ``.npy``) is read in row *shards* that do fit;
+each shard is searched in fixed tiles of ``tile_rows`` database rows × ``query_tile`` queries
+with faiss's exhaustive L2 kernel (``IndexFlatL2``'s), and the per-tile top-k lists are merged
+exactly. Tiles start at multiples of their size from row 0 whatever the shard and chunk sizes,
+because faiss's BLAS path rounds ``|q|² + |x|² − 2 q·x`` differently for different block shapes:
+with one fixed tiling every (query, row) distance is the same float whether the database was read
+whole or in shards, so sharded and unsharded searches return identical arrays. Ties are broken by
+the smaller database index (faiss's heap does the same inside a tile, and the merge sorts on
+``(distance, index)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+
+from icsa.errors import InputError
+
+TILE_ROWS = 1024
+QUERY_TILE = 256
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How many database rows (shard) and queries (chunk) are held in memory at once."""
+
+    shard_rows: int
+    query_chunk: int
+    tile_rows: int
+    query_tile: int
+
+
+def plan_search(
+    num_db: int,
+    num_q: int,
+    dim: int,
+    memory_budget_mb: float | None = None,
+    shard_rows: int | None = None,
+    query_chunk: int = 1024,
+    tile_rows: int = TILE_ROWS,
+    query_tile: int = QUERY_TILE,
+) -> SearchPlan:
+    """Shard and chunk sizes; with a budget, about half of it holds the shard, a quarter queries.
+
+    Shards and chunks are whole tiles so that the tiling (hence every distance) never changes.
+    """
+    if min(tile_rows, query_tile, query_chunk) < 1:
+        raise InputError(
+            f"tile_rows = {tile_rows}, query_tile = {query_tile}, query_chunk = {query_chunk}; "
+            "expected each >= 1"
+        )
+    row_bytes = 4 * dim  # float32 copies, whatever the file's dtype
+    if memory_budget_mb is not None:
+        if memory_budget_mb <= 0:
+            raise InputError(f"memory_budget_mb = {memory_budget_mb}, expected > 0")
+        budget = memory_budget_mb * 2**20
+        shard_rows = int(budget * 0.5 // row_bytes)
+        # A query row costs its descriptor plus one distance per tile row (faiss's buffer).
+        query_chunk = max(1, min(query_chunk, int(budget * 0.25 // (row_bytes + 4 * tile_rows))))
+    if shard_rows is None:
+        shard_rows = num_db
+    if shard_rows < 1:
+        raise InputError(f"shard_rows = {shard_rows}, expected >= 1")
+    # Whole tiles per shard (at least one), and never more than the database.
+    shard_rows = max(tile_rows, (shard_rows // tile_rows) * tile_rows)
+    shard_rows = min(shard_rows, max(tile_rows, math.ceil(num_db / tile_rows) * tile_rows))
+    query_chunk = max(query_tile, (query_chunk // query_tile) * query_tile)
+    query_chunk = min(query_chunk, max(query_tile, math.ceil(num_q / query_tile) * query_tile))
+    return SearchPlan(shard_rows, query_chunk, tile_rows, query_tile)
+
+
+def _gpu_resources():
+    """faiss GPU resources when both torch and faiss see a GPU, else None (CPU search)."""
+    if not torch.cuda.is_available() or not hasattr(faiss, "StandardGpuResources"):
+        return None
+    if faiss.get_num_gpus() < 1:
+        return None
+    return faiss.StandardGpuResources()
+
+
+def _tile_knn(tile: np.ndarray, queries: np.ndarray, k: int, gpu) -> tuple[np.ndarray, ...]:
+    """Top-k of one tile; faiss.knn is IndexFlatL2's kernel without copying the tile."""
+    k = min(k, len(tile))
+    if gpu is None:
+        return faiss.knn(queries, tile, k)
+    index = faiss.GpuIndexFlatL2(gpu, tile.shape[1])
+    index.add(tile)
+    return index.search(queries, k)
+
+
+def merge_topk(
+    dist_a: np.ndarray, idx_a: np.ndarray, dist_b: np.ndarray, idx_b: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise k smallest of two candidate lists, ordered by (distance, index).
+
+    Empty slots carry index −1 and distance +inf so that they sort last.
+    """
+    dist = np.concatenate([dist_a, dist_b], axis=1)
+    idx = np.concatenate([idx_a, idx_b], axis=1)
+    # −1 (empty) must lose every tie: sort it as the largest index.
+    key_idx = np.where(idx < 0, np.iinfo(np.int64).max, idx)
+    order = np.lexsort((key_idx, dist), axis=-1)[:, :k]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def _check_inputs(db: np.ndarray, queries: np.ndarray, k: int) -> None:
+    if db.ndim != 2 or queries.ndim != 2:
+        raise InputError(f"db {db.shape}, queries {queries.shape}: expected 2-D [rows, dim]")
+    if db.shape[1] != queries.shape[1]:
+        raise InputError(
+            f"descriptor dims differ: database {db.shape[1]}, queries {queries.shape[1]}; "
+            "expected the same dimension (same model, same PCA)"
+        )
+    if k < 1:
+        raise InputError(f"k = {k}, expected >= 1")
+
+
+def search(
+    db: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    shard_rows: int | None = None,
+    query_chunk: int = 1024,
+    memory_budget_mb: float | None = None,
+    tile_rows: int = TILE_ROWS,
+    query_tile: int = QUERY_TILE,
+    use_gpu: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest database rows of each query: (squared L2 distances[M,k], indices[M,k]).
+
+    ``db``/``queries`` may be memmaps (float32 or float16; computed in float32). k is capped at
+    the database size. ``memory_budget_mb`` derives ``shard_rows`` and ``query_chunk``.
+    ``use_gpu=None`` uses a faiss GPU index when one is available (ties there follow faiss GPU).
+    """
+    _check_inputs(db, queries, k)
+    num_db, dim = db.shape
+    num_q = len(queries)
+    k = min(k, num_db)
+    plan = plan_search(
+        num_db, num_q, dim, memory_budget_mb, shard_rows, query_chunk, tile_rows, query_tile
+    )
+    gpu = _gpu_resources() if use_gpu in (None, True) else None
+    if use_gpu and gpu is None:
+        raise InputError(
+            "use_gpu = True, but torch or faiss sees no GPU (faiss-gpu not installed?)"
+        )
+    best_d = np.full((num_q, k), np.inf, dtype=np.float32)
+    best_i = np.full((num_q, k), -1, dtype=np.int64)
+    for s0 in range(0, num_db, plan.shard_rows):
+        # One read of the shard from disk; float32 and contiguous as faiss needs.
+        shard = np.ascontiguousarray(db[s0 : s0 + plan.shard_rows], dtype=np.float32)
+        for q0 in range(0, num_q, plan.query_chunk):
+            q = np.ascontiguousarray(queries[q0 : q0 + plan.query_chunk], dtype=np.float32)
+            for t0 in range(0, len(shard), plan.tile_rows):
+                tile = shard[t0 : t0 + plan.tile_rows]
+                for u0 in range(0, len(q), plan.query_tile):
+                    rows = slice(q0 + u0, q0 + u0 + plan.query_tile)
+                    tile_d, tile_i = _tile_knn(tile, q[u0 : u0 + plan.query_tile], k, gpu)
+                    tile_i = np.where(tile_i >= 0, tile_i + (s0 + t0), -1)
+                    best_d[rows], best_i[rows] = merge_topk(
+                        best_d[rows], best_i[rows], tile_d, tile_i, k
+                    )
+    return best_d, best_i

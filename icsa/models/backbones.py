@@ -1,0 +1,233 @@
+"""Backbones cut at their last conv layer: VGG16, ResNet18 and AlexNet from torchvision.
+
+VGG16 is cut after conv5_3 *before* its ReLU and pool5 (stride 16: 480×640 → 512×30×40), AlexNet
+likewise before its last ReLU and pool, ResNet18 after layer4 (DESIGN §2, NetVLAD's setting).
+Each backbone is five blocks; "lowest trained block" k trains blocks k…last and freezes the rest.
+Frozen blocks stay in eval mode even under ``model.train()``, so that the frozen prefix is a fixed
+function of the image (the training loop caches it; frozen BatchNorm must not update its stats).
+
+The torchvision model is first built on the meta device (no memory, no init cost), cut, and only
+then materialised: randomly (seeded) for ``weights="none"``, or from a state dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from icsa.errors import InputError
+
+BACKBONES = ("vgg16", "resnet18", "alexnet")
+
+# Index ranges into `features` of the five blocks (VGG16: conv1_x+pool1 … conv5_3 pre-ReLU).
+_VGG16_BLOCKS = ((0, 5), (5, 10), (10, 17), (17, 24), (24, 29))
+_ALEXNET_BLOCKS = ((0, 3), (3, 6), (6, 8), (8, 10), (10, 11))
+_CTORS: dict[str, Callable[..., nn.Module]] = {
+    "vgg16": torchvision.models.vgg16,
+    "resnet18": torchvision.models.resnet18,
+    "alexnet": torchvision.models.alexnet,
+}
+_IMAGENET = {
+    "vgg16": "VGG16_Weights",
+    "resnet18": "ResNet18_Weights",
+    "alexnet": "AlexNet_Weights",
+}
+_OUT_CHANNELS = {"vgg16": 512, "resnet18": 512, "alexnet": 256}
+_STRIDE = {"vgg16": 16, "resnet18": 32, "alexnet": 16}
+# Parts of the full torchvision model that the cut drops (their keys may be absent in a file).
+_DROPPED_PREFIXES = {
+    "vgg16": ("classifier.",),
+    "resnet18": ("fc.",),
+    "alexnet": ("classifier.",),
+}
+
+
+def parse_lowest_trained_block(value: str | int | None, num_blocks: int = 5) -> int | None:
+    """``"none"``/None → None (nothing trained); ``"k"``/k → k in 1…num_blocks."""
+    if value is None or str(value).lower() == "none":
+        return None
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = -1
+    if not 1 <= k <= num_blocks:
+        raise InputError(
+            f"lowest_trained_block={value!r}: expected 'none' or an integer 1..{num_blocks}"
+        )
+    return k
+
+
+def _cut(name: str, full: nn.Module) -> list[nn.Module]:
+    """The five blocks of a full torchvision model (modules shared, not copied)."""
+    if name == "vgg16":
+        return [full.features[a:b] for a, b in _VGG16_BLOCKS]
+    if name == "alexnet":
+        return [full.features[a:b] for a, b in _ALEXNET_BLOCKS]
+    stem = nn.Sequential(full.conv1, full.bn1, full.relu, full.maxpool)
+    return [stem, full.layer1, full.layer2, full.layer3, full.layer4]
+
+
+class Backbone(nn.Module):
+    """A torchvision backbone as five sequential blocks; ``forward`` runs them all.
+
+    Attributes: ``name``, ``out_channels``, ``stride`` (nominal), ``num_blocks``, ``blocks``
+    (block i+1 = ``blocks[i]``) and ``lowest_trained_block`` (int or None).
+    """
+
+    def __init__(self, name: str, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.name = name
+        self.out_channels = _OUT_CHANNELS[name]
+        self.stride = _STRIDE[name]
+        self.blocks = nn.ModuleList(blocks)
+        self.num_blocks = len(blocks)
+        self.lowest_trained_block: int | None = None
+        self.set_lowest_trained_block(None)
+
+    @property
+    def num_frozen(self) -> int:
+        """How many leading blocks are frozen (all of them for ``none``)."""
+        k = self.lowest_trained_block
+        return self.num_blocks if k is None else k - 1
+
+    def set_lowest_trained_block(self, value: str | int | None) -> None:
+        """Let blocks k…last require grad and freeze (and put in eval) everything below."""
+        self.lowest_trained_block = parse_lowest_trained_block(value, self.num_blocks)
+        for i, block in enumerate(self.blocks):
+            for p in block.parameters():
+                p.requires_grad_(i >= self.num_frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        # Frozen blocks are a fixed function: BatchNorm keeps its running stats (eval mode).
+        for block in self.blocks[: self.num_frozen]:
+            block.eval()
+        return self
+
+    def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Run blocks[start:stop] (0-based) on x."""
+        for block in self.blocks[start:stop]:
+            x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # [B,3,H,W] -> [B,C,h,w]
+        return self.forward_blocks(x, 0, self.num_blocks)
+
+
+def _meta_blocks(name: str) -> tuple[nn.Module, list[nn.Module]]:
+    if name not in _CTORS:
+        raise InputError(f"backbone={name!r}: expected one of {', '.join(BACKBONES)}")
+    with torch.device("meta"):
+        full = _CTORS[name](weights=None)
+    return full, _cut(name, full)
+
+
+def _init_random(name: str, backbone: nn.Module, seed: int) -> None:
+    """Torchvision's own init scheme for the kept layers, from a private seeded generator."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in backbone.modules():
+            if name == "alexnet" and hasattr(m, "reset_parameters"):
+                m.reset_parameters()  # AlexNet uses PyTorch's default init
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights through torchvision's weights API (cache under $TORCH_HOME/hub)."""
+    weights = getattr(torchvision.models, _IMAGENET[name]).IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False, map_location="cpu", weights_only=True)
+    except OSError as err:  # no network and nothing cached
+        home = os.environ.get("TORCH_HOME", "~/.cache/torch")
+        raise InputError(
+            f"weights='imagenet' for {name}: could not load {weights.url} ({err}); expected the "
+            f"file {Path(weights.url).name} in {home}/hub/checkpoints"
+        ) from err
+
+
+def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
+        raise InputError(
+            f"weights={path!r}: expected 'none', 'imagenet' or the path of an existing "
+            "torchvision state dict file"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise InputError(f"weights file {path}: expected a state dict, found {type(state)}")
+    return state
+
+
+def _load_into(name: str, full: nn.Module, state: dict, source: str) -> None:
+    """Load a full-model state dict into the meta model; dropped parts (classifier) optional."""
+    try:
+        result = full.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as err:  # shape mismatch
+        raise InputError(f"weights {source}: does not fit torchvision {name}: {err}") from err
+    missing = [k for k in result.missing_keys if not k.startswith(_DROPPED_PREFIXES[name])]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            f"weights {source}: keys do not match torchvision {name}: missing "
+            f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def build_backbone(
+    name: str,
+    lowest_trained_block: str | int | None = "none",
+    weights: str = "none",
+    init_seed: int = 0,
+) -> Backbone:
+    """Build a cut torchvision backbone.
+
+    Args:
+        name: one of ``BACKBONES``.
+        lowest_trained_block: ``"none"`` or 1…5; blocks from it on require grad.
+        weights: ``"none"`` (random init from ``init_seed``, deterministic), ``"imagenet"``
+            (torchvision weights API; honours ``TORCH_HOME``) or a path to a state dict of
+            the full torchvision model (the classifier may be left out).
+        init_seed: seed of the random init for ``weights="none"``.
+    """
+    full, blocks = _meta_blocks(name)
+    backbone = Backbone(name, blocks)
+    if weights == "none":
+        backbone.to_empty(device="cpu")
+        _init_random(name, backbone, init_seed)
+    else:
+        state = _imagenet_state_dict(name) if weights == "imagenet" else _file_state_dict(weights)
+        _load_into(name, full, state, "imagenet" if weights == "imagenet" else weights)
+        # BN's num_batches_tracked etc. may still be meta if the file lacked buffers.
+        if any(t.is_meta for t in _tensors(backbone)):
+            raise InputError(f"weights {weights}: some backbone tensors were not in the file")
+    backbone.set_lowest_trained_block(lowest_trained_block)
+    return backbone
+
+
+def _tensors(module: nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+def feature_shape_for(name: str, image_size: tuple[int, int]) -> tuple[int, int, int]:
+    """(C, h, w) of the cut backbone's output for an image of ``image_size`` = (H, W).
+
+    Runs the real module graph on the meta device, so the arithmetic is torch's own.
+    """
+    _, blocks = _meta_blocks(name)
+    x = torch.empty(1, 3, int(image_size[0]), int(image_size[1]), device="meta")
+    for block in blocks:
+        x = block(x)
+    return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])

@@ -1,0 +1,116 @@
+"""The place-recognition model: backbone → attention → NetVLAD → K·C descriptor (DESIGN §2).
+
+:class:`PlaceModel` also exposes the split the training loop needs: ``frozen_prefix`` (the
+blocks below the lowest trained block, a fixed function that can be cached) and
+``forward_from_prefix`` (everything after). ``forward`` is literally their composition, so a
+cached prefix gives bit-identical descriptors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from icsa.errors import InputError
+from icsa.models.attention import build_attention
+from icsa.models.backbones import Backbone, build_backbone, feature_shape_for
+from icsa.models.netvlad import NetVLAD
+
+
+def _parse_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in image_size)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"image_size={image_size!r}: expected (height, width)") from err
+    if h < 1 or w < 1:
+        raise InputError(f"image_size={image_size!r}: expected positive (height, width)")
+    return h, w
+
+
+class PlaceModel(nn.Module):
+    """Images [B,3,H,W] → L2-normalised descriptors [B, K·C].
+
+    Attributes: ``backbone`` (:class:`Backbone`), ``attention``, ``netvlad`` (:class:`NetVLAD`)
+    and ``config`` (the arguments of :func:`build_model`, enough to rebuild the architecture).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        attention: nn.Module,
+        netvlad: NetVLAD,
+        config: dict[str, Any],
+        feature_shape: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.attention = attention
+        self.netvlad = netvlad
+        self.config = dict(config)
+        self._feature_shape = tuple(feature_shape)
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the local features for the configured image size."""
+        return self._feature_shape
+
+    def frozen_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen blocks (the whole backbone for ``none``; the images for k=1)."""
+        return self.backbone.forward_blocks(images, 0, self.backbone.num_frozen)
+
+    def forward_from_prefix(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Trained blocks → attention → NetVLAD, starting from ``frozen_prefix``'s output."""
+        bb = self.backbone
+        features = bb.forward_blocks(prefix, bb.num_frozen, bb.num_blocks)  # [B,C,h,w]
+        return self.netvlad(self.attention(features))  # [B,K*C]
+
+    def local_features(self, images: torch.Tensor) -> torch.Tensor:
+        """What enters NetVLAD: attention(backbone(images)), [B,C,h,w]."""
+        return self.attention(self.backbone(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # images [B,3,H,W] -> descriptors [B,K*C]
+        return self.forward_from_prefix(self.frozen_prefix(images))
+
+
+def build_model(
+    backbone: str,
+    attention: str,
+    num_clusters: int,
+    image_size: Sequence[int],
+    lowest_trained_block: str | int | None = "none",
+    weights: str = "none",
+    init_seed: int = 0,
+) -> PlaceModel:
+    """Build backbone + attention + NetVLAD for images of ``image_size`` = (H, W).
+
+    The attention module is sized for the feature map at ``image_size`` (it adapts to other
+    sizes, see :func:`icsa.models.build_attention`). Everything random comes from ``init_seed``
+    (the backbone's init depends only on backbone, weights and seed, so k-means centroids made
+    with the same seed match). Attention and NetVLAD always require grad; backbone blocks from
+    ``lowest_trained_block`` on do too.
+    """
+    size = _parse_image_size(image_size)
+    net = build_backbone(backbone, lowest_trained_block, weights, init_seed=init_seed)
+    try:
+        shape = feature_shape_for(backbone, size)
+    except RuntimeError as err:  # image smaller than the receptive field
+        raise InputError(f"image_size={size}: too small for backbone {backbone}: {err}") from err
+    channels, h, w = shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed + 1)
+        att = build_attention(attention, channels, h, w)
+        vlad = NetVLAD(num_clusters, channels)
+    config = {
+        "backbone": backbone,
+        "attention": attention,
+        "num_clusters": int(num_clusters),
+        "image_size": list(size),
+        "lowest_trained_block": str(net.lowest_trained_block or "none"),
+        "weights": str(weights),
+        "init_seed": int(init_seed),
+    }
+    return PlaceModel(net, att, vlad, config, shape)

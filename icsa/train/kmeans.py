@@ -1,0 +1,136 @@
+"""NetVLAD initialisation: k-means centroids of local backbone descriptors (faiss).
+
+As in pytorch-NetVlad's ``get_clusters``: at most ``max_images`` database images of the training
+split are picked at random, each contributes ``descriptors_per_image`` random locations of the
+L2-normalised backbone output (before attention; NetVLAD normalises each local descriptor
+too), and faiss k-means (``iterations`` rounds, fixed seed) clusters them. The file keeps the
+sample (``descriptors``) because NetVLAD's α is derived from it, and records what it was
+computed from so that training can refuse a file made for another backbone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from icsa.data import ImageDataset, load_split
+from icsa.errors import InputError
+from icsa.io import atomic_path
+from icsa.models import build_backbone
+
+
+@torch.no_grad()
+def sample_local_descriptors(
+    backbone: torch.nn.Module,
+    dataset: ImageDataset,
+    max_images: int,
+    per_image: int,
+    rng: np.random.Generator,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """[N, C] L2-normalised local descriptors: ``per_image`` random locations per image.
+
+    Feature maps with fewer than ``per_image`` locations give all of theirs (pytorch-NetVlad
+    samples without replacement, which needs at least as many locations).
+    """
+    images = rng.choice(len(dataset), size=min(max_images, len(dataset)), replace=False)
+    loader = DataLoader(Subset(dataset, np.sort(images).tolist()), batch_size=batch_size)
+    backbone = backbone.to(device).eval()
+    out = []
+    for batch, _ in tqdm(loader, desc="kmeans descriptors", mininterval=5):
+        features = F.normalize(backbone(batch.to(device)), p=2, dim=1)  # [B,C,h,w]
+        flat = features.flatten(2).transpose(1, 2).cpu().numpy()  # [B,h*w,C]
+        take = min(per_image, flat.shape[1])
+        for image in flat:
+            out.append(image[rng.choice(flat.shape[1], size=take, replace=False)])
+    return np.concatenate(out).astype(np.float32)
+
+
+def run_kmeans(
+    descriptors: np.ndarray, num_clusters: int, iterations: int, seed: int
+) -> np.ndarray:
+    """faiss k-means → centroids [K, C] float32."""
+    if len(descriptors) < num_clusters:
+        raise InputError(
+            f"k-means: {len(descriptors)} descriptors for num_clusters={num_clusters}; expected "
+            "at least one per cluster (more images or descriptors per image)"
+        )
+    km = faiss.Kmeans(descriptors.shape[1], num_clusters, niter=iterations, seed=seed,
+                      verbose=False)
+    km.train(np.ascontiguousarray(descriptors, dtype=np.float32))
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def compute_centroids(
+    root: str | os.PathLike,
+    dataset: str,
+    split: str,
+    backbone: str,
+    weights: str,
+    init_seed: int,
+    image_size: tuple[int, int],
+    num_clusters: int,
+    out: str | os.PathLike,
+    max_images: int = 500,
+    descriptors_per_image: int = 100,
+    iterations: int = 100,
+    seed: int = 0,
+    threads: int | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Sample descriptors of ``split``'s database with the untrained backbone, cluster, save."""
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    place = load_split(root, dataset, split)
+    images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
+    net = build_backbone(backbone, "none", weights, init_seed=init_seed)
+    rng = np.random.default_rng(seed)
+    descriptors = sample_local_descriptors(net, images, max_images, descriptors_per_image, rng,
+                                           device=device)
+    centroids = run_kmeans(descriptors, num_clusters, iterations, seed)
+    with atomic_path(out) as tmp:
+        np.savez(
+            tmp, centroids=centroids, descriptors=descriptors, backbone=np.str_(backbone),
+            weights=np.str_(weights), init_seed=np.int64(init_seed),
+            image_size=np.asarray(image_size, dtype=np.int64), dataset=np.str_(dataset),
+        )
+    return {"num_descriptors": len(descriptors), "num_clusters": num_clusters,
+            "dim": int(descriptors.shape[1]), "out": str(out)}
+
+
+def load_centroids(
+    path: str | os.PathLike, num_clusters: int, channels: int, backbone: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids [K,C], descriptors [N,C]) from a ``compute_centroids`` file, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"centroids file {path} not found; expected the output of `icsa kmeans`")
+    try:
+        data = np.load(path, allow_pickle=False)
+        centroids, descriptors = data["centroids"], data["descriptors"]
+        made_for = str(data["backbone"]) if "backbone" in data.files else None
+    except (KeyError, ValueError, OSError) as err:
+        raise InputError(
+            f"centroids file {path}: unreadable or without 'centroids'/'descriptors' ({err})"
+        ) from err
+    if centroids.ndim != 2 or centroids.shape != (num_clusters, channels):
+        raise InputError(
+            f"centroids file {path}: centroids shape {centroids.shape}, expected "
+            f"({num_clusters}, {channels}) for num_clusters={num_clusters} and {channels} channels"
+        )
+    if descriptors.ndim != 2 or descriptors.shape[1] != channels:
+        raise InputError(
+            f"centroids file {path}: descriptors shape {descriptors.shape}, expected (N, {channels})"
+        )
+    if backbone is not None and made_for is not None and made_for != backbone:
+        raise InputError(f"centroids file {path}: made for backbone {made_for}, expected {backbone}")
+    return centroids, descriptors

@@ -1,0 +1,167 @@
+"""The triplet training loop (NetVLAD recipe, DESIGN §2; pytorch-NetVlad's ``train``).
+
+One epoch: shuffle the trainable queries (a Generator seeded by (seed, epoch), so an epoch is
+the same whether or not the run was interrupted before it); cut them into chunks of
+``cache_refresh`` queries; for each chunk, describe the whole training database and the chunk's
+queries with the current model (the mining cache), then step through the chunk in batches of
+``batch_size`` queries, mining each query's triplet from the cache. The loss is the triplet
+margin loss of every (query, positive, negative) triple, summed and divided by the number of
+negatives. After the epoch: validation Recall@N, lr schedule, checkpoints, early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from icsa.errors import InputError
+from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
+from icsa.train.history import write_history
+from icsa.train.mining import MinedTriplet
+from icsa.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(InputError):
+    """The loss became NaN/inf: the recipe (e.g. lr) or the data drive training to diverge."""
+
+
+class TripletTrainer(TrainState):
+    """Epochs of triplet training on a :class:`TrainState` (model, data, optimiser, caches)."""
+
+    def _encode(self, inputs: torch.Tensor, cached: bool) -> torch.Tensor:
+        """Descriptors [B, K*C] of a batch of prefixes (cached) or images."""
+        inputs = inputs.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            if not cached:
+                with torch.no_grad():  # the frozen blocks need no graph
+                    inputs = self.model.frozen_prefix(inputs)
+            return self.model.forward_from_prefix(inputs).float()
+
+    @torch.no_grad()
+    def describe(self, source: str, indices: np.ndarray) -> np.ndarray:
+        """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
+        self.model.eval()
+        src = self.sources[source]
+        out = [
+            self._encode(batch, src.cached).cpu().numpy()
+            for batch in src.batches(indices, self.settings.eval_batch_size,
+                                     self.settings.num_workers)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.descriptor_dim), np.float32)
+
+    def validate(self) -> dict[str, float]:
+        db = self.describe("val-db", np.arange(len(self.sources["val-db"])))
+        q = self.describe("val-q", np.arange(len(self.sources["val-q"])))
+        vdb = self.val.db
+        recalls = recall_at_n(db, q, vdb.db_utm, vdb.q_utm, ns=RECALL_VALUES,
+                              threshold=float(vdb.pos_dist_thr), db_times=vdb.db_timestamps,
+                              query_times=vdb.q_timestamps)
+        return {f"recall@{n}": float(recalls[n]) for n in RECALL_VALUES}
+
+    def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int]:
+        q_idx = np.array([t.query for t in triplets])
+        p_idx = np.array([t.positive for t in triplets])
+        counts = [len(t.negatives) for t in triplets]
+        n_idx = np.concatenate([t.negatives for t in triplets])
+        q_src, db_src = self.sources["train-q"], self.sources["train-db"]
+        # One forward over query, positives and negatives, as pytorch-NetVlad (BatchNorm in
+        # trained blocks sees the whole batch).
+        inputs = torch.cat([q_src.get(q_idx), db_src.get(np.concatenate([p_idx, n_idx]))])
+        desc = self._encode(inputs, db_src.cached)  # [B + B + N, K*C]
+        b = len(triplets)
+        d_q, d_p, d_n = desc[:b], desc[b : 2 * b], desc[2 * b :]
+        owner = torch.repeat_interleave(torch.arange(b, device=desc.device),
+                                        torch.tensor(counts, device=desc.device))
+        loss = F.triplet_margin_loss(d_q[owner], d_p[owner], d_n, margin=self.settings.margin,
+                                     p=2, reduction="sum")
+        return loss / len(n_idx), len(n_idx)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch (1-based); returns its statistics."""
+        s = self.settings
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.geometry.trainable_queries)
+        chunks = [order[i : i + s.cache_refresh] for i in range(0, len(order), s.cache_refresh)]
+        total = sum(-(-len(c) // s.batch_size) for c in chunks)
+        stats = {"loss_sum": 0.0, "steps": 0, "triplets": 0, "queries_used": 0, "skipped": 0,
+                 "train_s": 0.0, "cache_refresh_s": 0.0}
+        bar = tqdm(total=total, desc=f"epoch {epoch}", mininterval=5, leave=False)
+        batch_no = 0
+        for chunk_no, chunk in enumerate(chunks, start=1):
+            t0 = time.perf_counter()
+            db_desc = self.describe("train-db", np.arange(len(self.sources["train-db"])))
+            q_desc = self.describe("train-q", chunk)
+            if not (np.isfinite(db_desc).all() and np.isfinite(q_desc).all()):
+                raise NonFiniteLossError(
+                    f"epoch {epoch}, mining-cache refresh {chunk_no} (before step {batch_no + 1})"
+                    ": non-finite descriptors; the model diverged (lower lr?) or an input is bad"
+                )
+            row_of = {int(q): i for i, q in enumerate(chunk)}
+            t1 = time.perf_counter()
+            stats["cache_refresh_s"] += t1 - t0
+            for start in range(0, len(chunk), s.batch_size):
+                batch_no += 1
+                bar.update(1)
+                mined = [self.miner.mine(int(q), q_desc[row_of[int(q)]], db_desc, rng)
+                         for q in chunk[start : start + s.batch_size]]
+                triplets = [t for t in mined if t is not None]
+                stats["skipped"] += len(mined) - len(triplets)
+                if not triplets:
+                    continue
+                self.model.train()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss, used = self._loss(triplets)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"epoch {epoch}, step {batch_no}: loss is {loss.item()} (queries "
+                        f"{[t.query for t in triplets]}); the model diverged (lower lr?) or an "
+                        "input is bad"
+                    )
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                stats["loss_sum"] += float(loss.detach())
+                stats["steps"] += 1
+                stats["triplets"] += used
+                stats["queries_used"] += len(triplets)
+            stats["train_s"] += time.perf_counter() - t1
+        bar.close()
+        return stats
+
+    def fit(self) -> dict:
+        """Train until ``epochs`` or early stopping; returns the last history row."""
+        s = self.settings
+        if not self.history and s.validate_untrained:
+            t0 = time.perf_counter()
+            row = {"epoch": 0, "lr": self.optimizer.param_groups[0]["lr"], **self.validate(),
+                   "queries_without_positive": self.geometry.queries_without_positive,
+                   "val_s": time.perf_counter() - t0}
+            self.end_epoch(row)
+        while self.epoch < s.epochs and not self.stopped:
+            epoch = self.epoch + 1
+            lr = self.optimizer.param_groups[0]["lr"]
+            stats = self.train_epoch(epoch)
+            t0 = time.perf_counter()
+            recalls = self.validate()
+            self.scheduler.step()
+            steps = stats["steps"]
+            row = {
+                "epoch": epoch, "lr": lr, "loss": stats["loss_sum"] / steps if steps else None,
+                "steps": steps, "triplets": stats["triplets"],
+                "queries_used": stats["queries_used"],
+                "queries_skipped_no_violation": stats["skipped"],
+                "queries_without_positive": self.geometry.queries_without_positive,
+                **recalls, "train_s": stats["train_s"],
+                "cache_refresh_s": stats["cache_refresh_s"], "val_s": time.perf_counter() - t0,
+            }
+            self.end_epoch(row)
+        write_history(self.run_dir, self.history)  # also when a finished run is re-invoked
+        self.logger.close()
+        return self.history[-1] if self.history else {}

@@ -1,0 +1,139 @@
+"""Weakly supervised triplet mining on cached descriptors (NetVLAD / pytorch-NetVlad recipe).
+
+For a training query q:
+- positive: among database images within ``pos_radius`` (10 m, "non-trivial" positives) the one
+  nearest to q in descriptor space; queries without any are dropped from training and counted;
+- negatives: ``neg_samples`` database images drawn (with replacement, as ``np.random.choice``)
+  from those strictly beyond ``neg_radius`` (25 m), merged with q's hard negatives of its previous
+  visit; of these the ``neg_kept`` nearest that violate the margin
+  (``d(q, n) < d(q, p) + margin``) are kept and remembered. A query with no violator is skipped.
+
+Everything here works on numpy arrays so it is testable without a model; randomness comes only
+from the ``np.random.Generator`` passed in, which makes the order reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from icsa.data import different_time, positives_within
+
+
+@dataclass(frozen=True)
+class TripletGeometry:
+    """Which database images may serve as positives / must not serve as negatives, per query."""
+
+    positives: list[np.ndarray]  # per query: db indices within pos_radius (sorted)
+    near: list[np.ndarray]  # per query: db indices within neg_radius (never negatives)
+    num_db: int
+
+    @property
+    def trainable_queries(self) -> np.ndarray:
+        """Indices of queries with at least one positive and at least one possible negative."""
+        keep = [
+            q for q, (pos, near) in enumerate(zip(self.positives, self.near))
+            if len(pos) > 0 and len(near) < self.num_db
+        ]
+        return np.asarray(keep, dtype=np.int64)
+
+    @property
+    def queries_without_positive(self) -> int:
+        return sum(1 for pos in self.positives if len(pos) == 0)
+
+
+def build_geometry(
+    db_utm: np.ndarray,
+    q_utm: np.ndarray,
+    pos_radius: float,
+    neg_radius: float,
+    db_timestamps: np.ndarray | None = None,
+    q_timestamps: np.ndarray | None = None,
+) -> TripletGeometry:
+    """Positive and exclusion sets from UTM positions.
+
+    With capture times (TokyoTM) a positive must come from another capture time than the query,
+    so that the network cannot learn to match an image with its own time-machine twin.
+    """
+    positives = positives_within(db_utm, q_utm, pos_radius)
+    near = positives_within(db_utm, q_utm, neg_radius)
+    if db_timestamps is not None and q_timestamps is not None:
+        positives = different_time(positives, db_timestamps, q_timestamps)
+    return TripletGeometry(
+        positives=[np.asarray(p, dtype=np.int64) for p in positives],
+        near=[np.asarray(n, dtype=np.int64) for n in near],
+        num_db=int(len(db_utm)),
+    )
+
+
+@dataclass(frozen=True)
+class MinedTriplet:
+    query: int
+    positive: int  # db index
+    negatives: np.ndarray  # db indices, nearest first, 1..neg_kept of them
+
+
+def sample_negatives(
+    near: np.ndarray, num_db: int, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` draws with replacement from the db indices not in ``near``.
+
+    Rejection sampling instead of materialising the complement: at Pitts250k scale the
+    complement lists of all queries would take gigabytes.
+    """
+    if len(near) >= num_db:
+        return np.empty(0, dtype=np.int64)
+    out: list[np.ndarray] = []
+    need = count
+    while need > 0:
+        draw = rng.integers(0, num_db, size=need)
+        draw = draw[~np.isin(draw, near)]
+        out.append(draw)
+        need -= len(draw)
+    return np.concatenate(out).astype(np.int64)
+
+
+class HardNegativeMiner:
+    """Mines triplets and remembers each query's last hard negatives (its negative cache)."""
+
+    def __init__(self, geometry: TripletGeometry, margin: float, neg_samples: int, neg_kept: int):
+        self.geometry = geometry
+        self.margin = float(margin)
+        self.neg_samples = int(neg_samples)
+        self.neg_kept = int(neg_kept)
+        # -1 pads unused slots; kept as one int array so it checkpoints as a single tensor.
+        self.neg_cache = np.full((len(geometry.positives), neg_kept), -1, dtype=np.int64)
+
+    def mine(
+        self,
+        query: int,
+        query_descriptor: np.ndarray,
+        db_descriptors: np.ndarray,
+        rng: np.random.Generator,
+    ) -> MinedTriplet | None:
+        """One query's triplet from the descriptor cache, or None when no negative violates."""
+        q = np.asarray(query_descriptor, dtype=np.float32)
+        pos = self.geometry.positives[query]
+        if len(pos) == 0:
+            return None
+        d_pos = np.linalg.norm(db_descriptors[pos].astype(np.float32) - q, axis=1)
+        best = int(np.argmin(d_pos))
+        positive, d_positive = int(pos[best]), float(d_pos[best])
+
+        sampled = sample_negatives(self.geometry.near[query], self.geometry.num_db,
+                                   self.neg_samples, rng)
+        previous = self.neg_cache[query]
+        candidates = np.unique(np.concatenate([previous[previous >= 0], sampled]))
+        if len(candidates) == 0:
+            return None
+        d_neg = np.linalg.norm(db_descriptors[candidates].astype(np.float32) - q, axis=1)
+        order = np.argsort(d_neg, kind="stable")
+        # Sorted ascending, so the violators are a prefix: keep the first neg_kept of them.
+        violating = order[d_neg[order] < d_positive + self.margin][: self.neg_kept]
+        if len(violating) == 0:
+            return None
+        negatives = candidates[violating]
+        self.neg_cache[query] = -1
+        self.neg_cache[query, : len(negatives)] = negatives
+        return MinedTriplet(query=int(query), positive=positive, negatives=negatives)

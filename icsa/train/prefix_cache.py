@@ -1,0 +1,141 @@
+"""Frozen-prefix cache: the output of the frozen backbone blocks, computed once per image.
+
+When blocks below the lowest trained block k are frozen, ``model.frozen_prefix(image)`` never
+changes during training, so the loop computes it once into a memory-mapped ``.npy`` per image
+list and trains / refreshes the mining cache through ``model.forward_from_prefix``. The files are
+a declared output of the run (``RUN/prefix_cache/*.npy`` plus a ``.json`` saying what they were
+computed from), reused when a run resumes, and safe to delete (they are rebuilt). float16 halves
+the disk and read cost; ``benchmarks/results/train.md`` records that it leaves recall unchanged.
+
+:class:`InputSource` hides whether a model input comes from the cache or from decoding images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from icsa.data import ImageDataset
+from icsa.io import atomic_path, write_json
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class InputSource:
+    """Model inputs for one image list: cached prefix rows, or decoded images."""
+
+    def __init__(self, dataset: ImageDataset, prefix: np.ndarray | None = None) -> None:
+        self.dataset = dataset
+        self.prefix = prefix
+
+    @property
+    def cached(self) -> bool:
+        return self.prefix is not None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get(self, indices: np.ndarray) -> torch.Tensor:
+        """Inputs of ``indices`` (any order, repeats allowed) as one float32 batch."""
+        if self.prefix is not None:
+            return torch.from_numpy(np.asarray(self.prefix[np.asarray(indices)], np.float32))
+        return torch.stack([self.dataset[int(i)][0] for i in indices])
+
+    def batches(
+        self, indices: np.ndarray, batch_size: int, num_workers: int = 0
+    ) -> Iterator[torch.Tensor]:
+        """Inputs of ``indices`` in order, ``batch_size`` at a time."""
+        if self.prefix is not None:
+            for start in range(0, len(indices), batch_size):
+                yield self.get(indices[start : start + batch_size])
+            return
+        subset = Subset(self.dataset, [int(i) for i in indices])
+        loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
+        for images, _ in loader:
+            yield images
+
+
+@torch.no_grad()
+def prefix_shape(model: torch.nn.Module, image_size: tuple[int, int]) -> tuple[int, ...]:
+    """Shape of one image's frozen prefix (one blank image through the frozen blocks)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    shape = tuple(model.frozen_prefix(torch.zeros(1, 3, *image_size, device=device)).shape[1:])
+    model.train(was_training)
+    return shape
+
+
+def _fingerprint(model: torch.nn.Module, dataset: ImageDataset, dtype: str) -> dict:
+    """What the cache depends on: the frozen weights' recipe, the image list, size and dtype."""
+    cfg = model.config
+    names = "\n".join(str(p) for p in dataset.paths).encode()
+    return {
+        "backbone": cfg["backbone"],
+        "weights": cfg["weights"],
+        "init_seed": cfg.get("init_seed", 0),
+        "lowest_trained_block": str(cfg["lowest_trained_block"]),
+        "image_size": list(dataset.image_size),
+        "dtype": dtype,
+        "num_images": len(dataset),
+        "paths_sha1": hashlib.sha1(names).hexdigest(),
+    }
+
+
+def open_or_build_prefix_cache(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    path: Path,
+    dtype: str,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Memory-map ``path`` (``.npy``) if it matches this model and image list, else build it."""
+    meta_path = path.with_suffix(".json")
+    fingerprint = _fingerprint(model, dataset, dtype)
+    if path.is_file() and meta_path.is_file():
+        if json.loads(meta_path.read_text()) == fingerprint:
+            return np.load(path, mmap_mode="r")
+    meta_path.unlink(missing_ok=True)
+    shape = (len(dataset), *prefix_shape(model, dataset.image_size))
+    was_training = model.training
+    model.eval()  # frozen blocks are in eval mode during training too (fixed BatchNorm)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        row = 0
+        with torch.no_grad():
+            for images, _ in tqdm(loader, desc=f"prefix cache {path.stem}", mininterval=5):
+                prefix = model.frozen_prefix(images.to(device)).float().cpu().numpy()
+                if dtype == "float16" and np.abs(prefix).max(initial=0.0) > FLOAT16_MAX:
+                    raise RuntimeError(
+                        f"prefix cache {path}: values exceed the float16 range "
+                        f"({np.abs(prefix).max():.3g}); set prefix_cache_dtype to 'float32'"
+                    )
+                out[row : row + len(prefix)] = prefix
+                row += len(prefix)
+        out.flush()
+        del out
+    model.train(was_training)
+    write_json(meta_path, fingerprint)
+    return np.load(path, mmap_mode="r")
+
+
+def plan_prefix_cache(
+    sizes: dict[str, int], bytes_per_image: int, budget_mb: float
+) -> dict[str, bool]:
+    """Which image lists to cache: in the given (priority) order, while the total fits."""
+    plan, used = {}, 0
+    for name, count in sizes.items():
+        need = count * bytes_per_image
+        plan[name] = used + need <= budget_mb * 2**20
+        used += need if plan[name] else 0
+    return plan

@@ -1,0 +1,115 @@
+"""Training recipe values (the NetVLAD recipe, DESIGN §2) as one frozen dataclass.
+
+Every number the training loop uses lives here so that Snakemake can pass the whole recipe as a
+JSON ``params:`` value and DVC can track it. Defaults follow pytorch-NetVlad (Arandjelović et al.):
+SGD lr 1e-4, momentum 0.9, weight decay 1e-3, lr halved every 5 epochs, 4 queries per batch,
+1000 sampled negatives of which the 10 hardest margin-violating ones are kept, a descriptor
+cache refreshed every 1000 queries, early stopping on validation Recall@5 after 10 epochs
+without improvement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icsa.errors import InputError
+
+PREFIX_CACHE_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The recipe; ``from_json`` accepts a JSON object with any subset of these keys."""
+
+    epochs: int = 30
+    batch_size: int = 4  # queries per step; each brings 1 positive and up to neg_kept negatives
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_step: int = 5  # StepLR step size in epochs
+    lr_gamma: float = 0.5
+    # Margin on non-squared L2 distances: pytorch-NetVlad's --margin 0.1 enters as sqrt(0.1).
+    margin: float = math.sqrt(0.1)
+    pos_radius: float = 10.0  # non-trivial training positives (metres, inclusive)
+    neg_radius: float = 25.0  # negatives lie strictly beyond this (metres)
+    neg_samples: int = 1000  # negatives drawn (with replacement) per query and step
+    neg_kept: int = 10  # hardest margin violators kept, and remembered for the next visit
+    cache_refresh: int = 1000  # queries between refreshes of the mining descriptor cache
+    patience: int = 10  # epochs without a better val Recall@5 before stopping
+    eval_batch_size: int = 16  # images per forward pass when filling caches and validating
+    num_workers: int = 0  # DataLoader workers for image decoding
+    amp: bool = False  # CUDA mixed precision (ignored on CPU)
+    validate_untrained: bool = True  # log val recall of the initial model as epoch 0
+    prefix_cache: bool = True  # cache the frozen prefix once per image (see prefix_cache.py)
+    prefix_cache_dtype: str = "float16"
+    prefix_cache_budget_mb: float = 8192.0
+
+    def __post_init__(self) -> None:
+        positive_ints = ("epochs", "batch_size", "lr_step", "neg_samples", "neg_kept",
+                         "cache_refresh", "eval_batch_size")
+        for key in positive_ints:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"train settings: {key}={value!r}, expected an integer >= 1")
+        for key in ("patience", "num_workers"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InputError(f"train settings: {key}={value!r}, expected an integer >= 0")
+        # lr is only required to be positive: a diverging lr is a legitimate (bad) recipe that
+        # the loop must catch as a non-finite loss, not a settings error.
+        for key in ("lr", "margin", "pos_radius", "neg_radius", "lr_gamma",
+                    "prefix_cache_budget_mb"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise InputError(f"train settings: {key}={value!r}, expected a number > 0")
+        for key in ("momentum", "weight_decay"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise InputError(f"train settings: {key}={value!r}, expected a number >= 0")
+        if self.pos_radius > self.neg_radius:
+            raise InputError(
+                f"train settings: pos_radius={self.pos_radius} > neg_radius={self.neg_radius}, "
+                "expected positives to lie inside the negative exclusion radius"
+            )
+        if self.prefix_cache_dtype not in PREFIX_CACHE_DTYPES:
+            raise InputError(
+                f"train settings: prefix_cache_dtype={self.prefix_cache_dtype!r}, "
+                f"expected one of {PREFIX_CACHE_DTYPES}"
+            )
+        for key in ("amp", "validate_untrained", "prefix_cache"):
+            if not isinstance(getattr(self, key), bool):
+                raise InputError(f"train settings: {key}={getattr(self, key)!r}, expected a bool")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "train settings") -> TrainSettings:
+        """Build from a mapping; unknown keys are an error (a typo must not pass silently)."""
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise InputError(f"{source}: unknown keys {unknown}; valid keys are {valid}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSettings:
+        """Parse a JSON object, or ``@path`` to a JSON file (the CLI's ``--settings``)."""
+        source = "--settings"
+        if text.startswith("@"):
+            path = Path(text[1:])
+            if not path.is_file():
+                raise InputError(f"--settings: file {path} not found, expected a JSON file")
+            source, text = str(path), path.read_text()
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as err:
+            raise InputError(f"{source}: not valid JSON ({err})") from err
+        return cls.from_dict(data, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,192 @@
+"""`icsa prepare check` and the dataset check: good folders pass, every bad input is named and
+nothing is written; `icsa prepare synthetic`'s settings parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from icsa.cli import main
+from icsa.cli.prepare import build_settings
+from icsa.data import FIELDS_10, check_dataset
+from icsa.errors import InputError
+from tests.test_datasets import make_dataset
+
+torch.set_num_threads(1)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_check_good_dataset_prints_summary_and_writes_index(tmp_path, capsys):
+    root = tmp_path / "pitts"
+    make_dataset(root, "pitts30k", {"train": (6, 4), "val": (5, 3), "test": (7, 2)})
+    index_path = tmp_path / "out" / "index.json"
+    rc, out, _ = run_cli(
+        ["prepare", "check", "--root", str(root), "--dataset", "pitts30k",
+         "--index-out", str(index_path), "--workers", "1"],
+        capsys,
+    )  # fmt: skip
+    assert rc == 0
+    assert out.splitlines()[:3] == [
+        "< pitts30k-train - #q: 4; #db: 6 >",
+        "< pitts30k-val - #q: 3; #db: 5 >",
+        "< pitts30k-test - #q: 2; #db: 7 >",
+    ]
+    index = json.loads(index_path.read_text())
+    assert index["dataset"] == "pitts30k" and index["root"] == str(root.resolve())
+    test = index["splits"]["test"]
+    assert (test["num_db"], test["num_q"], test["ok"]) == (7, 2, True)
+    assert test["image_size"] == [12, 16] and test["image_sizes"] == {"12x16": 9}
+    assert Path(test["mat"]) == (root / "datasets/pitts30k_test.mat").resolve()
+
+
+def test_check_with_a_process_pool_on_tokyotm(tmp_path):
+    # >= 64 images so that the pool path runs; one split only
+    make_dataset(tmp_path, "tokyotm", {"train": (50, 20), "val": (3, 3)}, hw=(8, 8))
+    index = check_dataset(tmp_path, "tokyotm", splits=["train"], workers=2)
+    assert list(index["splits"]) == ["train"]
+    assert index["splits"]["train"]["image_sizes"] == {"8x8": 70}
+
+
+def assert_fails_and_writes_nothing(tmp_path, root, dataset, pattern, capsys, splits=None):
+    index_path = tmp_path / "idx" / "index.json"
+    with pytest.raises(InputError, match=pattern):
+        check_dataset(root, dataset, splits=splits, workers=1, index_out=index_path)
+    argv = ["prepare", "check", "--root", str(root), "--dataset", dataset]
+    argv += ["--index-out", str(index_path), "--workers", "1"]
+    argv += ["--splits", *splits] if splits else []
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 2 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("icsa prepare: error: ") and str(root) in last
+    assert not (tmp_path / "idx").exists()  # nothing written, not even a temporary
+
+
+def test_missing_root_and_missing_mat(tmp_path, capsys):
+    assert_fails_and_writes_nothing(
+        tmp_path, tmp_path / "absent", "tokyo247",
+        r"absent: dataset root not found.*datasets/tokyo247\.mat.*NetVLAD authors", capsys,
+    )  # fmt: skip
+    make_dataset(tmp_path / "p", "pitts250k", {"train": (2, 2), "test": (2, 2)})
+    assert_fails_and_writes_nothing(
+        tmp_path, tmp_path / "p", "pitts250k", r"pitts250k_val\.mat: dbStruct file not found",
+        capsys,
+    )  # fmt: skip
+
+
+def test_bad_mat_files(tmp_path, capsys):
+    root = tmp_path / "p"
+    db = make_dataset(root, "pitts30k", {"test": (4, 3)})["test"]
+    mat = root / "datasets/pitts30k_test.mat"
+
+    def save(fields, values):
+        struct = np.empty((1, 1), dtype=[(f, object) for f in fields])
+        for f in fields:
+            struct[0, 0][f] = values[f]
+        scipy.io.savemat(mat, {"dbStruct": struct})
+
+    values = scipy.io.loadmat(mat)["dbStruct"][0, 0]
+    values = {f: values[f] for f in FIELDS_10}
+    scipy.io.savemat(mat, {"notIt": np.ones(2)})
+    assert_fails_and_writes_nothing(
+        tmp_path, root, "pitts30k", r"pitts30k_test\.mat: no variable 'dbStruct'", capsys,
+        splits=["test"],
+    )  # fmt: skip
+    save([f for f in FIELDS_10 if f != "posDistThr"], values)
+    assert_fails_and_writes_nothing(
+        tmp_path, root, "pitts30k",
+        r"pitts30k_test\.mat: dbStruct lacks field\(s\) \['posDistThr'\]", capsys, splits=["test"],
+    )  # fmt: skip
+    save(FIELDS_10, {**values, "numQueries": np.array([[db.num_q + 2.0]])})
+    assert_fails_and_writes_nothing(
+        tmp_path, root, "pitts30k", r"pitts30k_test\.mat: query counts disagree: num=5, 3 image",
+        capsys, splits=["test"],
+    )  # fmt: skip
+
+
+def test_missing_and_undecodable_images_are_counted_and_named(tmp_path, capsys):
+    root = tmp_path / "p"
+    db = make_dataset(root, "pitts30k", {"test": (12, 4)})["test"]
+    for name in db.db_images[:7]:
+        (root / name).unlink()
+    (root / "queries_real" / db.q_images[1]).write_bytes(b"not a jpeg")
+    full = root / db.db_images[9]
+    full.write_bytes(full.read_bytes()[:60])  # truncated JPEG: the header opens, pixels do not
+    first_five = ", ".join(db.db_images[:5])
+    assert_fails_and_writes_nothing(
+        tmp_path, root, "pitts30k", rf"7 of 16 images are missing \(first: {first_five}\); "
+        rf"2 of 16 images do not decode \(first: queries_real/{db.q_images[1]} \(.*\), "
+        rf"{db.db_images[9]} \(.*\)\)", capsys,
+        splits=["test"],
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    width: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    size: int = 1
+    fov: tuple[float, float] = (1.0, 2.0)
+    inner: Inner = Inner()
+
+
+def test_build_settings_reports_unknown_keys_and_converts_lists(tmp_path, capsys):
+    got = build_settings(Toy, {"size": 3, "fov": [5, 6], "inner": {"width": 9}})
+    assert got == Toy(3, (5, 6), Inner(9))
+    with pytest.raises(
+        InputError, match=r"unknown Toy key\(s\) \['colour'\]; valid keys: \['size'"
+    ):
+        build_settings(Toy, {"colour": 1})
+    with pytest.raises(InputError, match=r"--settings.inner: unknown key\(s\) \['height'\]"):
+        build_settings(Toy, {"inner": {"height": 2}})
+    bad = tmp_path / "s.json"
+    bad.write_text("[1, 2]")
+    rc, _, err = run_cli(["prepare", "synthetic", "--out", str(tmp_path / "o"),
+                          "--settings", f"@{bad}"], capsys)  # fmt: skip
+    assert rc == 2 and "expected an object" in err and not (tmp_path / "o").exists()
+
+
+def test_synthetic_settings_errors_list_valid_keys(tmp_path, capsys):
+    settings = pytest.importorskip("icsa.data.synthetic")
+    if not hasattr(settings, "CitySettings"):
+        pytest.skip("icsa.data.synthetic.CitySettings has not landed yet")
+    rc, _, err = run_cli(["prepare", "synthetic", "--out", str(tmp_path / "o"),
+                          "--settings", '{"no_such_knob": 1}'], capsys)  # fmt: skip
+    assert rc == 2 and "no_such_knob" in err and "valid keys" in err
+    assert "train_db" in err or dataclasses.fields(settings.CitySettings)[0].name in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_synthetic_cli_output_passes_the_check(tmp_path, capsys):
+    """End to end: `icsa prepare synthetic` on a tiny city, then `icsa prepare check` on it."""
+    synthetic = pytest.importorskip("icsa.data.synthetic")
+    if not hasattr(synthetic, "generate"):
+        pytest.skip("icsa.data.synthetic.generate has not landed yet")
+    known = {f.name for f in dataclasses.fields(synthetic.CitySettings)}
+    tiny = {k: v for k, v in {
+        "train_db": 8, "train_q": 4, "val_db": 8, "val_q": 4, "test_db": 8, "test_q": 4,
+        "tokyo_train_db": 8, "tokyo_train_q": 4, "tokyo_val_db": 8, "tokyo_val_q": 4,
+        "image_height": 24, "image_width": 32,
+    }.items() if k in known}  # fmt: skip
+    out = tmp_path / "city"
+    rc, text, _ = run_cli(
+        ["prepare", "synthetic", "--out", str(out), "--seed", "0", "--settings", json.dumps(tiny)],
+        capsys,
+    )
+    assert rc == 0 and "< pitts30k-test - #q: " in text
+    for dataset in ("pitts30k", "tokyotm"):
+        index = check_dataset(out / dataset, dataset, workers=1)
+        assert all(info["ok"] for info in index["splits"].values())

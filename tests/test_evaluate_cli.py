@@ -1,0 +1,129 @@
+"""`icsa extract` → `icsa pca fit` → `icsa evaluate` on a tiny fake Pitts30k; bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from icsa.cli import main
+from icsa.data import DbStruct, positives_within, write_dbstruct
+from icsa.evaluate import recall_at_n
+from icsa.models import build_model
+from icsa.train.checkpoint import save_checkpoint
+
+RUN = "pitts30k-resnet18-icsa-bnone-s0"
+NUM_DB, NUM_Q = 12, 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A Pitts30k-layout folder (queries are noisy views of database places) and a checkpoint."""
+    root = tmp_path_factory.mktemp("pitts")
+    rng = np.random.default_rng(0)
+    scenes = rng.integers(0, 256, (NUM_DB, 48, 64, 3)).astype(np.int16)
+    db_names = [f"000/db{i:02d}.png" for i in range(NUM_DB)]
+    q_names = [f"q{i:02d}.png" for i in range(NUM_Q)]
+    for name, pixels in zip(db_names, scenes):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.astype(np.uint8)).save(root / name)
+    (root / "queries_real").mkdir()
+    for i, name in enumerate(q_names):
+        noisy = np.clip(scenes[2 * i] + rng.integers(-20, 21, scenes[0].shape), 0, 255)
+        Image.fromarray(noisy.astype(np.uint8)).save(root / "queries_real" / name)
+    db_utm = np.stack([np.arange(NUM_DB) * 100.0, np.zeros(NUM_DB)], axis=1)
+    q_utm = db_utm[0 : 2 * NUM_Q : 2] + [15.0, 20.0]  # exactly 25 m from their scene
+    q_utm[-1] = [5000.0, 5000.0]  # the last query has no positive
+    write_dbstruct(root / "datasets" / "pitts30k_test.mat", DbStruct(
+        "test", db_names, db_utm, q_names, q_utm, NUM_DB, NUM_Q, 25.0, 625.0, 100.0,
+    ))  # fmt: skip
+    model = build_model("resnet18", "icsa", num_clusters=4, image_size=(64, 64), init_seed=0)
+    ckpt = root / "checkpoint_best.pt"
+    save_checkpoint(ckpt, {"model_state": model.state_dict(), "model_config": model.config})
+    return root, ckpt, db_utm, q_utm
+
+
+def _extract(root, ckpt, out, *extra):
+    return main(["extract", "--checkpoint", str(ckpt), "--root", str(root), "--dataset",
+                 "pitts30k", "--split", "test", "--out-db", str(out / "x-db.npy"), "--out-q",
+                 str(out / "x-q.npy"), "--batch-size", "4", "--workers", "0", *extra])  # fmt: skip
+
+
+def _evaluate(root, db, q, out, *extra):
+    return main(["evaluate", "--root", str(root), "--dataset", "pitts30k", "--split", "test",
+                 "--db", str(db), "--q", str(q), "--model-id", RUN, "--out-metrics",
+                 str(out / "m.json"), "--out-perquery", str(out / "m.npz"), *extra])  # fmt: skip
+
+
+def test_round_trip(world, tmp_path):
+    root, ckpt, db_utm, q_utm = world
+    assert _extract(root, ckpt, tmp_path, "--run", RUN, "--expect", "num_clusters=4") == 0
+    db, q = np.load(tmp_path / "x-db.npy"), np.load(tmp_path / "x-q.npy")
+    assert db.shape == (NUM_DB, 2048) and q.shape == (NUM_Q, 2048)
+    assert _evaluate(root, tmp_path / "x-db.npy", tmp_path / "x-q.npy", tmp_path) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert {k: metrics[k] for k in ("model", "dataset", "split", "num_db", "num_q", "dim")} == {
+        "model": RUN, "dataset": "pitts30k", "split": "test", "num_db": NUM_DB, "num_q": NUM_Q,
+        "dim": 2048,
+    }  # fmt: skip
+    expected = recall_at_n(db, q, db_utm, q_utm)
+    assert metrics["recalls"] == {str(n): r for n, r in expected.items()}
+    assert metrics["queries_without_positive"] == 1 and metrics["threshold"] == 25.0
+    assert metrics["recalls"]["20"] == pytest.approx(5 / 6)  # all found but the one without
+    assert "search_s" in metrics["timings"]
+    per = np.load(tmp_path / "m.npz")
+    assert per["indices"].shape == per["distances"].shape == (NUM_Q, NUM_DB)  # k capped at N
+    positives = positives_within(db_utm, q_utm, 25.0)
+    for i, rank in enumerate(per["first_hit_rank"]):
+        hits = [r for r, j in enumerate(per["indices"][i]) if j in positives[i]]
+        assert rank == (hits[0] if hits else -1)
+    for n, found in metrics["found"].items():
+        ranks = per["first_hit_rank"]
+        assert found == int(((ranks >= 0) & (ranks < int(n))).sum())
+
+    # PCA whitening fitted on (here) the database descriptors, applied to both sides.
+    assert main(["pca", "fit", "--db", str(tmp_path / "x-db.npy"), "--dim", "5", "--out",
+                 str(tmp_path / "pca.npz")]) == 0  # fmt: skip
+    assert _evaluate(root, tmp_path / "x-db.npy", tmp_path / "x-q.npy", tmp_path, "--pca",
+                     str(tmp_path / "pca.npz"), "--ns", "1", "3") == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["dim"] == 5 and metrics["descriptor_dim"] == 2048
+    assert set(metrics["recalls"]) == {"1", "3"}
+
+
+def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
+    root, ckpt, _, _ = world
+    # A checkpoint for another model: names the differing keys.
+    assert _extract(root, ckpt, tmp_path, "--run", "pitts30k-vgg16-icsa-b5-s0") == 2
+    err = capsys.readouterr().err
+    assert "backbone: expected 'vgg16', found 'resnet18'" in err and "lowest_trained_block" in err
+    assert not (tmp_path / "x-db.npy").exists()
+
+    rng = np.random.default_rng(1)
+    db = rng.standard_normal((NUM_DB, 16)).astype(np.float32)
+    q = rng.standard_normal((NUM_Q, 16)).astype(np.float32)
+    for name, arr in {"db": db, "q": q, "q8": q[:, :8].copy(), "nan": db.copy()}.items():
+        if name == "nan":
+            arr[[2, 7], 3] = np.nan
+        np.save(tmp_path / f"{name}.npy", arr)
+    cases = [
+        ("q.npy", "q.npy", f"q.npy: {NUM_Q} rows, expected {NUM_DB}"),
+        ("nan.npy", "q.npy", "nan.npy: 2 rows contain NaN"),
+        ("db.npy", "q8.npy", "dims differ"),
+        ("db.npy", "missing.npy", "missing.npy not found"),
+    ]
+    for db_name, q_name, message in cases:
+        assert _evaluate(root, tmp_path / db_name, tmp_path / q_name, tmp_path) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.json").exists()

@@ -1,0 +1,68 @@
+"""Evaluation: descriptors of an evaluation set, then Recall@N and per-query ranks.
+
+An evaluation set is "{dataset}-{split}" (e.g. pitts30k-test, tokyotm-val); the model comes from
+the run's best checkpoint.
+"""
+
+
+rule extract:
+    input:
+        checkpoint=CHECKPOINT,
+        index=evalset_index,
+    output:
+        db=DESCRIPTORS_DB,
+        q=DESCRIPTORS_Q,
+    log:
+        f"{LOGS}/extract/{RUN}/{{evalset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract/{RUN}/{{evalset}}.tsv"
+    params:
+        root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
+        dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
+        split=lambda wildcards: split_evalset(wildcards.evalset)[1],
+        dtype=config["extract"]["dtype"],
+        batch_size=config["extract"]["batch_size"],
+        workers=config["extract"]["workers"],
+        device=job_device("extract"),
+        gpu=gpu_prefix("extract"),
+    threads: job_threads("extract")
+    resources:
+        **job_resources("extract"),
+    conda:
+        ENV
+    shell:
+        "{params.gpu}icsa extract --checkpoint {input.checkpoint} --root {params.root:q}"
+        " --dataset {params.dataset} --split {params.split}"
+        " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
+        " --batch-size {params.batch_size} --workers {params.workers}"
+        " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        db=DESCRIPTORS_DB,
+        q=DESCRIPTORS_Q,
+        index=evalset_index,
+    output:
+        metrics=METRICS,
+        perquery=PERQUERY,
+    log:
+        f"{LOGS}/evaluate/{RUN}/{{evalset}}.log",
+    params:
+        root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
+        dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
+        split=lambda wildcards: split_evalset(wildcards.evalset)[1],
+        run=lambda wildcards: RUN.format(**wildcards),
+        ns=" ".join(str(n) for n in config["evaluate"]["ns"]),
+        threshold=config["evaluate"]["threshold"],
+    threads: job_threads("evaluate")
+    resources:
+        **job_resources("evaluate"),
+    conda:
+        ENV
+    shell:
+        "icsa evaluate --root {params.root:q} --dataset {params.dataset} --split {params.split}"
+        " --db {input.db} --q {input.q} --model-id {params.run} --ns {params.ns}"
+        " --threshold {params.threshold} --out-metrics {output.metrics}"
+        " --out-perquery {output.perquery} --device cpu"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"

@@ -1,0 +1,46 @@
+"""Data: render the synthetic city (embedded default) and check every dataset before training.
+
+`check_dataset` writes an index JSON per dataset; every later step depends on it, so a missing
+or broken image fails here, in seconds, not hours into a training run.
+"""
+
+
+if config.get("synthetic"):
+
+    rule prepare_synthetic:
+        output:
+            directory(config["synthetic"]["out"]),
+        log:
+            f"{LOGS}/prepare/synthetic.log",
+        benchmark:
+            f"{BENCHMARKS}/prepare/synthetic.tsv"
+        params:
+            seed=config["synthetic"]["seed"],
+            settings=json.dumps(config["synthetic"]["settings"], sort_keys=True),
+        threads: job_threads("prepare")
+        resources:
+            **job_resources("prepare"),
+        conda:
+            ENV
+        shell:
+            "icsa prepare synthetic --out {output} --seed {params.seed}"
+            " --settings {params.settings:q} --threads {resources.cpus_per_task} > {log} 2>&1"
+
+
+rule check_dataset:
+    input:
+        dataset_source,
+    output:
+        INDEX,
+    log:
+        f"{LOGS}/check/{{dataset}}.log",
+    params:
+        root=lambda wildcards: dataset_root(wildcards.dataset),
+    threads: job_threads("prepare")
+    resources:
+        **job_resources("prepare"),
+    conda:
+        ENV
+    shell:
+        "icsa prepare check --root {params.root:q} --dataset {wildcards.dataset}"
+        " --index-out {output} --workers {resources.cpus_per_task} > {log} 2>&1"
