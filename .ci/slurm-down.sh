@@ -9,7 +9,8 @@ stop() {  # stop NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
     local name="$1" pidfile="$2" pid
     [ -s "$pidfile" ] || return 0
     pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
+    # Only if that pid is still the daemon (not a stale file whose pid was reused).
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
         kill -TERM "$pid" 2>/dev/null
         for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null

@@ -33,14 +33,21 @@ from icsa.errors import InputError
 
 DEVICES_ENV = "ICSA_GPU_DEVICES"
 DEFAULT_LOCK_DIR = "/tmp/icsa-gpu-locks"
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
 def parse_devices(spec: str, source: str = "--devices") -> list[str]:
-    """``"3"`` → ``["0", "1", "2"]``; ``"0,2"``, ``"3,"`` (device 3 alone) or ``"GPU-ab12,GPU-cd34"``
-    → the listed ids. A bare number is a count, hence the trailing comma for one device id."""
+    """Device ids from ``--devices``: ``"3"`` → ``["0", "1", "2"]``; ``"0,2"``, ``"3,"`` or
+    ``"GPU-ab12,GPU-cd34"`` → the listed ids. A bare number is a count, hence ``"3,"`` for the
+    single device 3."""
     text = spec.strip()
     if text.isdigit() and "," not in text:
         count = int(text)
@@ -106,7 +113,9 @@ def try_lock(lock_dir: str | os.PathLike, devices: Sequence[str]) -> tuple[str, 
 
 @contextlib.contextmanager
 def acquire_device(
-    devices: Sequence[str], lock_dir: str | os.PathLike, poll: float = 0.5,
+    devices: Sequence[str],
+    lock_dir: str | os.PathLike,
+    poll: float = 0.5,
     timeout: float | None = None,
 ) -> Iterator[tuple[str, int]]:
     """Hold one free device (waiting, polling every ``poll`` s) for the ``with`` block."""
@@ -138,7 +147,10 @@ def run_child(cmd: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int
     try:
         # Own process group, so a terminal's Ctrl-C reaches the child once (forwarded by us).
         child = subprocess.Popen(
-            list(cmd), env=dict(env), pass_fds=tuple(pass_fds), start_new_session=True,
+            list(cmd),
+            env=dict(env),
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
     except FileNotFoundError as err:
@@ -155,8 +167,12 @@ def run_child(cmd: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int
 
 
 def run_on_device(
-    cmd: Sequence[str], devices: str | None = None, lock_dir: str | os.PathLike = DEFAULT_LOCK_DIR,
-    poll: float = 0.5, timeout: float | None = None, env: Mapping[str, str] | None = None,
+    cmd: Sequence[str],
+    devices: str | None = None,
+    lock_dir: str | os.PathLike = DEFAULT_LOCK_DIR,
+    poll: float = 0.5,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Run ``cmd`` on one free GPU (``CUDA_VISIBLE_DEVICES``); returns its exit status."""
     env = dict(os.environ if env is None else env)

@@ -277,3 +277,6 @@ def test_analysis_cli_retrieval_curves_table(tiny, tmp_path):
         )
         == 2
     )
+    t = str(tmp_path / "t.csv")
+    args = ["analysis", "table-html", "--csv", t, t, "--title", "A", "--out", "a.html", "b.html"]
+    assert main(args) == 2  # one title for two tables

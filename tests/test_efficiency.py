@@ -34,6 +34,8 @@ def test_rows_have_paper_sizes_and_times() -> None:
     for row in rows:
         assert row["time_ms_median"] > 0 and row["time_ms_iqr"] >= 0
         assert (row["batch_size"], row["device"], row["repeats"]) == (1, "cpu", 3)
+    cpu_rows = measure_modules(["ia"], batch_size=2, repeats=2, clock="cpu")
+    assert cpu_rows[0]["clock"] == "cpu" and cpu_rows[0]["time_ms_median"] > 0
 
 
 def test_summarise_median_and_iqr() -> None:
@@ -43,6 +45,8 @@ def test_summarise_median_and_iqr() -> None:
 def test_unknown_module_is_input_error() -> None:
     with pytest.raises(InputError, match="icsa-folded"):
         measure_modules(["nope"], repeats=1)
+    with pytest.raises(InputError, match="clock"):
+        measure_modules(["ia"], repeats=1, clock="gpu")
 
 
 def test_cli_writes_json_atomically(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     rng = np.random.default_rng(1)
     db = rng.standard_normal((NUM_DB, 16)).astype(np.float32)
     q = rng.standard_normal((NUM_Q, 16)).astype(np.float32)
-    for name, arr in {"db": db, "q": q, "q8": q[:, :8].copy(), "nan": db.copy()}.items():
+    arrays = {"db": db, "q": q, "db8": db[:, :8].copy(), "q8": q[:, :8].copy(), "nan": db.copy()}
+    for name, arr in arrays.items():
         if name == "nan":
             arr[[2, 7], 3] = np.nan
         np.save(tmp_path / f"{name}.npy", arr)
@@ -126,4 +127,11 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
         assert _evaluate(root, tmp_path / db_name, tmp_path / q_name, tmp_path) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    # A PCA fitted on descriptors of another model (16-D) for 8-D descriptors.
+    assert main(["pca", "fit", "--db", str(tmp_path / "db.npy"), "--dim", "4", "--out",
+                 str(tmp_path / "pca16.npz")]) == 0  # fmt: skip
+    capsys.readouterr()
+    pca = ["--pca", str(tmp_path / "pca16.npz")]
+    assert _evaluate(root, tmp_path / "db8.npy", tmp_path / "q8.npy", tmp_path, *pca) == 2
+    assert "fitted on 16-D descriptors, but" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()

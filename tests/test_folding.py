@@ -46,7 +46,7 @@ def test_folded_model_gives_the_same_descriptors(backbone: str, attention: str) 
         want, got = model(x), folded(x)
         plain = model.netvlad(model.backbone(x))  # the model with its attention just dropped
     assert isinstance(folded.attention, nn.Identity)
-    assert folded.config["attention"] == "none" and folded.config["folded_from"] == attention
+    assert folded.config["attention"] == "none" and folded.folded_from == attention
     assert sum(p.numel() for p in folded.parameters()) == sum(
         p.numel() for n, p in model.named_parameters() if not n.startswith("attention.")
     )
@@ -55,6 +55,11 @@ def test_folded_model_gives_the_same_descriptors(backbone: str, attention: str) 
     assert _rel_err(plain, want) > 1e-2  # the channel weights matter: folding is not a no-op
     for k, v in model.state_dict().items():  # the original is left untouched
         assert torch.equal(v, before[k]), k
+    # A checkpoint of the folded model reloads as a plain model with attention none.
+    rebuilt = build_model(**folded.config).eval()
+    rebuilt.load_state_dict(folded.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), got)
 
 
 def test_non_positive_spatial_weights_refuse_to_fold() -> None:

@@ -103,8 +103,10 @@ def test_resolve_devices_precedence(tmp_path, monkeypatch):
 def test_more_jobs_than_devices_never_share_one(tmp_path):
     """3 devices, 7 parallel jobs: every job gets a device, none shares one at any time."""
     outs = [tmp_path / f"job{i}.json" for i in range(7)]
-    procs = [start_wrapper(tmp_path / "locks", "0,1,2", sys.executable, "-c", RECORD, str(out),
-                           "0.3") for out in outs]
+    procs = [
+        start_wrapper(tmp_path / "locks", "0,1,2", sys.executable, "-c", RECORD, str(out), "0.3")
+        for out in outs
+    ]
     for proc in procs:
         proc.join(timeout=120)
     assert [p.exitcode for p in procs] == [0] * 7
@@ -117,8 +119,9 @@ def test_more_jobs_than_devices_never_share_one(tmp_path):
 
 
 def test_failing_job_returns_its_status_and_releases(tmp_path):
-    code = run_on_device([sys.executable, "-c", "raise SystemExit(7)"], devices="1",
-                         lock_dir=tmp_path)
+    code = run_on_device(
+        [sys.executable, "-c", "raise SystemExit(7)"], devices="1", lock_dir=tmp_path
+    )
     assert code == 7 and is_free(tmp_path, "0")
     killed = run_on_device(["sh", "-c", "kill -9 $$"], devices="1", lock_dir=tmp_path)
     assert killed == 128 + signal.SIGKILL and is_free(tmp_path, "0")
@@ -138,11 +141,18 @@ def test_busy_device_waits_and_times_out(tmp_path):
         os.close(held[1])
 
 
-def _start_holder(tmp_path: Path, marker: Path) -> multiprocessing.Process:
-    child = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
+def _start_holder(
+    tmp_path: Path, marker: Path, ignore_term: bool = False
+) -> multiprocessing.Process:
+    """A wrapper holding device 0 for a child that writes its pid to ``marker``, then sleeps."""
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_term else ""
+    child = (
+        f"import os, pathlib, signal, time; {ignore}"
+        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid())); time.sleep(60)"
+    )
     proc = start_wrapper(tmp_path / "locks", "1", sys.executable, "-c", child)
     deadline = time.monotonic() + 60
-    while not marker.exists():
+    while not (marker.exists() and marker.read_text()):
         assert proc.is_alive() and time.monotonic() < deadline, "holder never started"
         time.sleep(0.05)
     assert not is_free(tmp_path / "locks", "0")
@@ -164,6 +174,19 @@ def test_sigkill_of_the_wrapper_releases_the_device(tmp_path):
     _wait_free(tmp_path / "locks", "0")
 
 
+def test_device_stays_taken_while_an_orphaned_child_runs(tmp_path):
+    """Wrapper killed, child survives (ignores SIGTERM): the child's copy of the lock keeps the
+    device taken until the child itself ends."""
+    marker = tmp_path / "started"
+    proc = _start_holder(tmp_path, marker, ignore_term=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=10)
+    time.sleep(0.5)
+    assert not is_free(tmp_path / "locks", "0")
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    _wait_free(tmp_path / "locks", "0")
+
+
 def test_sigterm_is_forwarded_and_releases(tmp_path):
     proc = _start_holder(tmp_path, tmp_path / "started")
     os.kill(proc.pid, signal.SIGTERM)
@@ -173,8 +196,11 @@ def test_sigterm_is_forwarded_and_releases(tmp_path):
 
 
 def test_inside_slurm_uses_the_granted_devices(tmp_path):
-    show = [sys.executable, "-c",
-            "import os; raise SystemExit(int(os.environ['CUDA_VISIBLE_DEVICES']))"]
+    show = [
+        sys.executable,
+        "-c",
+        "import os; raise SystemExit(int(os.environ['CUDA_VISIBLE_DEVICES']))",
+    ]
     env = {**os.environ, "SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "3"}
     env.pop("ICSA_GPU_DEVICES", None)
     assert run_on_device(show, lock_dir=tmp_path, env=env) == 3
@@ -213,7 +239,10 @@ def test_snakemake_gpu_resources_with_allocator(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
     result = subprocess.run(
         [str(snakemake), "--cores", "4", "--resources", "gpu=2", "--quiet", "all"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = load_records(sorted((tmp_path / "out").glob("*.json")))

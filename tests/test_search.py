@@ -92,6 +92,8 @@ def test_plan_search_keeps_whole_tiles_within_budget():
     assert plan.shard_rows % plan.tile_rows == 0 and plan.query_chunk % plan.query_tile == 0
     assert plan.shard_rows * 32_768 * 4 <= 1024 * 2**20 * 0.5
     assert plan_search(100, 10, 8).shard_rows == 1024  # one tile covers a small database
+    assert plan_search(10_000, 10, 8).shard_rows == 10_240  # the whole database, in tiles
+    assert plan_search(10_000, 10, 8, shard_rows=3000).shard_rows == 2048
 
 
 def test_merge_topk_puts_empty_slots_last():
@@ -110,3 +112,23 @@ def test_bad_inputs_are_input_errors():
         search(db, np.zeros((3, 8), np.float32), 0)
     with pytest.raises(InputError, match="memory_budget_mb"):
         search(db, np.zeros((3, 8), np.float32), 2, memory_budget_mb=0)
+
+
+def _rss_file_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+def test_read_rows_copies_and_releases_memmap_pages(tmp_path):
+    from icsa.evaluate.memmap import read_rows
+
+    data = np.random.default_rng(4).standard_normal((2048, 2048)).astype(np.float32)  # 16 MB
+    np.save(tmp_path / "big.npy", data)
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    before = _rss_file_kb()
+    blocks = [read_rows(mm, s, s + 512) for s in range(0, 2048, 512)]
+    assert all(not isinstance(b, np.memmap) and b.flags.c_contiguous for b in blocks)
+    assert np.array_equal(np.concatenate(blocks), data)
+    assert _rss_file_kb() - before < 8 * 1024  # the 16 MB file did not stay resident
+    float(mm.sum())  # touching every page the ordinary way does keep it resident
+    assert _rss_file_kb() - before > 12 * 1024

@@ -14,9 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slurm
@@ -27,9 +27,21 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # This SLURM has no accounting daemon: job states come from squeue, no account is given. Short
 # polling intervals keep the test quick; --retries 0 so a failure is not hidden by a retry.
 SLURM_ARGS = [
-    "--profile", str(PROFILE), "--slurm-status-command", "squeue", "--slurm-no-account",
-    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-    "--latency-wait", "10", "--retries", "0", "--jobs", "4",
+    "--profile",
+    str(PROFILE),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+    "--latency-wait",
+    "10",
+    "--retries",
+    "0",
+    "--jobs",
+    "4",
 ]
 
 
@@ -38,8 +50,9 @@ def slurm_unavailable() -> str | None:
     if shutil.which("sinfo") is None:
         return "no SLURM client (sinfo) on PATH; run .ci/slurm-up.sh"
     try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True,
-                             timeout=20)
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         return "sinfo timed out: no SLURM controller reachable"
     if out.returncode != 0:
@@ -64,8 +77,14 @@ def run_env() -> dict[str, str]:
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, *args], cwd=workdir, env=run_env(), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [SNAKEMAKE, *args],
+        cwd=workdir,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -76,50 +95,65 @@ def slurm_jobs(run_output: str) -> list[dict[str, str]]:
     assert run_id, "no SLURM run ID in Snakemake's output: the slurm executor did not run"
     out = subprocess.run(
         ["squeue", "--states=all", "-h", "--name", run_id.group(1), "-o", "%i|%k|%C|%m|%l|%T"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     keys = ("jobid", "comment", "cpus", "mem", "timelimit", "state")
     return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
 
 
-SNAKEFILE = textwrap.dedent(
-    """
-    rule all:
-        input: "sum.json"
-    rule numbers:
-        output: "numbers.json"
-        threads: 1
-        resources: mem_mb=200, runtime=5
-        shell: "python -c 'import json, os; json.dump({{\\"job\\": os.environ.get(\\"SLURM_JOB_ID\\"), "
-               "\\"values\\": [i * i for i in range(100)]}}, open(\\"{output}\\", \\"w\\"))'"
-    rule total:
-        input: "numbers.json"
-        output: "sum.json"
-        threads: 2
-        resources: mem_mb=300, runtime=7
-        shell: "python -c 'import json, os; v = json.load(open(\\"{input}\\"))[\\"values\\"]; "
-               "json.dump({{\\"sum\\": sum(v), \\"cpus\\": os.environ.get(\\"SLURM_CPUS_PER_TASK\\")}}, "
-               "open(\\"{output}\\", \\"w\\"))'"
-    """
-)
+RUN = "pitts30k-vgg16-icsa-b5-s0"
+TARGET = f"results/metrics/{RUN}/pitts30k-test.json"
+# Per-step sizes on top of config/tiny.yaml, to see them reach sbatch. One CPU per job, so that
+# the local run (--cores 1) uses the same thread count and gives bit-identical numbers.
+EXTRA_CONFIG = "resources:\n  train: {cpus: 1, mem_mb: 1500, runtime: 12}\n"
+WORKFLOW_ARGS = ["-s", str(REPO / "workflow" / "Snakefile"), "--configfile",
+                 str(REPO / "config" / "tiny.yaml"), "extra.yaml", "--", TARGET]
 
 
-def test_jobs_run_in_slurm_with_their_declared_resources(slurm, tmp_path):
-    """Two rules through `--executor slurm`: each job is a SLURM job sized as the rule says."""
+def without_timings(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key != "timings"}
+
+
+def test_tiny_workflow_through_slurm_equals_local_run(slurm, tmp_path):
+    """kmeans → train → extract → evaluate of one tiny run as SLURM jobs; metrics == local."""
+    if not (REPO / "workflow" / "Snakefile").exists() or not (REPO / "config" / "tiny.yaml").exists():
+        pytest.skip("workflow/Snakefile or config/tiny.yaml missing")
     for name in ("cluster", "local"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "Snakefile").write_text(SNAKEFILE)
-    result = snakemake(tmp_path / "cluster", *SLURM_ARGS)
-    jobs = {job["comment"]: job for job in slurm_jobs(result.stdout + result.stderr)}
-    assert set(jobs) == {"rule_numbers", "rule_total"}
-    assert all(job["state"] == "COMPLETED" for job in jobs.values()), jobs
-    assert (jobs["rule_numbers"]["cpus"], jobs["rule_numbers"]["mem"]) == ("1", "200M")
-    assert (jobs["rule_total"]["cpus"], jobs["rule_total"]["mem"]) == ("2", "300M")
-    assert jobs["rule_total"]["timelimit"] == "7:00"
-    numbers = json.loads((tmp_path / "cluster" / "numbers.json").read_text())
-    assert numbers["job"] == jobs["rule_numbers"]["jobid"]  # it ran inside that SLURM job
-    cluster = json.loads((tmp_path / "cluster" / "sum.json").read_text())
-    assert cluster["cpus"] == "2"
-    snakemake(tmp_path / "local", "--cores", "2")
-    local = json.loads((tmp_path / "local" / "sum.json").read_text())
-    assert cluster["sum"] == local["sum"] == sum(i * i for i in range(100))
+        (tmp_path / name / "extra.yaml").write_text(EXTRA_CONFIG)
+    # Both runs at once: the SLURM jobs and the local ones each take one CPU.
+    cluster_proc = subprocess.Popen(
+        [SNAKEMAKE, *SLURM_ARGS, *WORKFLOW_ARGS], cwd=tmp_path / "cluster", env=run_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        snakemake(tmp_path / "local", "--cores", "1", *WORKFLOW_ARGS)
+        cluster_out, _ = cluster_proc.communicate(timeout=900)
+    finally:
+        if cluster_proc.poll() is None:
+            cluster_proc.kill()
+    assert cluster_proc.returncode == 0, cluster_out[-4000:]
+
+    jobs = slurm_jobs(cluster_out)
+    by_rule = {job["comment"]: job for job in jobs}
+    assert {"rule_kmeans", "rule_train", "rule_extract", "rule_evaluate"} <= set(by_rule), jobs
+    assert all(job["state"] == "COMPLETED" for job in jobs), jobs
+    # The sizes each rule declared from the config are what SLURM allocated.
+    assert (by_rule["rule_train"]["mem"], by_rule["rule_train"]["timelimit"]) == ("1500M", "12:00")
+    assert (by_rule["rule_evaluate"]["mem"], by_rule["rule_evaluate"]["timelimit"]) == (
+        "1000M", "10:00")
+    assert all(job["cpus"] == "1" for job in jobs)
+
+    cluster, local = (json.loads((tmp_path / n / TARGET).read_text()) for n in ("cluster", "local"))
+    assert without_timings(cluster) == without_timings(local)
+    assert cluster["num_q"] > 0 and set(cluster["recalls"]) == {"1", "5", "10", "20"}
+    ranks = [np.load(tmp_path / n / TARGET.replace(".json", "-perquery.npz")) for n in
+             ("cluster", "local")]
+    for key in ("indices", "first_hit_rank"):
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
+    descriptors = f"results/descriptors/{RUN}/pitts30k-test-q.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / "cluster" / descriptors),
+                                  np.load(tmp_path / "local" / descriptors))

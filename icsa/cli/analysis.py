@@ -8,7 +8,7 @@
     icsa analysis retrieval --perquery X.npz --dataset-root R --dataset D --split S \
         --out-png P --out-csv C                                                         (Fig. 4)
     icsa analysis curves --history H1.csv H2.csv ... --out-png P --out-csv C
-    icsa analysis table-html --csv results/table1.csv [--md results/table1.md] --title T --out H
+    icsa analysis table-html --csv T1.csv ... [--md T1.md ...] --title A ... --out H1.html ...
 
 ``local-stats`` makes one pass over a split's images per model; ``svd`` and ``tsne`` combine
 several such files, so a model's images are read once for both figures.
@@ -90,11 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=_retrieval)
 
-    p = sub.add_parser("table-html", help="render a results table (CSV + Markdown) as HTML")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--md", default=None, help="its Markdown rendering (shown below the table)")
-    p.add_argument("--title", required=True)
-    p.add_argument("--out", required=True, help="output .html")
+    p = sub.add_parser("table-html", help="render results tables (CSV + Markdown) as HTML")
+    p.add_argument("--csv", nargs="+", required=True, help="one or more tables")
+    p.add_argument("--md", nargs="+", default=None, help="their Markdown (shown below each)")
+    p.add_argument("--title", nargs="+", required=True, help="one title per --csv")
+    p.add_argument("--out", nargs="+", required=True, help="one output .html per --csv")
     p.set_defaults(func=_table_html)
 
     p = sub.add_parser("curves", help="training loss and validation recall per epoch")
@@ -238,6 +238,15 @@ def _curves(args: argparse.Namespace) -> int:
 
 def _table_html(args: argparse.Namespace) -> int:
     from icsa.analysis.report_tables import render_table_html
+    from icsa.errors import InputError
 
-    render_table_html(args.csv, args.out, args.title, md_path=args.md)
+    mds = args.md if args.md is not None else [None] * len(args.csv)
+    for flag, values in (("--md", mds), ("--title", args.title), ("--out", args.out)):
+        if len(values) != len(args.csv):
+            raise InputError(
+                f"{flag}: {len(values)} given; expected one per --csv ({len(args.csv)})"
+            )
+    # One process for all tables: the CLI's start-up (torch import) dominates each call.
+    for csv_path, md, title, out in zip(args.csv, mds, args.title, args.out):
+        render_table_html(csv_path, out, title, md_path=md)
     return 0

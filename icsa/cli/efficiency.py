@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time (CPU only)"
+    )
+    p.add_argument(
         "--modules",
         default=",".join(DEFAULT_MODULES),
         help="comma-separated attention names (plus icsa-folded)",
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         repeats=args.repeats,
         device=args.device,
+        clock=args.clock,
     )
     meta = {
         **environment(),

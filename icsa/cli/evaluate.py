@@ -47,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-budget-mb", type=float, default=None, help="shard the database")
     p.add_argument("--time-rule", choices=list(TIME_RULES), default="auto",
                    help="TokyoTM's other-capture-time rule (auto: where times exist)")  # fmt: skip
-    p.add_argument("--panorama-cutouts", type=int, default=None,
-                   help="views per database panorama (default 12 for tokyo247, else none)")  # fmt: skip
+    p.add_argument(
+        "--panorama-cutouts", type=int, default=None,
+        help="views per database panorama (default 12 for tokyo247, else none)",
+    )  # fmt: skip
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="faiss GPU or CPU")
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
     p.set_defaults(func=_evaluate)
@@ -93,8 +95,5 @@ def _pca_fit(args: argparse.Namespace) -> int:
     descriptors = load_descriptors(args.db, rows, "training-database")
     pca = fit_pca(descriptors, args.dim, source=str(args.db))
     pca.save(args.out)
-    share = pca.eigenvalues.sum()
-    print(
-        f"PCA {pca.input_dim} → {pca.dim} from {rows} descriptors (kept variance {share:.4g}) → {args.out}"
-    )
+    print(f"PCA {pca.input_dim} → {pca.dim}-D from {rows} descriptors → {args.out}")
     return 0

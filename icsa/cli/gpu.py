@@ -23,12 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     run.add_argument(
-        "--lock-dir", default=DEFAULT_LOCK_DIR,
+        "--lock-dir",
+        default=DEFAULT_LOCK_DIR,
         help=f"folder of the per-device lock files gpu<id>.lock (default {DEFAULT_LOCK_DIR}); "
         "keep it on a local disk shared by all jobs of this machine",
     )
     run.add_argument(
-        "--devices", default=None,
+        "--devices",
+        default=None,
         help=f"a device count N (devices 0..N-1) or ids 0,1,2; default ${DEVICES_ENV}, "
         "else the GPUs that `nvidia-smi -L` lists",
     )
@@ -46,7 +48,10 @@ def _run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     try:
         return run_on_device(
-            cmd, devices=args.devices, lock_dir=args.lock_dir, poll=args.poll,
+            cmd,
+            devices=args.devices,
+            lock_dir=args.lock_dir,
+            poll=args.poll,
             timeout=args.timeout,
         )
     except TimeoutError as err:

@@ -58,7 +58,7 @@ def iter_descriptors(
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device).eval()
     start = 0
-    progress = tqdm(total=len(dataset), desc=desc, unit="img", mininterval=5, disable=None)
+    progress = tqdm(total=len(dataset), desc=desc, unit="img", mininterval=5, disable=False)
     with torch.inference_mode(), progress:
         for batch in _loader(dataset, batch_size, num_workers, device):
             images = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -18,6 +18,7 @@ import numpy as np
 
 from icsa.data import PlaceSplit
 from icsa.errors import InputError
+from icsa.evaluate.memmap import read_rows
 from icsa.evaluate.pca import PCAWhitening
 from icsa.evaluate.recall import RECALL_VALUES, check_ns, panorama_groups, retrieve
 from icsa.io import atomic_path, write_json
@@ -26,7 +27,7 @@ from icsa.io import atomic_path, write_json
 def count_nonfinite(arr: np.ndarray, chunk_rows: int = 4096) -> int:
     """Rows of ``arr`` holding NaN or inf, read block by block (memmaps stay unloaded)."""
     return sum(
-        int(np.count_nonzero(~np.isfinite(arr[s : s + chunk_rows]).all(axis=1)))
+        int(np.count_nonzero(~np.isfinite(read_rows(arr, s, s + chunk_rows, arr.dtype)).all(1)))
         for s in range(0, len(arr), chunk_rows)
     )
 
@@ -89,6 +90,11 @@ def evaluate_split(
     t_load = time.perf_counter()
     if pca_path is not None:
         pca = PCAWhitening.load(pca_path)
+        if pca.input_dim != descriptor_dim:
+            raise InputError(
+                f"PCA {pca_path} was fitted on {pca.input_dim}-D descriptors, but {db_path} is "
+                f"{descriptor_dim}-D; expected a PCA fitted on this model's training database"
+            )
         db, q = pca.apply(db), pca.apply(q)
     t_pca = time.perf_counter()
     use_times = split.db.has_timestamps if time_rule is None else time_rule

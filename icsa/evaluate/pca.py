@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from icsa.errors import InputError
+from icsa.evaluate.memmap import read_rows
 from icsa.io import atomic_path
 
 KEYS = ("mean", "components", "eigenvalues")
@@ -49,7 +50,7 @@ class PCAWhitening:
         scale = 1.0 / np.sqrt(np.maximum(self.eigenvalues, 1e-12 * self.eigenvalues[0]))
         out = np.empty((len(descriptors), self.dim), dtype=np.float32)
         for s in range(0, len(descriptors), chunk_rows):
-            block = np.asarray(descriptors[s : s + chunk_rows], dtype=np.float32) - self.mean
+            block = read_rows(descriptors, s, s + chunk_rows) - self.mean
             y = (block @ self.components.T) * scale.astype(np.float32)
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             out[s : s + chunk_rows] = y / np.maximum(norms, 1e-12)
@@ -80,12 +81,12 @@ class PCAWhitening:
 def _mean(x: np.ndarray, chunk_rows: int) -> np.ndarray:
     total = np.zeros(x.shape[1], dtype=np.float64)
     for s in range(0, len(x), chunk_rows):
-        total += np.asarray(x[s : s + chunk_rows], dtype=np.float64).sum(axis=0)
+        total += read_rows(x, s, s + chunk_rows, np.float64).sum(axis=0)
     return total / len(x)
 
 
 def _centered(x: np.ndarray, mean: np.ndarray, s: int, chunk_rows: int) -> np.ndarray:
-    return np.asarray(x[s : s + chunk_rows], dtype=np.float64) - mean
+    return read_rows(x, s, s + chunk_rows, np.float64) - mean
 
 
 def fit_pca(

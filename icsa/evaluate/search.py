@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from icsa.errors import InputError
+from icsa.evaluate.memmap import read_rows
 
 TILE_ROWS = 1024
 QUERY_TILE = 256
@@ -63,13 +64,13 @@ def plan_search(
         shard_rows = int(budget * 0.5 // row_bytes)
         # A query row costs its descriptor plus one distance per tile row (faiss's buffer).
         query_chunk = max(1, min(query_chunk, int(budget * 0.25 // (row_bytes + 4 * tile_rows))))
-    if shard_rows is None:
-        shard_rows = num_db
-    if shard_rows < 1:
+    if shard_rows is not None and shard_rows < 1:
         raise InputError(f"shard_rows = {shard_rows}, expected >= 1")
-    # Whole tiles per shard (at least one), and never more than the database.
-    shard_rows = max(tile_rows, (shard_rows // tile_rows) * tile_rows)
-    shard_rows = min(shard_rows, max(tile_rows, math.ceil(num_db / tile_rows) * tile_rows))
+    # Whole tiles per shard (at least one); one shard covers a database that fits.
+    whole = max(tile_rows, math.ceil(num_db / tile_rows) * tile_rows)
+    if shard_rows is None or shard_rows >= num_db:
+        shard_rows = whole
+    shard_rows = min(whole, max(tile_rows, (shard_rows // tile_rows) * tile_rows))
     query_chunk = max(query_tile, (query_chunk // query_tile) * query_tile)
     query_chunk = min(query_chunk, max(query_tile, math.ceil(num_q / query_tile) * query_tile))
     return SearchPlan(shard_rows, query_chunk, tile_rows, query_tile)
@@ -84,14 +85,14 @@ def _gpu_resources():
     return faiss.StandardGpuResources()
 
 
-def _tile_knn(tile: np.ndarray, queries: np.ndarray, k: int, gpu) -> tuple[np.ndarray, ...]:
-    """Top-k of one tile; faiss.knn is IndexFlatL2's kernel without copying the tile."""
-    k = min(k, len(tile))
+def _tile_searcher(tile: np.ndarray, gpu):
+    """``search(queries, k)`` over one tile; on the CPU faiss.knn runs IndexFlatL2's kernel
+    without copying the tile, on a GPU the tile is uploaded once into a GpuIndexFlatL2."""
     if gpu is None:
-        return faiss.knn(queries, tile, k)
+        return lambda queries, k: faiss.knn(queries, tile, min(k, len(tile)))
     index = faiss.GpuIndexFlatL2(gpu, tile.shape[1])
     index.add(tile)
-    return index.search(queries, k)
+    return lambda queries, k: index.search(queries, min(k, len(tile)))
 
 
 def merge_topk(
@@ -154,14 +155,14 @@ def search(
     best_i = np.full((num_q, k), -1, dtype=np.int64)
     for s0 in range(0, num_db, plan.shard_rows):
         # One read of the shard from disk; float32 and contiguous as faiss needs.
-        shard = np.ascontiguousarray(db[s0 : s0 + plan.shard_rows], dtype=np.float32)
+        shard = read_rows(db, s0, s0 + plan.shard_rows)
         for q0 in range(0, num_q, plan.query_chunk):
-            q = np.ascontiguousarray(queries[q0 : q0 + plan.query_chunk], dtype=np.float32)
+            q = read_rows(queries, q0, q0 + plan.query_chunk)
             for t0 in range(0, len(shard), plan.tile_rows):
-                tile = shard[t0 : t0 + plan.tile_rows]
+                tile_search = _tile_searcher(shard[t0 : t0 + plan.tile_rows], gpu)
                 for u0 in range(0, len(q), plan.query_tile):
                     rows = slice(q0 + u0, q0 + u0 + plan.query_tile)
-                    tile_d, tile_i = _tile_knn(tile, q[u0 : u0 + plan.query_tile], k, gpu)
+                    tile_d, tile_i = tile_search(q[u0 : u0 + plan.query_tile], k)
                     tile_i = np.where(tile_i >= 0, tile_i + (s0 + t0), -1)
                     best_d[rows], best_i[rows] = merge_topk(
                         best_d[rows], best_i[rows], tile_d, tile_i, k

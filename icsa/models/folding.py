@@ -34,6 +34,9 @@ def _last_conv(model: PlaceModel) -> nn.Conv2d:
 def fold_attention(model: PlaceModel) -> PlaceModel:
     """A new PlaceModel with attention ``none`` and the channel weights folded into the last conv.
 
+    Its ``config`` says attention ``none`` (it *is* such a model, so a checkpoint of it reloads
+    with ``build_model(**config)``); ``folded_from`` records the original attention.
+
     Raises InputError unless the backbone is VGG16/AlexNet, the attention ``icsa``/``ch``, NetVLAD
     normalises its input, and every spatial weight is > 0 (only then is dropping it exact).
     """
@@ -61,9 +64,10 @@ def fold_attention(model: PlaceModel) -> PlaceModel:
         copy.deepcopy(model.backbone),
         nn.Identity(),
         copy.deepcopy(model.netvlad),
-        {**model.config, "attention": "none", "folded_from": attention},
+        {**model.config, "attention": "none"},  # build_model(**config) rebuilds it exactly
         model.feature_shape,
     )
+    folded.folded_from = attention  # for the record; not in config
     conv = _last_conv(folded)
     channel = model.attention.channel_weight
     if channel is not None:

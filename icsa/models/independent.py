@@ -67,11 +67,13 @@ class ICSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B,C,h,w]; channel [C,1,1] and spatial [1,h,w] broadcast over it.
-        if self.channel_weight is not None:
-            x = x * self.channel_weight
-        if self.spatial_weight is not None:
-            x = x * _resize(self.spatial_weight, x.shape[-2:])
-        return x
+        if self.spatial_weight is None:
+            return x * self.channel_weight
+        spatial = _resize(self.spatial_weight, x.shape[-2:])
+        if self.channel_weight is None:
+            return x * spatial
+        # One [C,h,w] outer product, then one pass over the batch (not two).
+        return x * (self.channel_weight * spatial)
 
 
 class IndependentChannelAttention(ICSA):

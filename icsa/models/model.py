@@ -51,6 +51,7 @@ class PlaceModel(nn.Module):
         self.netvlad = netvlad
         self.config = dict(config)
         self._feature_shape = tuple(feature_shape)
+        self.folded_from: str | None = None  # set by icsa.models.fold_attention
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:

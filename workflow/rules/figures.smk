@@ -29,41 +29,33 @@ FIG = {
     "num_queries": 4,
     **(config.get("figures") or {}),
 }
-FIG_TABLES = [1, 2, 3, 4, 5, 6]
 
 
 def fig_run(attention):
-    """Run id `{dataset}-{backbone}-{attention}-b{block}-s{seed}` of a figure's model."""
-    backbone, block = FIG["backbone"], str(FIG["block"])
-    if block == "last":
-        block = str(config.get("num_blocks", {}).get(backbone, 5))
-    seed = FIG["seed"] if FIG["seed"] is not None else config.get("seeds", [0])[0]
-    return f"{config['dataset']}-{backbone}-{attention}-b{block}-s{seed}"
+    """Run id of a figure's model (common.smk's naming; `block: last` resolved per backbone)."""
+    backbone = FIG["backbone"]
+    block = normalise_block(backbone, FIG["block"], "figures.block")
+    seed = FIG["seed"] if FIG["seed"] is not None else config["seeds"][0]
+    return run_id(config["dataset"], backbone, attention, block, seed)
 
 
-def fig_evalset():
-    """`{dataset}-{split}` of the evaluation set the figures use (a key of `evalsets` or a name)."""
-    name = FIG["evalset"]
-    return config.get("evalsets", {}).get(name, name)
-
-
-def fig_split():
-    """(dataset, split, root, dbStruct .mat) of the figures' evaluation set."""
-    from icsa.data import split_mat_path
-
-    dataset, split = fig_evalset().rsplit("-", 1)
-    root = config["datasets"][dataset]["root"]
-    return dataset, split, root, str(split_mat_path(root, dataset, split))
-
-
+FIG_EVALSET = resolve_evalset(FIG["evalset"], "figures.evalset")
+FIG_DATASET, FIG_SPLIT = split_evalset(FIG_EVALSET)
 FIG_RUNS = [fig_run(a) for a in FIG["attentions"]]
 # Figs. 6, 7, 8 for the three models of the paper; further models continue the numbering.
 FIG_TSNE = [f"results/figures/fig{6 + i}_tsne_{a}.png" for i, a in enumerate(FIG["attentions"])]
-FIG_THREADS = config.get("resources", {}).get("figures", {}).get("cpus", 1)
+FIG_TABLES = sorted(config["tables"])
+FIG_LOGS = f"{LOGS}/figures"
+
+
+def table_caption(name):
+    """workflow/report/<table>.rst; a table added to the config gets the generic caption."""
+    own = Path(workflow.basedir) / "report" / f"{name}.rst"
+    return f"../report/{name}.rst" if own.is_file() else "../report/table_generic.rst"
 
 
 rule figures:
-    """All figures and the report's table pages (the inputs of `snakemake --report`)."""
+    """Every figure and the report's table pages (what `snakemake --report` shows)."""
     input:
         "results/figures/fig4_retrieval_examples.png",
         "results/figures/fig5_singular_values.png",
@@ -71,31 +63,36 @@ rule figures:
         "results/figures/fig9_channel_weights.png",
         "results/figures/fig10_spatial_weights.png",
         "results/figures/training_curves.png",
-        expand("results/report/table{n}.html", n=FIG_TABLES),
+        expand("results/report/{table}.html", table=FIG_TABLES),
 
 
 rule fig_local_stats:
     """One pass over the evaluation set's images: Gram matrix and a sample of local descriptors."""
     input:
-        checkpoint="results/runs/{run}/checkpoint_best.pt",
-        mat=lambda wc: fig_split()[3],
+        index=INDEX.format(dataset=FIG_DATASET),
+        checkpoint=CHECKPOINT.replace(RUN, "{run}"),
     output:
         "results/figures/data/local_stats/{run}.npz",
+    log:
+        f"{FIG_LOGS}/local_stats/{{run}}.log",
     params:
-        dataset=lambda wc: fig_split()[0],
-        split=lambda wc: fig_split()[1],
-        root=lambda wc: fig_split()[2],
+        root=dataset_root(FIG_DATASET),
+        dataset=FIG_DATASET,
+        split=FIG_SPLIT,
         max_images=FIG["max_images"],
         per_image=FIG["per_image"],
-        device=config.get("device", "cpu"),
-    threads: FIG_THREADS
-    log:
-        "logs/figures/local_stats/{run}.log",
+        device=job_device("figures"),
+        gpu=gpu_prefix("figures"),
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
-        "icsa analysis local-stats --checkpoint {input.checkpoint} --dataset-root {params.root}"
-        " --dataset {params.dataset} --split {params.split} --max-images {params.max_images}"
-        " --per-image {params.per_image} --device {params.device} --threads {threads}"
-        " --out {output} 2> {log}"
+        "{params.gpu}icsa analysis local-stats --checkpoint {input.checkpoint}"
+        " --dataset-root {params.root:q} --dataset {params.dataset} --split {params.split}"
+        " --max-images {params.max_images} --per-image {params.per_image}"
+        " --device {params.device} --threads {resources.cpus_per_task} --out {output} > {log} 2>&1"
 
 
 rule fig5_singular_values:
@@ -111,42 +108,52 @@ rule fig5_singular_values:
         csv="results/figures/fig5_singular_values.csv",
         json="results/figures/fig5_singular_values.json",
     log:
-        "logs/figures/fig5.log",
+        f"{FIG_LOGS}/fig5.log",
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
         "icsa analysis svd --stats {input} --out-png {output.png} --out-csv {output.csv}"
-        " --out-json {output.json} 2> {log}"
+        " --out-json {output.json} > {log} 2>&1"
 
 
 rule fig6_8_tsne:
+    """One joint t-SNE of all models' descriptors, one panel (figure) per model."""
     input:
         expand("results/figures/data/local_stats/{run}.npz", run=FIG_RUNS),
     output:
         png=[
             report(
-                p,
+                path,
                 caption="../report/fig6_8_tsne.rst",
                 category="Figures",
-                labels={"figure": f"Fig. {6 + i}", "content": f"t-SNE, {a}"},
+                labels={"figure": f"Fig. {6 + i}", "content": f"t-SNE, attention {att}"},
             )
-            for i, (p, a) in enumerate(zip(FIG_TSNE, FIG["attentions"]))
+            for i, (path, att) in enumerate(zip(FIG_TSNE, FIG["attentions"]))
         ],
         npz="results/figures/fig6_8_tsne.npz",
+    log:
+        f"{FIG_LOGS}/fig6_8.log",
     params:
         perplexity=FIG["tsne_perplexity"],
         max_points=FIG["tsne_max_points"],
-    threads: FIG_THREADS
-    log:
-        "logs/figures/fig6_8.log",
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
         "icsa analysis tsne --stats {input} --out-png {output.png} --out-npz {output.npz}"
         " --perplexity {params.perplexity} --max-points {params.max_points}"
-        " --threads {threads} 2> {log}"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule fig9_10_attention_weights:
     """Heat maps of the trained ICSA's channel (Fig. 9) and spatial (Fig. 10) weights."""
     input:
-        "results/runs/{run}/checkpoint_best.pt".format(run=fig_run(FIG["weights_attention"])),
+        CHECKPOINT.replace(RUN, fig_run(FIG["weights_attention"])),
     output:
         channel=report(
             "results/figures/fig9_channel_weights.png",
@@ -164,20 +171,25 @@ rule fig9_10_attention_weights:
         spatial_csv="results/figures/fig10_spatial_weights.csv",
         json="results/figures/fig9_10_attention_weights.json",
     log:
-        "logs/figures/fig9_10.log",
+        f"{FIG_LOGS}/fig9_10.log",
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
         "icsa analysis attention --checkpoint {input} --out-channel-png {output.channel}"
         " --out-channel-csv {output.channel_csv} --out-spatial-png {output.spatial}"
-        " --out-spatial-csv {output.spatial_csv} --out-json {output.json} 2> {log}"
+        " --out-spatial-csv {output.spatial_csv} --out-json {output.json} > {log} 2>&1"
 
 
 rule fig4_retrieval_examples:
-    """Queries with their top-5 database images from the evaluation's per-query results."""
+    """Queries with their top-5 database images, from the evaluation's per-query results."""
     input:
-        perquery="results/metrics/{run}/{evalset}-perquery.npz".format(
-            run=fig_run(FIG["retrieval_attention"]), evalset=fig_evalset()
+        index=INDEX.format(dataset=FIG_DATASET),
+        perquery=PERQUERY.replace(RUN, fig_run(FIG["retrieval_attention"])).replace(
+            "{evalset}", FIG_EVALSET
         ),
-        mat=lambda wc: fig_split()[3],
     output:
         png=report(
             "results/figures/fig4_retrieval_examples.png",
@@ -186,19 +198,24 @@ rule fig4_retrieval_examples:
             labels={"figure": "Fig. 4", "content": "retrieval examples"},
         ),
         csv="results/figures/fig4_retrieval_examples.csv",
-    params:
-        dataset=lambda wc: fig_split()[0],
-        split=lambda wc: fig_split()[1],
-        root=lambda wc: fig_split()[2],
-        num_queries=FIG["num_queries"],
-        threshold=config.get("evaluate", {}).get("threshold", 25.0),
     log:
-        "logs/figures/fig4.log",
+        f"{FIG_LOGS}/fig4.log",
+    params:
+        root=dataset_root(FIG_DATASET),
+        dataset=FIG_DATASET,
+        split=FIG_SPLIT,
+        num_queries=FIG["num_queries"],
+        threshold=config["evaluate"]["threshold"],
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
-        "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root}"
+        "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
         " --dataset {params.dataset} --split {params.split} --num-queries {params.num_queries}"
         " --k 5 --threshold {params.threshold} --out-png {output.png} --out-csv {output.csv}"
-        " 2> {log}"
+        " > {log} 2>&1"
 
 
 rule training_curves:
@@ -213,32 +230,46 @@ rule training_curves:
         ),
         csv="results/figures/training_curves.csv",
     log:
-        "logs/figures/training_curves.log",
+        f"{FIG_LOGS}/training_curves.log",
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
         "icsa analysis curves --history {input} --out-png {output.png} --out-csv {output.csv}"
-        " 2> {log}"
+        " > {log} 2>&1"
 
 
-rule report_table:
-    """A table (CSV + Markdown) as an HTML page, so that the report shows it inline."""
+rule report_tables:
+    """Every table (CSV + Markdown) as an HTML page, so that the report shows it inline.
+
+    One job for all tables: each `icsa` call spends most of its time importing torch."""
     input:
-        csv="results/table{n}.csv",
-        md="results/table{n}.md",
+        csv=expand("results/{table}.csv", table=FIG_TABLES),
+        md=expand("results/{table}.md", table=FIG_TABLES),
     output:
-        report(
-            "results/report/table{n}.html",
-            caption="../report/table{n}.rst",
-            category="Tables",
-            labels={"table": "Table {n}"},
-        ),
-    params:
-        title=lambda wc: "Table {n}: {title}".format(
-            n=wc.n, title=config.get("tables", {}).get(f"table{wc.n}", {}).get("title", "")
-        ),
-    wildcard_constraints:
-        n="[1-6]",
+        [
+            report(
+                f"results/report/{table}.html",
+                caption=table_caption(table),
+                category="Tables",
+                labels={"table": table.replace("table", "Table ")},
+            )
+            for table in FIG_TABLES
+        ],
     log:
-        "logs/figures/report_table{n}.log",
+        f"{FIG_LOGS}/report_tables.log",
+    params:
+        titles=[
+            "{}: {}".format(t.replace("table", "Table "), config["tables"][t].get("title", ""))
+            for t in FIG_TABLES
+        ],
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
+    conda:
+        ENV
     shell:
-        "icsa analysis table-html --csv {input.csv} --md {input.md} --title {params.title:q}"
-        " --out {output} 2> {log}"
+        "icsa analysis table-html --csv {input.csv} --md {input.md} --title {params.titles:q}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,82 @@
+"""`icsa tables build`: one of the paper's tables from metrics files (what the workflow calls).
+
+    icsa tables build --spec JSON|@FILE [--statistics JSON] --paper config/paper_values.yaml
+        --metrics-dir results/metrics [--efficiency results/efficiency.json]
+        --out-csv results/table5.csv --out-md results/table5.md [--out-json results/table5.json]
+
+The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
+evaluation set and the runs of every row; ``table2`` lists modules and reads --efficiency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from icsa.errors import InputError
+
+
+def _json_arg(text: str, flag: str) -> dict[str, Any]:
+    source = flag
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise InputError(f"{flag} {text}: file {path} not found, expected a JSON file")
+        source, text = str(path), path.read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{source}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: got a JSON {type(value).__name__}, expected an object")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tables = subparsers.add_parser("tables", help="the paper's Tables 1-6 from metrics files")
+    sub = tables.add_subparsers(dest="tables_command", required=True)
+    p = sub.add_parser("build", help="build one table (CSV, Markdown, JSON)",
+                       description=__doc__.splitlines()[0])  # fmt: skip
+    p.add_argument("--spec", required=True, help="table spec as JSON, or @file.json")
+    p.add_argument(
+        "--statistics",
+        default="{}",
+        help='bootstrap settings JSON: {"bootstrap_samples", "confidence", "seed"}',
+    )
+    p.add_argument("--paper", required=True, type=Path, help="config/paper_values.yaml")
+    p.add_argument("--metrics-dir", type=Path, default=Path("results/metrics"))
+    p.add_argument("--efficiency", type=Path, default=Path("results/efficiency.json"),
+                   help="output of `icsa efficiency` (Table 2 only)")  # fmt: skip
+    p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--out-md", required=True, type=Path)
+    p.add_argument("--out-json", type=Path, default=None, help="flat metrics for DVC")
+    p.set_defaults(func=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from icsa.io import read_json
+    from icsa.tables.compose import (
+        Statistics,
+        build_efficiency_table,
+        build_run_table,
+        load_paper,
+    )
+    from icsa.tables.render import efficiency_markdown, run_table_markdown, write_outputs
+
+    spec = _json_arg(args.spec, "--spec")
+    stats = Statistics.from_dict(_json_arg(args.statistics, "--statistics"))
+    paper = load_paper(args.paper)
+    if spec.get("table") == "table2":
+        df = build_efficiency_table(spec, args.efficiency, paper)
+        markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
+    elif spec.get("rows"):
+        df = build_run_table(spec, args.metrics_dir, paper, stats)
+        markdown = run_table_markdown(df, spec, stats)
+    else:
+        raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "
+                         "spec with rows, or table2 with attentions")  # fmt: skip
+    write_outputs(df, markdown, args.out_csv, args.out_md, args.out_json)
+    print(markdown)
+    return 0

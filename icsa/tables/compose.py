@@ -1,0 +1,206 @@
+"""Build the paper's tables from the workflow's metrics files.
+
+A run table (Tables 1, 3–6) is described by a *spec* that the workflow resolves from config
+(workflow/rules/common.smk: ``table_spec``)::
+
+    {"table": "table5", "title": ..., "evalset": "pitts30k-test", "baseline": "none",
+     "seeds": [0, 1], "rows": [{"backbone": "vgg16", "attention": "icsa", "block": "5",
+                                "runs": ["pitts30k-vgg16-icsa-b5-s0", ...]}, ...]}
+
+Each row reads ``{metrics_dir}/{run}/{evalset}.json`` (recalls) and ``…-perquery.npz``
+(``first_hit_rank``, for the paired bootstrap) of every seed. Table 2 reads the JSON of
+``icsa efficiency``. The paper's numbers (config/paper_values.yaml) go beside ours.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from icsa.errors import InputError
+from icsa.io import read_json
+from icsa.tables.stats import hits_at, mean_std, paired_bootstrap
+
+BACKBONE_LABELS = {"vgg16": "VGG16", "resnet18": "ResNet18", "alexnet": "AlexNet"}
+ATTENTION_LABELS = {
+    "ia": "IA", "icsa": "ICSA", "ch": "CH", "sp": "SP", "se": "SENet", "cbam": "CBAM",
+    "icsa-folded": "ICSA (folded)",
+}  # fmt: skip
+PAPER_NS = (1, 5, 10)  # the paper reports Recall@1/5/10
+
+
+@dataclass(frozen=True)
+class Statistics:
+    bootstrap_samples: int = 10000
+    confidence: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Statistics:
+        data = data or {}
+        unknown = sorted(set(data) - {"bootstrap_samples", "confidence", "seed"})
+        if unknown:
+            raise InputError(f"statistics: unknown keys {unknown}; expected bootstrap_samples, "
+                             "confidence, seed")  # fmt: skip
+        return cls(**data)
+
+
+def network_label(backbone: str, attention: str) -> str:
+    """'VGG16+ICSA' as the paper writes it; unknown names fall back to upper case."""
+    name = BACKBONE_LABELS.get(backbone, backbone.upper())
+    if attention == "none":
+        return name
+    return f"{name}+{ATTENTION_LABELS.get(attention, attention.upper())}"
+
+
+def block_label(block: str) -> str:
+    return "none" if str(block) == "none" else f"block{block}"
+
+
+def load_paper(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"paper values {path} not found, expected config/paper_values.yaml")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of table names, got {type(data).__name__}")
+    return data
+
+
+def paper_row(paper: dict[str, Any], table: str, **keys: str) -> dict[str, Any] | None:
+    """The paper's row of ``table`` whose fields equal ``keys`` (strings compared), or None."""
+    for row in (paper.get(table) or {}).get("rows", []):
+        if all(str(row.get(k)) == str(v) for k, v in keys.items()):
+            return row
+    return None
+
+
+def read_metrics(metrics_dir: str | os.PathLike, run: str, evalset: str) -> dict[str, Any]:
+    path = Path(metrics_dir) / run / f"{evalset}.json"
+    if not path.is_file():
+        raise InputError(f"metrics {path} not found, expected `icsa evaluate` output for {run}")
+    metrics = read_json(path)
+    dataset, split = evalset.rsplit("-", 1)
+    if (metrics.get("dataset"), metrics.get("split")) != (dataset, split):
+        raise InputError(
+            f"metrics {path}: dataset/split {metrics.get('dataset')}/{metrics.get('split')}, "
+            f"expected {dataset}/{split}"
+        )
+    return metrics
+
+
+def read_ranks(metrics_dir: str | os.PathLike, run: str, evalset: str) -> np.ndarray:
+    path = Path(metrics_dir) / run / f"{evalset}-perquery.npz"
+    if not path.is_file():
+        raise InputError(f"per-query file {path} not found, expected `icsa evaluate` output")
+    with np.load(path, allow_pickle=False) as data:
+        if "first_hit_rank" not in data:
+            raise InputError(f"{path}: no first_hit_rank array, got {sorted(data.files)}")
+        return np.asarray(data["first_hit_rank"])
+
+
+def _load_row(spec_row: dict[str, Any], evalset: str, metrics_dir: str | os.PathLike):
+    """Recalls [seeds, ns] (fractions) and Found@1 [seeds, queries] of one table row."""
+    recalls, hits = [], []
+    for run in spec_row["runs"]:
+        metrics = read_metrics(metrics_dir, run, evalset)
+        ranks = read_ranks(metrics_dir, run, evalset)
+        found1 = hits_at(ranks, 1)
+        # The per-query file must say what the metrics say, or the interval describes other data.
+        if "1" in metrics["recalls"] and abs(found1.mean() - metrics["recalls"]["1"]) > 1e-9:
+            raise InputError(
+                f"{run}/{evalset}: per-query Recall@1 {found1.mean():.6f} differs from the "
+                f"metrics file's {metrics['recalls']['1']:.6f}; expected files of one evaluation"
+            )
+        recalls.append({int(n): float(v) for n, v in metrics["recalls"].items()})
+        hits.append(found1)
+    return recalls, np.stack(hits)
+
+
+def build_run_table(
+    spec: dict[str, Any],
+    metrics_dir: str | os.PathLike,
+    paper: dict[str, Any],
+    statistics: Statistics,
+) -> pd.DataFrame:
+    """One row per spec row: mean (± std) recalls in %, ΔR@1 vs baseline with its interval,
+    and the paper's recalls."""
+    table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
+    loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
+    ns = sorted(set.intersection(*(set(r) for recs, _ in loaded for r in recs)))
+    by_key = {(r["backbone"], r["block"], r["attention"]): i for i, r in enumerate(spec["rows"])}
+    out = []
+    for row, (recalls, hits) in zip(spec["rows"], loaded):
+        rec = {
+            "table": table,
+            "network": network_label(row["backbone"], row["attention"]),
+            "backbone": row["backbone"],
+            "attention": row["attention"],
+            "block": block_label(row["block"]),
+            "evalset": evalset,
+            "seeds": len(row["runs"]),
+        }
+        for n in ns:
+            stat = mean_std([100.0 * r[n] for r in recalls])
+            rec[f"R@{n}"], rec[f"R@{n}_std"] = stat.mean, stat.std
+        base_index = by_key.get((row["backbone"], row["block"], baseline))
+        rec.update({"baseline": "", "dR@1": math.nan, "dR@1_low": math.nan, "dR@1_high": math.nan})
+        if row["attention"] != baseline and base_index is not None:
+            base_row = spec["rows"][base_index]
+            interval = paired_bootstrap(
+                hits, loaded[base_index][1], statistics.bootstrap_samples,
+                statistics.confidence, statistics.seed,
+            )  # fmt: skip
+            rec["baseline"] = network_label(base_row["backbone"], base_row["attention"])
+            rec["dR@1"] = 100.0 * interval.difference
+            rec["dR@1_low"], rec["dR@1_high"] = 100.0 * interval.low, 100.0 * interval.high
+        theirs = paper_row(paper, table, backbone=row["backbone"], attention=row["attention"],
+                           block=row["block"]) or {}  # fmt: skip
+        for n in PAPER_NS:
+            rec[f"paper_R@{n}"] = float(theirs[f"R@{n}"]) if f"R@{n}" in theirs else math.nan
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def build_efficiency_table(
+    spec: dict[str, Any], efficiency_path: str | os.PathLike, paper: dict[str, Any]
+) -> pd.DataFrame:
+    """Table 2: size (kB = 1024 bytes) and median forward time per module, with ratios to ICSA
+    (absolute times depend on the machine; the paper's unit is not stated)."""
+    path = Path(efficiency_path)
+    if not path.is_file():
+        raise InputError(f"efficiency file {path} not found, expected `icsa efficiency` output")
+    measured = {r["module"]: r for r in read_json(path).get("rows", [])}
+    missing = [m for m in spec["attentions"] if m not in measured]
+    if missing:
+        raise InputError(f"{path}: no measurement for modules {missing}; got {sorted(measured)}")
+    icsa_time = measured.get("icsa", {}).get("time_ms_median", math.nan)
+    paper_icsa = (paper_row(paper, "table2", module="icsa") or {}).get("time", math.nan)
+    out = []
+    for module in spec["attentions"]:
+        row = measured[module]
+        theirs = paper_row(paper, "table2", module=module) or {}
+        out.append(
+            {
+                "table": "table2",
+                "module": ATTENTION_LABELS.get(module, module.upper()),
+                "params": int(row["params"]),
+                "size_kb": float(row["size_kb"]),
+                "paper_size_kb": float(theirs.get("size_kb", math.nan)),
+                "time_ms": float(row["time_ms_median"]),
+                "time_ms_iqr": float(row.get("time_ms_iqr", math.nan)),
+                "time_vs_icsa": float(row["time_ms_median"]) / icsa_time,
+                "paper_time": float(theirs.get("time", math.nan)),
+                "paper_time_vs_icsa": float(theirs.get("time", math.nan)) / paper_icsa,
+                "batch_size": int(row.get("batch_size", 1)),
+                "device": str(row.get("device", "")),
+            }
+        )
+    return pd.DataFrame(out)
