@@ -171,7 +171,7 @@ def test_report_contains_every_table_and_figure(workflow_run):
     out = _snakemake(workflow_run, "--report", "results/report.html")
     assert out.returncode == 0, out.stderr[-3000:]
     page = (workflow_run / "results" / "report.html").read_text()
-    start = page.index("var results = ") + len("var results = ")
+    start = page.index("var results = {") + len("var results = ")
     results, _ = json.JSONDecoder().raw_decode(page[start:])
     by_name = {Path(k).name: v for k, v in results.items()}
     assert set(FIGURES + TABLES) <= set(by_name)

@@ -109,8 +109,15 @@ TARGET = f"results/metrics/{RUN}/pitts30k-test.json"
 # Per-step sizes on top of config/tiny.yaml, to see them reach sbatch. One CPU per job, so that
 # the local run (--cores 1) uses the same thread count and gives bit-identical numbers.
 EXTRA_CONFIG = "resources:\n  train: {cpus: 1, mem_mb: 1500, runtime: 12}\n"
-WORKFLOW_ARGS = ["-s", str(REPO / "workflow" / "Snakefile"), "--configfile",
-                 str(REPO / "config" / "tiny.yaml"), "extra.yaml", "--", TARGET]
+WORKFLOW_ARGS = [
+    "-s",
+    str(REPO / "workflow" / "Snakefile"),
+    "--configfile",
+    str(REPO / "config" / "tiny.yaml"),
+    "extra.yaml",
+    "--",
+    TARGET,
+]
 
 
 def without_timings(metrics: dict) -> dict:
@@ -119,15 +126,20 @@ def without_timings(metrics: dict) -> dict:
 
 def test_tiny_workflow_through_slurm_equals_local_run(slurm, tmp_path):
     """kmeans → train → extract → evaluate of one tiny run as SLURM jobs; metrics == local."""
-    if not (REPO / "workflow" / "Snakefile").exists() or not (REPO / "config" / "tiny.yaml").exists():
-        pytest.skip("workflow/Snakefile or config/tiny.yaml missing")
+    for needed in (REPO / "workflow" / "Snakefile", REPO / "config" / "tiny.yaml"):
+        if not needed.exists():
+            pytest.skip(f"{needed} missing")
     for name in ("cluster", "local"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "extra.yaml").write_text(EXTRA_CONFIG)
     # Both runs at once: the SLURM jobs and the local ones each take one CPU.
     cluster_proc = subprocess.Popen(
-        [SNAKEMAKE, *SLURM_ARGS, *WORKFLOW_ARGS], cwd=tmp_path / "cluster", env=run_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [SNAKEMAKE, *SLURM_ARGS, *WORKFLOW_ARGS],
+        cwd=tmp_path / "cluster",
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         snakemake(tmp_path / "local", "--cores", "1", *WORKFLOW_ARGS)
@@ -138,22 +150,25 @@ def test_tiny_workflow_through_slurm_equals_local_run(slurm, tmp_path):
     assert cluster_proc.returncode == 0, cluster_out[-4000:]
 
     jobs = slurm_jobs(cluster_out)
-    by_rule = {job["comment"]: job for job in jobs}
-    assert {"rule_kmeans", "rule_train", "rule_extract", "rule_evaluate"} <= set(by_rule), jobs
+    # The plugin's job comment is rule_<name>[_wildcards_<values>].
+    by_rule = {re.sub(r"^rule_|_wildcards_.*$", "", job["comment"]): job for job in jobs}
+    assert {"kmeans", "train", "extract", "evaluate"} <= set(by_rule), jobs
     assert all(job["state"] == "COMPLETED" for job in jobs), jobs
     # The sizes each rule declared from the config are what SLURM allocated.
-    assert (by_rule["rule_train"]["mem"], by_rule["rule_train"]["timelimit"]) == ("1500M", "12:00")
-    assert (by_rule["rule_evaluate"]["mem"], by_rule["rule_evaluate"]["timelimit"]) == (
-        "1000M", "10:00")
+    assert (by_rule["train"]["mem"], by_rule["train"]["timelimit"]) == ("1500M", "12:00")
+    assert (by_rule["evaluate"]["mem"], by_rule["evaluate"]["timelimit"]) == ("1000M", "10:00")
     assert all(job["cpus"] == "1" for job in jobs)
 
     cluster, local = (json.loads((tmp_path / n / TARGET).read_text()) for n in ("cluster", "local"))
     assert without_timings(cluster) == without_timings(local)
     assert cluster["num_q"] > 0 and set(cluster["recalls"]) == {"1", "5", "10", "20"}
-    ranks = [np.load(tmp_path / n / TARGET.replace(".json", "-perquery.npz")) for n in
-             ("cluster", "local")]
+    ranks = [
+        np.load(tmp_path / n / TARGET.replace(".json", "-perquery.npz"))
+        for n in ("cluster", "local")
+    ]
     for key in ("indices", "first_hit_rank"):
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
     descriptors = f"results/descriptors/{RUN}/pitts30k-test-q.npy"
-    np.testing.assert_array_equal(np.load(tmp_path / "cluster" / descriptors),
-                                  np.load(tmp_path / "local" / descriptors))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "cluster" / descriptors), np.load(tmp_path / "local" / descriptors)
+    )

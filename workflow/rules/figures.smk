@@ -31,27 +31,27 @@ FIG = {
 }
 
 
-def fig_run(attention):
-    """Run id of a figure's model (common.smk's naming; `block: last` resolved per backbone)."""
-    backbone = FIG["backbone"]
-    block = normalise_block(backbone, FIG["block"], "figures.block")
-    seed = FIG["seed"] if FIG["seed"] is not None else config["seeds"][0]
-    return run_id(config["dataset"], backbone, attention, block, seed)
-
-
+# Run ids of the figures' models (common.smk's naming; `block: last` resolved per backbone).
+FIG_BLOCK = normalise_block(FIG["backbone"], FIG["block"], "figures.block")
+FIG_SEED = FIG["seed"] if FIG["seed"] is not None else config["seeds"][0]
+FIG_RUN = {
+    att: run_id(config["dataset"], FIG["backbone"], att, FIG_BLOCK, FIG_SEED)
+    for att in [*FIG["attentions"], FIG["weights_attention"], FIG["retrieval_attention"]]
+}
+FIG_RUNS = [FIG_RUN[att] for att in FIG["attentions"]]
 FIG_EVALSET = resolve_evalset(FIG["evalset"], "figures.evalset")
 FIG_DATASET, FIG_SPLIT = split_evalset(FIG_EVALSET)
-FIG_RUNS = [fig_run(a) for a in FIG["attentions"]]
 # Figs. 6, 7, 8 for the three models of the paper; further models continue the numbering.
 FIG_TSNE = [f"results/figures/fig{6 + i}_tsne_{a}.png" for i, a in enumerate(FIG["attentions"])]
 FIG_TABLES = sorted(config["tables"])
+# workflow/report/<table>.rst; a table added to the config gets the generic caption.
+FIG_TABLE_CAPTIONS = {
+    t: f"../report/{t}.rst"
+    if (Path(workflow.basedir) / "report" / f"{t}.rst").is_file()
+    else "../report/table_generic.rst"
+    for t in FIG_TABLES
+}
 FIG_LOGS = f"{LOGS}/figures"
-
-
-def table_caption(name):
-    """workflow/report/<table>.rst; a table added to the config gets the generic caption."""
-    own = Path(workflow.basedir) / "report" / f"{name}.rst"
-    return f"../report/{name}.rst" if own.is_file() else "../report/table_generic.rst"
 
 
 rule figures:
@@ -153,7 +153,7 @@ rule fig6_8_tsne:
 rule fig9_10_attention_weights:
     """Heat maps of the trained ICSA's channel (Fig. 9) and spatial (Fig. 10) weights."""
     input:
-        CHECKPOINT.replace(RUN, fig_run(FIG["weights_attention"])),
+        CHECKPOINT.replace(RUN, FIG_RUN[FIG["weights_attention"]]),
     output:
         channel=report(
             "results/figures/fig9_channel_weights.png",
@@ -187,7 +187,7 @@ rule fig4_retrieval_examples:
     """Queries with their top-5 database images, from the evaluation's per-query results."""
     input:
         index=INDEX.format(dataset=FIG_DATASET),
-        perquery=PERQUERY.replace(RUN, fig_run(FIG["retrieval_attention"])).replace(
+        perquery=PERQUERY.replace(RUN, FIG_RUN[FIG["retrieval_attention"]]).replace(
             "{evalset}", FIG_EVALSET
         ),
     output:
@@ -252,7 +252,7 @@ rule report_tables:
         [
             report(
                 f"results/report/{table}.html",
-                caption=table_caption(table),
+                caption=FIG_TABLE_CAPTIONS[table],
                 category="Tables",
                 labels={"table": table.replace("table", "Table ")},
             )

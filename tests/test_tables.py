@@ -1,0 +1,216 @@
+"""Tables: paired bootstrap, mean ± std, composition from metrics files, the paper's numbers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from icsa.cli import main as icsa_main
+from icsa.errors import InputError
+from icsa.tables import (
+    MeanStd,
+    Statistics,
+    build_efficiency_table,
+    build_run_table,
+    format_mean_std,
+    hits_at,
+    load_paper,
+    mean_std,
+    paired_bootstrap,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "paper_values.yaml"
+
+
+def correlated_hits(rng: np.random.Generator, m: int, p_a: float, p_b: float):
+    """Found@1 of two models on the same queries: one latent difficulty per query, so the hits
+    are positively correlated (as for two similar models) and E[a − b] = p_a − p_b exactly."""
+    u = rng.random(m)
+    return (u < p_a).astype(np.int8), (u < p_b).astype(np.int8)
+
+
+# ---- stats -------------------------------------------------------------------------------------
+def test_bootstrap_interval_covers_true_difference():
+    # 40 independent evaluation sets; a 95% interval must contain the population difference
+    # (0.1) in about 95% of them. 34/40 is > 3 binomial sd below 95%: a real failure, not noise.
+    covered = 0
+    for rep in range(40):
+        a, b = correlated_hits(np.random.default_rng(rep), 800, 0.6, 0.5)
+        ci = paired_bootstrap(a, b, samples=1000, confidence=0.95, seed=rep)
+        assert ci.low <= ci.difference <= ci.high
+        covered += ci.low <= 0.1 <= ci.high
+    assert covered >= 34, covered
+
+
+def test_bootstrap_matches_normal_interval_of_paired_differences():
+    a, b = correlated_hits(np.random.default_rng(1), 4000, 0.55, 0.5)
+    d = a.astype(float) - b
+    ci = paired_bootstrap(a, b, samples=4000, seed=3)
+    half = 1.959964 * d.std(ddof=1) / math.sqrt(d.size)
+    assert ci.difference == pytest.approx(d.mean(), abs=1e-12)
+    assert ci.low == pytest.approx(d.mean() - half, abs=0.15 * half)
+    assert ci.high == pytest.approx(d.mean() + half, abs=0.15 * half)
+
+
+def test_bootstrap_pairs_queries():
+    # Identical answers on every query: the paired difference is exactly zero, however noisy
+    # each model's own recall is. An unpaired resampling would give a wide interval here.
+    a = (np.random.default_rng(2).random(500) < 0.5).astype(int)
+    ci = paired_bootstrap(a, a.copy(), samples=500)
+    assert (ci.difference, ci.low, ci.high) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_pools_seeds_after_pairing_and_is_reproducible():
+    rng = np.random.default_rng(4)
+    pairs = [correlated_hits(rng, 300, 0.7, 0.6), correlated_hits(rng, 300, 0.5, 0.45)]
+    a = np.stack([p[0] for p in pairs])
+    b = np.stack([p[1] for p in pairs])
+    ci = paired_bootstrap(a, b, samples=800, seed=7)
+    per_seed = [p[0].mean() - p[1].mean() for p in pairs]
+    assert ci.difference == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert ci.num_seeds == 2 and ci.num_queries == 300
+    assert paired_bootstrap(a, b, samples=800, seed=7) == ci
+    with pytest.raises(InputError, match="same"):
+        paired_bootstrap(a, b[:, :200])
+
+
+def test_mean_std_and_formatting():
+    stat = mean_std([84.0, 85.0, 86.0])
+    assert stat == MeanStd(85.0, 1.0, 3)
+    assert format_mean_std(stat) == "85.0 ± 1.0"
+    assert format_mean_std(mean_std([84.14])) == "84.1"  # one seed: no ± (std undefined)
+    assert math.isnan(mean_std([1.0]).std)
+    assert format_mean_std(MeanStd(0.5, 0.123, 2), digits=2) == "0.50 ± 0.12"
+    assert format_mean_std(None) == ""
+
+
+def test_hits_at():
+    ranks = np.array([0, 3, -1, 9, 1])
+    assert hits_at(ranks, 1).tolist() == [True, False, False, False, False]
+    assert hits_at(ranks, 5).tolist() == [True, True, False, False, True]
+
+
+# ---- composition from metrics files ------------------------------------------------------------
+def write_run(metrics_dir: Path, run: str, evalset: str, ranks: np.ndarray) -> None:
+    """Files as `icsa evaluate` writes them (docs/architecture.md, "Evaluation")."""
+    dataset, split = evalset.rsplit("-", 1)
+    recalls = {str(n): float(hits_at(ranks, n).mean()) for n in (1, 5, 10, 20)}
+    (metrics_dir / run).mkdir(parents=True, exist_ok=True)
+    metrics = {"model": run, "dataset": dataset, "split": split, "num_q": len(ranks),
+               "recalls": recalls}  # fmt: skip
+    (metrics_dir / run / f"{evalset}.json").write_text(json.dumps(metrics))
+    np.savez(metrics_dir / run / f"{evalset}-perquery.npz", first_hit_rank=ranks)
+
+
+def table5_spec(seeds: list[int]) -> dict:
+    rows = [
+        {"backbone": "vgg16", "attention": att, "block": block,
+         "runs": [f"pitts30k-vgg16-{att}-b{block}-s{s}" for s in seeds]}
+        for block, att in itertools.product(["none", "5"], ["none", "icsa"])
+    ]  # fmt: skip
+    return {"table": "table5", "title": "Partial", "evalset": "pitts30k-test",
+            "baseline": "none", "seeds": seeds, "rows": rows}  # fmt: skip
+
+
+def make_metrics(tmp_path: Path, spec: dict, m: int = 400) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ranks = {}
+    for row in spec["rows"]:
+        for run in row["runs"]:
+            ranks[run] = np.where(rng.random(m) < 0.3, -1, rng.integers(0, 20, m))
+            write_run(tmp_path, run, spec["evalset"], ranks[run])
+    return ranks
+
+
+def test_run_table_from_metrics_with_paper_values(tmp_path):
+    spec = table5_spec([0, 1])
+    ranks = make_metrics(tmp_path, spec)
+    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=500))
+    assert list(df["network"]) == ["VGG16", "VGG16+ICSA", "VGG16", "VGG16+ICSA"]
+    assert list(df["block"]) == ["none", "none", "block5", "block5"]
+    icsa5 = df.iloc[3]
+    r1 = [100 * (ranks[f"pitts30k-vgg16-icsa-b5-s{s}"] == 0).mean() for s in (0, 1)]
+    assert icsa5["R@1"] == pytest.approx(np.mean(r1))
+    assert icsa5["R@1_std"] == pytest.approx(np.std(r1, ddof=1))
+    base = [100 * (ranks[f"pitts30k-vgg16-none-b5-s{s}"] == 0).mean() for s in (0, 1)]
+    assert icsa5["dR@1"] == pytest.approx(np.mean(r1) - np.mean(base))
+    assert icsa5["dR@1_low"] <= icsa5["dR@1"] <= icsa5["dR@1_high"]
+    assert icsa5["baseline"] == "VGG16" and df.iloc[2]["baseline"] == ""
+    # The paper's Table 5 beside ours, matched by (backbone, attention, block).
+    assert df.iloc[0][["paper_R@1", "paper_R@5", "paper_R@10"]].tolist() == [80.5, 91.8, 95.2]
+    assert icsa5[["paper_R@1", "paper_R@5", "paper_R@10"]].tolist() == [85.3, 94.5, 96.8]
+
+
+def test_cli_writes_csv_markdown_json(tmp_path, capsys):
+    spec = table5_spec([0])
+    make_metrics(tmp_path / "metrics", spec)
+    out = tmp_path / "out"
+    code = icsa_main([
+        "tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
+        "--statistics", json.dumps({"bootstrap_samples": 300, "confidence": 0.9, "seed": 1}),
+        "--metrics-dir", str(tmp_path / "metrics"), "--out-csv", str(out / "t5.csv"),
+        "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
+    ])  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(out / "t5.csv")
+    assert len(df) == 4 and {"R@1", "R@20", "dR@1_low", "paper_R@10"} <= set(df.columns)
+    md = (out / "t5.md").read_text()
+    assert md.startswith("### Table 5: Partial")
+    assert "| VGG16+ICSA | block5 |" in md and "| 85.3 |" in md and "[90% CI]" in md
+    assert f"{df.iloc[3]['R@1']:.1f}" in md
+    summary = json.loads((out / "t5.json").read_text())
+    assert summary["VGG16+ICSA block5"]["R@1"] == pytest.approx(df.iloc[3]["R@1"])
+
+
+def test_mismatched_perquery_file_is_an_error(tmp_path):
+    spec = table5_spec([0])
+    make_metrics(tmp_path, spec)
+    run = spec["rows"][1]["runs"][0]
+    np.savez(tmp_path / run / "pitts30k-test-perquery.npz", first_hit_rank=np.zeros(400, int))
+    with pytest.raises(InputError, match="per-query Recall@1"):
+        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=100))
+    (tmp_path / run / "pitts30k-test.json").unlink()
+    with pytest.raises(InputError, match="not found"):
+        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=100))
+
+
+def test_efficiency_table_ratios_and_paper_sizes(tmp_path):
+    rows = [
+        {"module": m, "params": p, "size_kb": p * 4 / 1024, "time_ms_median": t,
+         "time_ms_iqr": 0.01, "batch_size": 1, "device": "cpu", "repeats": 5}
+        for m, p, t in [("ia", 614400, 0.2), ("icsa", 1712, 0.4), ("se", 32768, 0.3)]
+    ]  # fmt: skip
+    path = tmp_path / "eff.json"
+    path.write_text(json.dumps({"rows": rows, "metadata": {"channels": 512}}))
+    df = build_efficiency_table({"attentions": ["ia", "icsa", "se"]}, path, load_paper(PAPER))
+    assert df["size_kb"].round(1).tolist() == df["paper_size_kb"].tolist() == [2400.0, 6.7, 128.0]
+    assert df["time_vs_icsa"].tolist() == pytest.approx([0.5, 1.0, 0.75])
+    assert df["paper_time_vs_icsa"].tolist() == pytest.approx([8.4 / 11.9, 1.0, 10.2 / 11.9])
+    with pytest.raises(InputError, match="cbam"):
+        build_efficiency_table({"attentions": ["cbam"]}, path, load_paper(PAPER))
+
+
+# ---- the paper's numbers -----------------------------------------------------------------------
+def test_paper_values_cover_every_default_table_row():
+    paper = load_paper(PAPER)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for name, spec in config["tables"].items():
+        if name == "table2":
+            assert {r["module"] for r in paper["table2"]["rows"]} == {"ia", "icsa", "se", "cbam"}
+            continue
+        blocks = ["5" if str(b) == "last" else str(b) for b in spec["blocks"]]
+        for backbone, block, att in itertools.product(spec["backbones"], blocks, spec["attentions"]):
+            row = next(r for r in paper[name]["rows"]
+                       if (r["backbone"], r["attention"], str(r["block"])) == (backbone, att, block))
+            assert all(0 < row[f"R@{n}"] <= 100 for n in (1, 5, 10)), (name, row)  # fmt: skip
+    # Cross-table consistency of the paper itself: the VGG16+ICSA block5 model is one model.
+    icsa = [paper[t]["rows"][i] for t, i in (("table1", 2), ("table3", 0), ("table5", 3))]
+    assert all(r["attention"] == "icsa" and r["R@1"] == 85.3 for r in icsa)
