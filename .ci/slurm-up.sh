@@ -4,7 +4,9 @@
 # Debian/Ubuntu only, as root. Installs slurmctld, slurmd, slurm-client and munge with apt-get when
 # they are missing, writes /etc/slurm/slurm.conf (the default path, so that the srun inside a job
 # finds it) and keeps all state, spool, log and pid files under $ICSA_SLURM_DIR (default
-# /tmp/icsa-slurm). Exits 0 once `sinfo` shows the node idle; exits non-zero (and the slurm tests
+# /tmp/icsa-slurm). On a machine without NVIDIA GPUs the node also gets $ICSA_SLURM_FAKE_GPUS
+# (default 2, 0 for none) GPUs of type `fake`: character devices aliasing /dev/null, enough for
+# SLURM to grant `--gpus` and set CUDA_VISIBLE_DEVICES, so that GPU requests are tested too. Exits 0 once `sinfo` shows the node idle; exits non-zero (and the slurm tests
 # then skip) when SLURM cannot be started here. It never touches a SLURM it did not configure:
 # if a controller already answers, or /etc/slurm/slurm.conf was written by someone else, it stops.
 set -euo pipefail
@@ -61,9 +63,29 @@ host="$(hostname -s)"
 cpus="$(nproc)"
 mem_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 mkdir -p /etc/slurm
+fake_gpus="${ICSA_SLURM_FAKE_GPUS:-2}"
+gres_types="" node_gres=""
+if [ -e /etc/slurm/gres.conf ] && grep -qF "$MARK" /etc/slurm/gres.conf; then
+    rm -f /etc/slurm/gres.conf
+fi
+if [ "$fake_gpus" -gt 0 ] && ! command -v nvidia-smi >/dev/null && [ ! -e /etc/slurm/gres.conf ]; then
+    mkdir -p "$STATE/dev"
+    made=1
+    for i in $(seq 0 $((fake_gpus - 1))); do
+        [ -c "$STATE/dev/gpu$i" ] || mknod "$STATE/dev/gpu$i" c 1 3 2>/dev/null || made=0
+    done
+    if [ "$made" = 1 ]; then
+        printf '%s\nName=gpu Type=fake File=%s/dev/gpu[0-%d]\n' "$MARK" "$STATE" \
+            $((fake_gpus - 1)) >/etc/slurm/gres.conf
+        gres_types="GresTypes=gpu" node_gres="Gres=gpu:fake:${fake_gpus}"
+    else
+        say "cannot create device nodes (mknod); the node gets no GPUs"
+    fi
+fi
 cat >"$CONF" <<EOF
 $MARK
 ClusterName=icsa-ci
+$gres_types
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
@@ -88,7 +110,7 @@ SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 SlurmctldPort=6817
 SlurmdPort=6818
-NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} State=UNKNOWN
+NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} $node_gres State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
@@ -98,7 +120,9 @@ EOF
 for _ in $(seq 60); do
     state="$(sinfo -h -N -o '%t' 2>/dev/null | head -n1 || true)"
     case "$state" in
-        idle*|mix*|alloc*) say "node ${host} is ${state} (CPUs=${cpus}, RealMemory=${mem_mb} MB)"; exit 0 ;;
+        idle*|mix*|alloc*)
+            say "node ${host} is ${state} (CPUs=${cpus}, RealMemory=${mem_mb} MB ${node_gres})"
+            exit 0 ;;
         down*|drain*) scontrol update NodeName="$host" State=RESUME >/dev/null 2>&1 || true ;;
     esac
     sleep 1

@@ -26,7 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from icsa.errors import InputError
@@ -134,10 +134,17 @@ def acquire_device(
         os.close(fd)  # releases the lock unless a still-running child holds a copy of fd
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the wrapper dies (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A pre-exec hook that makes the child get SIGTERM when the wrapper dies (Linux prctl).
+
+    libc is looked up here, in the parent: the hook runs between fork and exec, where as little
+    as possible should happen.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 def run_child(cmd: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()) -> int:
@@ -151,7 +158,7 @@ def run_child(cmd: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int
             env=dict(env),
             pass_fds=tuple(pass_fds),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_death_signal_setter(),
         )
     except FileNotFoundError as err:
         raise InputError(f"command {cmd[0]!r}: not found ({err.strerror})") from err

@@ -108,11 +108,12 @@ def test_gather_local_stats_gram_and_sample_are_exact():
 
 def test_joint_tsne_finite_right_counts_and_deterministic(tmp_path):
     rng = np.random.default_rng(0)
-    samples = {m: rng.normal(loc=i, size=(n, 8)) for i, (m, n) in enumerate(
-        [("none", 30), ("ia", 25), ("icsa", 40)])}
+    samples = {
+        m: rng.normal(loc=i, size=(n, 8))
+        for i, (m, n) in enumerate([("none", 30), ("ia", 25), ("icsa", 40)])
+    }
     emb = tsne.joint_tsne(samples, perplexity=30, seed=0, max_points_per_model=35)
-    assert {k: v.shape for k, v in emb.items()} == {
-        "none": (30, 2), "ia": (25, 2), "icsa": (35, 2)}
+    assert {k: v.shape for k, v in emb.items()} == {"none": (30, 2), "ia": (25, 2), "icsa": (35, 2)}
     assert all(np.isfinite(v).all() for v in emb.values())
     again = tsne.joint_tsne(samples, perplexity=30, seed=0, max_points_per_model=35)
     for k in emb:
@@ -181,8 +182,9 @@ def test_retrieval_examples_hits_and_selection(tmp_path):
     rng = np.random.default_rng(0)
     db_utm = np.stack([np.arange(20) * 10.0, np.zeros(20)], axis=1)  # db i at x = 10 i
     q_utm = np.array([[0.0, 5.0], [100.0, 0.0], [190.0, 30.0], [55.0, 0.0]])
-    indices = np.array([[0, 1, 5, 3, 2, 9], [4, 10, 11, 9, 0, 1],
-                        [19, 0, 1, 2, 3, 4], [5, 6, 4, 7, 3, 2]])
+    indices = np.array(
+        [[0, 1, 5, 3, 2, 9], [4, 10, 11, 9, 0, 1], [19, 0, 1, 2, 3, 4], [5, 6, 4, 7, 3, 2]]
+    )
     first_hit = np.array([0, 1, -1, 0])
     chosen = retrieval_examples.select_queries(first_hit, 4, seed=0)
     assert sorted(chosen) == [0, 1, 2, 3]
@@ -215,20 +217,29 @@ def test_retrieval_examples_hits_and_selection(tmp_path):
 
 def test_training_curves(tmp_path):
     for run, base in (("r1", 0.5), ("r2", 0.3)):
-        pd.DataFrame({
-            "epoch": [0, 1, 2, 3], "loss": [None, base, base / 2, base / 3], "lr": [1e-4] * 4,
-            "val_recall@1": [0.1, 0.2, 0.3, 0.4], "val_recall@5": [0.4, 0.5, 0.6, 0.7],
-        }).to_csv(tmp_path / f"{run}.csv", index=False)
+        pd.DataFrame(
+            {
+                "epoch": [0, 1, 2, 3],
+                "loss": [None, base, base / 2, base / 3],
+                "lr": [1e-4] * 4,
+                "val_recall@1": [0.1, 0.2, 0.3, 0.4],
+                "val_recall@5": [0.4, 0.5, 0.6, 0.7],
+            }
+        ).to_csv(tmp_path / f"{run}.csv", index=False)
     hist = {r: curves.read_history(tmp_path / f"{r}.csv") for r in ("r1", "r2")}
     assert curves.metric_columns(hist["r1"]) == (["loss"], ["val_recall@1", "val_recall@5"])
     assert curves.primary_recall(["val_recall@1", "val_recall@5", "val_recall@15"]) == (
-        "val_recall@5")
+        "val_recall@5"
+    )
     curves.plot_training_curves(hist, tmp_path / "c.png")
     curves.write_curves_csv(hist, tmp_path / "c.csv")
     _png_ok(tmp_path / "c.png")
     long = pd.read_csv(tmp_path / "c.csv")
-    assert len(long) == 2 * (3 + 4 + 4) and set(long["metric"]) == {"loss", "val_recall@1",
-                                                               "val_recall@5"}
+    assert len(long) == 2 * (3 + 4 + 4) and set(long["metric"]) == {
+        "loss",
+        "val_recall@1",
+        "val_recall@5",
+    }
     (tmp_path / "bad.csv").write_text("step,loss\n1,0.3\n")
     with pytest.raises(InputError, match="epoch"):
         curves.read_history(tmp_path / "bad.csv")

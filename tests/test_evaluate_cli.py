@@ -135,3 +135,39 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     assert _evaluate(root, tmp_path / "db8.npy", tmp_path / "q8.npy", tmp_path, *pca) == 2
     assert "fitted on 16-D descriptors, but" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("dataset", ["tokyotm", "tokyo247"])
+def test_dataset_rules_reach_the_metrics(dataset, tmp_path):
+    """TokyoTM's capture-time rule and Tokyo 24/7's panoramas apply by dataset (no images
+    needed to evaluate: descriptors and the dbStruct are enough)."""
+    from icsa.evaluate import panorama_groups
+
+    rng = np.random.default_rng(7)
+    num_db, num_q = 48, 10
+    db_utm = np.repeat(rng.integers(0, 300, (num_db // 12, 2)), 12, axis=0).astype(float)
+    q_utm = db_utm[rng.integers(0, num_db, num_q)] + rng.integers(-10, 11, (num_q, 2))
+    times = (rng.integers(0, 3, num_db).astype(float), rng.integers(0, 3, num_q).astype(float))
+    timed = dataset == "tokyotm"
+    mat = "tokyoTM_val.mat" if timed else "tokyo247.mat"
+    split = "val" if timed else "test"
+    write_dbstruct(tmp_path / "datasets" / mat, DbStruct(
+        split, [f"d{i}.png" for i in range(num_db)], db_utm, [f"q{i}.png" for i in range(num_q)],
+        q_utm, num_db, num_q, 25.0, 625.0, 100.0, *(times if timed else (None, None)),
+    ))  # fmt: skip
+    db = rng.standard_normal((num_db, 8)).astype(np.float32)
+    q = (db[rng.integers(0, num_db, num_q)] + rng.standard_normal((num_q, 8))).astype(np.float32)
+    np.save(tmp_path / "db.npy", db)
+    np.save(tmp_path / "q.npy", q)
+    args = ["evaluate", "--root", str(tmp_path), "--dataset", dataset, "--split", split,
+            "--db", str(tmp_path / "db.npy"), "--q", str(tmp_path / "q.npy"), "--model-id",
+            "x", "--out-metrics", str(tmp_path / "m.json"), "--ns", "1", "2", "5"]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    kwargs = {"db_times": times[0], "query_times": times[1]} if timed else {}
+    if not timed:
+        kwargs = {"db_groups": panorama_groups(num_db)}
+    expected = recall_at_n(db, q, db_utm, q_utm, (1, 2, 5), **kwargs)
+    assert metrics["recalls"] == {str(n): r for n, r in expected.items()}
+    assert metrics["time_rule"] is timed and metrics["panorama_cutouts"] == (None if timed else 12)
+    assert expected != recall_at_n(db, q, db_utm, q_utm, (1, 2, 5))  # the rule mattered

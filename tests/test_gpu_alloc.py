@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -249,3 +250,57 @@ def test_snakemake_gpu_resources_with_allocator(tmp_path):
     assert len(records) == 3 and {r["dev"] for r in records} <= {"0", "1"}
     assert_no_shared_device(records)
     assert max_concurrency(records) <= 2
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> dict[str, list[dict[str, str]]]:
+    """Rule name → its jobs' resources and shell command, from `snakemake -n -p`."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "-p", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        found = {
+            key: m.group(1) if (m := re.search(rf"^\s*{key}: (.*)$", block, re.M)) else ""
+            for key in ("resources", "threads", "Shell command")
+        }
+        jobs.setdefault(rule, []).append(found)
+    return jobs
+
+
+def test_workflow_gpu_rules_declare_a_gpu_and_use_the_allocator(tmp_path):
+    """The real workflow with device=cuda: train/extract ask for gpu=1 and run through
+    `icsa gpu run`; every job declares its threads, memory and run time."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "workflow" / "Snakefile").exists():
+        pytest.skip("workflow/Snakefile missing")
+    target = "results/metrics/pitts30k-vgg16-icsa-b5-s0/pitts30k-test.json"
+    jobs = dry_run_jobs(
+        tmp_path,
+        "-s",
+        str(repo / "workflow" / "Snakefile"),
+        "--configfile",
+        str(repo / "config" / "config.yaml"),
+        "--config",
+        "device=cuda",
+        "--cores",
+        "8",
+        "--resources",
+        "gpu=2",
+        "--",
+        target,
+    )
+    assert {"train", "extract", "evaluate", "kmeans"} <= set(jobs)
+    for rule, entries in jobs.items():
+        for job in entries:
+            assert re.search(r"\bmem_mb=\d+", job["resources"]), (rule, job)
+            assert re.search(r"\bruntime=\d+", job["resources"]), (rule, job)
+            assert int(job["threads"] or 1) >= 1
+            uses_gpu = rule in ("train", "extract")
+            assert bool(re.search(r"\bgpu=1\b", job["resources"])) == uses_gpu, (rule, job)
+            assert ("icsa gpu run --lock-dir" in job["Shell command"]) == uses_gpu, (rule, job)

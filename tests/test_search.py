@@ -129,6 +129,7 @@ def test_read_rows_copies_and_releases_memmap_pages(tmp_path):
     blocks = [read_rows(mm, s, s + 512) for s in range(0, 2048, 512)]
     assert all(not isinstance(b, np.memmap) and b.flags.c_contiguous for b in blocks)
     assert np.array_equal(np.concatenate(blocks), data)
+    assert np.array_equal(read_rows(mm, 100, 1900, np.float64, piece_bytes=2**20), data[100:1900])
     assert _rss_file_kb() - before < 8 * 1024  # the 16 MB file did not stay resident
     float(mm.sum())  # touching every page the ordinary way does keep it resident
     assert _rss_file_kb() - before > 12 * 1024

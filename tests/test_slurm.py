@@ -2,8 +2,8 @@
 
 Needs a reachable SLURM controller, e.g. the single-node one that `.ci/slurm-up.sh` starts (CI
 does this before pytest); skipped with the reason otherwise. Each job really goes through
-sbatch/srun on the node; the tests check what SLURM was asked for and that the results equal a
-local run's.
+sbatch/srun on the node; the test checks what SLURM was asked for and that the results equal a
+local run's. It runs the tiny workflow twice (about 2 min on two idle cores), hence also `slow`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
@@ -172,3 +172,76 @@ def test_tiny_workflow_through_slurm_equals_local_run(slurm, tmp_path):
     np.testing.assert_array_equal(
         np.load(tmp_path / "cluster" / descriptors), np.load(tmp_path / "local" / descriptors)
     )
+
+
+def slurm_gpus() -> int:
+    """GPUs the SLURM node offers (`.ci/slurm-up.sh` adds fake ones on a machine without)."""
+    out = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=20)
+    found = re.search(r"gpu(?::\w+)?:(\d+)", out.stdout)
+    return int(found.group(1)) if found else 0
+
+
+def tres_per_job(jobids: list[str]) -> dict[str, str]:
+    out = subprocess.run(
+        ["squeue", "--states=all", "-h", "-j", ",".join(jobids), "-O", "JobID:20,tres-per-job:60"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return dict(line.split(maxsplit=1) for line in out.splitlines() if line.strip())
+
+
+# Each job notes the GPU it was given, its SLURM job and the interval it ran in.
+RECORD = (
+    "import json, os, sys, time; t0 = time.time(); time.sleep(2); "
+    "json.dump({'dev': os.environ.get('CUDA_VISIBLE_DEVICES'), 'job': os.environ['SLURM_JOB_ID'],"
+    " 'start': t0, 'end': time.time()}, open(sys.argv[1], 'w'))"
+)
+GPU_SNAKEFILE = """
+wildcard_constraints:
+    i=r"\\d+"
+
+rule all:
+    input: expand("out/{i}.json", i=range(3)), "out/model.json"
+
+rule gpu_job:
+    output: "out/{i}.json"
+    threads: 1
+    resources: gpu=1, mem_mb=100, runtime=5
+    shell: "{ICSA} gpu run --lock-dir locks -- {PY} -c {RECORD:q} {output}"
+
+rule gpu_model_job:
+    output: "out/model.json"
+    threads: 1
+    resources: gpu=1, gpu_model="fake", mem_mb=100, runtime=5
+    shell: "{ICSA} gpu run --lock-dir locks -- {PY} -c {RECORD:q} {output}"
+"""
+
+
+def test_gpu_rules_get_their_own_slurm_gpu(slurm, tmp_path):
+    """`gpu=1` (and `gpu_model`) become sbatch --gpus; SLURM pins each job to its own device and
+    `icsa gpu run` inside the job keeps SLURM's choice instead of locking."""
+    if slurm_gpus() < 2:
+        pytest.skip("the SLURM node offers fewer than 2 GPUs (see .ci/slurm-up.sh)")
+    icsa = str(Path(sys.executable).with_name("icsa"))
+    (tmp_path / "Snakefile").write_text(
+        f"ICSA = {icsa!r}\nPY = {sys.executable!r}\nRECORD = {RECORD!r}\n" + GPU_SNAKEFILE
+    )
+    result = snakemake(tmp_path, *SLURM_ARGS)
+    jobs = slurm_jobs(result.stdout + result.stderr)
+    assert len(jobs) == 4 and all(job["state"] == "COMPLETED" for job in jobs), jobs
+    tres = tres_per_job([job["jobid"] for job in jobs])
+    by_rule = {job["jobid"]: re.sub(r"^rule_|_wildcards_.*$", "", job["comment"]) for job in jobs}
+    for jobid, rule in by_rule.items():
+        expected = "gres:gpu:fake:1" if rule == "gpu_model_job" else "gres:gpu:1"
+        assert tres[jobid].strip() == expected, (rule, tres[jobid])
+
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*.json"))]
+    assert {r["job"] for r in records} == set(by_rule)  # each ran inside its own SLURM job
+    assert all(r["dev"] in ("0", "1") for r in records), records  # set by SLURM
+    assert not (tmp_path / "locks").exists(), "inside SLURM the allocator must not lock"
+    for a in records:
+        for b in records:
+            overlap = a is not b and a["start"] < b["end"] and b["start"] < a["end"]
+            assert not (overlap and a["dev"] == b["dev"]), (a, b)

@@ -207,9 +207,14 @@ def test_paper_values_cover_every_default_table_row():
             assert {r["module"] for r in paper["table2"]["rows"]} == {"ia", "icsa", "se", "cbam"}
             continue
         blocks = ["5" if str(b) == "last" else str(b) for b in spec["blocks"]]
-        for backbone, block, att in itertools.product(spec["backbones"], blocks, spec["attentions"]):
-            row = next(r for r in paper[name]["rows"]
-                       if (r["backbone"], r["attention"], str(r["block"])) == (backbone, att, block))
+        for backbone, block, att in itertools.product(
+            spec["backbones"], blocks, spec["attentions"]
+        ):
+            row = next(
+                r
+                for r in paper[name]["rows"]
+                if (r["backbone"], r["attention"], str(r["block"])) == (backbone, att, block)
+            )
             assert all(0 < row[f"R@{n}"] <= 100 for n in (1, 5, 10)), (name, row)  # fmt: skip
     # Cross-table consistency of the paper itself: the VGG16+ICSA block5 model is one model.
     icsa = [paper[t]["rows"][i] for t, i in (("table1", 2), ("table3", 0), ("table5", 3))]

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
@@ -66,6 +67,7 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], out_png: str | o
     ax_rec.set_ylabel("validation recall")
     ax_rec.set_title("Validation recall (best checkpoint by Recall@5)")
     for ax in (ax_loss, ax_rec):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if ax.lines:
             ax.legend(fontsize=6)
     fig.tight_layout()

@@ -128,7 +128,11 @@ def local_stats_for_checkpoint(
     ds = ImageDataset(chosen, model.config["image_size"], name=f"{place.name}-{images}")
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
     stats = gather_local_stats(
-        model, (x for x, _ in loader), per_image=per_image, seed=seed, device=dev,
+        model,
+        (x for x, _ in loader),
+        per_image=per_image,
+        seed=seed,
+        device=dev,
         total=len(loader),
     )
     return stats, dict(model.config)
@@ -137,8 +141,12 @@ def local_stats_for_checkpoint(
 def save_stats(stats: LocalStats, label: str, out_npz: str | os.PathLike) -> None:
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as fh:
         np.savez(
-            fh, gram=stats.gram, count=stats.count, sample=stats.sample,
-            num_images=stats.num_images, label=np.array(label),
+            fh,
+            gram=stats.gram,
+            count=stats.count,
+            sample=stats.sample,
+            num_images=stats.num_images,
+            label=np.array(label),
         )
 
 
@@ -147,10 +155,13 @@ def load_stats(path: str | os.PathLike) -> tuple[LocalStats, str]:
     try:
         z = np.load(path)
         stats = LocalStats(
-            gram=z["gram"], count=int(z["count"]), sample=z["sample"],
+            gram=z["gram"],
+            count=int(z["count"]),
+            sample=z["sample"],
             num_images=int(z["num_images"]),
         )
         return stats, str(z["label"])
     except (KeyError, ValueError, OSError) as err:
-        raise InputError(f"{path}: not a local-stats file ({err}); expected gram/count/sample") \
-            from err
+        raise InputError(
+            f"{path}: not a local-stats file ({err}); expected gram/count/sample"
+        ) from err

@@ -22,10 +22,20 @@ def release_pages(arr: np.ndarray) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
 
 
-def read_rows(arr: np.ndarray, start: int, stop: int, dtype=np.float32) -> np.ndarray:
-    """Rows ``start:stop`` of ``arr`` as a C-contiguous array of ``dtype`` owned by the caller."""
-    if isinstance(arr, np.memmap):
-        block = np.array(arr[start:stop], dtype=dtype, order="C", copy=True)
+def read_rows(
+    arr: np.ndarray, start: int, stop: int, dtype=np.float32, piece_bytes: int = 32 * 2**20
+) -> np.ndarray:
+    """Rows ``start:stop`` of ``arr`` as a C-contiguous array of ``dtype`` owned by the caller.
+
+    A memmap is copied ``piece_bytes`` at a time, releasing its pages after each piece, so the
+    copy never has the whole block resident twice (mapped and copied).
+    """
+    if not isinstance(arr, np.memmap):
+        return np.ascontiguousarray(arr[start:stop], dtype=dtype)
+    stop = min(stop, len(arr))
+    block = np.empty((max(0, stop - start), *arr.shape[1:]), dtype=dtype)
+    step = max(1, piece_bytes // max(1, arr[:1].nbytes))
+    for s in range(start, stop, step):
+        block[s - start : s - start + step] = arr[s : min(s + step, stop)]
         release_pages(arr)
-        return block
-    return np.ascontiguousarray(arr[start:stop], dtype=dtype)
+    return block

@@ -115,6 +115,7 @@ def evaluate_split(
         db_groups=groups,
         memory_budget_mb=memory_budget_mb,
         use_gpu=use_gpu,
+        progress=True,
     )
     t_search = time.perf_counter()
     metrics = {

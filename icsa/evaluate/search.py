@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from icsa.errors import InputError
 from icsa.evaluate.memmap import read_rows
@@ -132,12 +133,14 @@ def search(
     tile_rows: int = TILE_ROWS,
     query_tile: int = QUERY_TILE,
     use_gpu: bool | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest database rows of each query: (squared L2 distances[M,k], indices[M,k]).
 
     ``db``/``queries`` may be memmaps (float32 or float16; computed in float32). k is capped at
     the database size. ``memory_budget_mb`` derives ``shard_rows`` and ``query_chunk``.
     ``use_gpu=None`` uses a faiss GPU index when one is available (ties there follow faiss GPU).
+    ``progress`` shows a bar over (shard, query chunk) steps.
     """
     _check_inputs(db, queries, k)
     num_db, dim = db.shape
@@ -153,6 +156,8 @@ def search(
         )
     best_d = np.full((num_q, k), np.inf, dtype=np.float32)
     best_i = np.full((num_q, k), -1, dtype=np.int64)
+    steps = math.ceil(num_db / plan.shard_rows) * math.ceil(num_q / plan.query_chunk)
+    bar = tqdm(total=steps, desc="search", unit="block", mininterval=5, disable=not progress)
     for s0 in range(0, num_db, plan.shard_rows):
         # One read of the shard from disk; float32 and contiguous as faiss needs.
         shard = read_rows(db, s0, s0 + plan.shard_rows)
@@ -167,4 +172,6 @@ def search(
                     best_d[rows], best_i[rows] = merge_topk(
                         best_d[rows], best_i[rows], tile_d, tile_i, k
                     )
+            bar.update()
+    bar.close()
     return best_d, best_i

@@ -182,7 +182,7 @@ def build_efficiency_table(
     if missing:
         raise InputError(f"{path}: no measurement for modules {missing}; got {sorted(measured)}")
     icsa_time = measured.get("icsa", {}).get("time_ms_median", math.nan)
-    paper_icsa = (paper_row(paper, "table2", module="icsa") or {}).get("time", math.nan)
+    paper_icsa = float((paper_row(paper, "table2", module="icsa") or {}).get("time", math.nan))
     out = []
     for module in spec["attentions"]:
         row = measured[module]

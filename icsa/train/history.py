@@ -5,7 +5,9 @@ files are rewritten from it after every epoch, and dvclive is replayed from it w
 resumes, so an interrupted run never leaves duplicated or missing epochs behind.
 
 dvclive writes only into ``RUN/dvclive``: ``dvcyaml=None`` keeps it away from the repository's
-``dvc.yaml`` and ``save_dvc_exp=False`` stops it from creating a DVC experiment per job.
+``dvc.yaml`` and ``save_dvc_exp=False`` stops it from creating a DVC experiment per job. Its
+repository lookup is switched off as well: dvclive 3.x otherwise runs ``dvc init`` at the root of
+any Git repository that has no ``.dvc`` yet, a surprising side effect for a logger.
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
+def _metrics_only_live() -> type:
+    """dvclive's Live without its DVC-repository integration (we want its files, nothing else)."""
+    from dvclive import Live  # deferred: dvclive imports dvc (slow)
+
+    class MetricsOnlyLive(Live):
+        def _init_dvc(self) -> None:
+            # Never open or create a DVC repository; only record the (unused) dvc.yaml name.
+            self._dvc_file = self._init_dvc_file()
+
+    return MetricsOnlyLive
+
+
 class RunLogger:
     """dvclive metrics (one step per epoch) plus the history files."""
 
@@ -48,10 +62,8 @@ class RunLogger:
         self.run_dir = run_dir
         self.live = None
         if enable_dvclive:
-            from dvclive import Live  # deferred: dvclive imports dvc (slow)
-
             # resume=False lets dvclive clear its own folder; the past epochs are replayed below.
-            self.live = Live(
+            self.live = _metrics_only_live()(
                 dir=str(run_dir / "dvclive"), save_dvc_exp=False, dvcyaml=None, resume=False
             )
             for row in history:

@@ -138,6 +138,7 @@ class TripletTrainer(TrainState):
     def fit(self) -> dict:
         """Train until ``epochs`` or early stopping; returns the last history row."""
         s = self.settings
+        logger = self.logger  # created (and replayed) before this call adds epochs
         if not self.history and s.validate_untrained:
             t0 = time.perf_counter()
             row = {"epoch": 0, "lr": self.optimizer.param_groups[0]["lr"], **self.validate(),
@@ -163,5 +164,5 @@ class TripletTrainer(TrainState):
             }
             self.end_epoch(row)
         write_history(self.run_dir, self.history)  # also when a finished run is re-invoked
-        self.logger.close()
+        logger.close()
         return self.history[-1] if self.history else {}

@@ -189,6 +189,12 @@ def all_checkpoints():
     return sorted(f"results/runs/{run}/checkpoint_best.pt" for run in runs)
 
 
+def all_metrics():
+    """Metrics and per-query files of every run table (the DVC `evaluate` stage)."""
+    names = [name for name in config["tables"] if name != "table2"]
+    return sorted({f for name in names for f in table_metrics(name)})
+
+
 def all_indexes():
     return sorted(INDEX.format(dataset=name) for name in config["datasets"])
 

@@ -15,8 +15,8 @@ if config.get("synthetic"):
         benchmark:
             f"{BENCHMARKS}/prepare/synthetic.tsv"
         params:
-            seed=config["synthetic"]["seed"],
-            settings=json.dumps(config["synthetic"]["settings"], sort_keys=True),
+            seed=config["synthetic"].get("seed", 0),
+            settings=json.dumps(config["synthetic"].get("settings", {}), sort_keys=True),
         threads: job_threads("prepare")
         resources:
             **job_resources("prepare"),

@@ -112,14 +112,19 @@ def render(
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size == 0:
             continue
-        r0, r1 = rows[0], rows[-1] + 1  # only the rows where this layer shows
-        zk = np.where(np.isfinite(z[k]), z[k], 1.0).astype(np.float32)
-        seglen = np.linalg.norm(world.seg_p1[seg[k]] - world.seg_p0[seg[k]], axis=1)
-        v = CAM_HEIGHT + (yh - yc[r0:r1]) * zk[None, :] / f  # height of each pixel [h,W]
-        c, kl, kk = shade_facade(world, seg[k], s[k] * seglen, zk, v, f, sun_v)
-        m = mask[r0:r1]
-        rgb[r0:r1][m], cls[r0:r1][m], key[r0:r1][m] = c[m], kl[m], kk[m]
-        depth[r0:r1][m] = np.broadcast_to(zk, m.shape)[m]
+        # Shade only the bounding box where this layer shows (far layers are small).
+        r0, r1 = rows[0], rows[-1] + 1
+        cols = np.flatnonzero(mask.any(axis=0))
+        sk, zk = seg[k, cols], z[k, cols].astype(np.float32)
+        seglen = np.linalg.norm(world.seg_p1[sk] - world.seg_p0[sk], axis=1)
+        u = (s[k, cols] * seglen).astype(np.float32)
+        v = CAM_HEIGHT + (yh - yc[r0:r1]) * zk[None, :] / f  # height of each pixel [h,w]
+        c, kl, kk = shade_facade(world, sk, u, zk, v, f, sun_v)
+        m = mask[r0:r1][:, cols]
+        r, cc = np.nonzero(m)
+        r, cg = r + r0, cols[cc]
+        rgb[r, cg], cls[r, cg], key[r, cg] = c[m], kl[m], kk[m]
+        depth[r, cg] = zk[cc]
 
     r0 = int(np.floor(yh + 0.5))  # first row whose centre lies below the horizon
     zg = np.float32(f * CAM_HEIGHT) / (yc[r0:] - np.float32(yh))  # ground depth per row [h,1]

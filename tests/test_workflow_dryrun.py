@@ -1,0 +1,140 @@
+"""`snakemake -n` for every table target lists exactly the jobs that table needs (tiny config).
+
+Also home of the helpers the other workflow tests import: they run the real Snakemake in a
+scratch directory (not the checkout). The Snakefile reads `config/config.yaml` and
+`config/paper_values.yaml` relative to its working directory, so each scratch directory gets a
+copy of `config/`; results, data and `.snakemake` stay inside it. The venv's `bin/` goes first on
+PATH so that rules find the `icsa` command.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def scratch_workdir(path: Path) -> Path:
+    shutil.copytree(ROOT / "config", path / "config", dirs_exist_ok=True)
+    return path
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
+    # One thread per process: the test machine has 2 cores shared with other tests.
+    out.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return out
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config/tiny.yaml", timeout: float = 900):
+    """`snakemake -s workflow/Snakefile --configfile CONFIG... ARGS` in ``workdir`` (CONFIG: files
+    separated by spaces, later ones override; "" for the Snakefile's default config only);
+    returns the CompletedProcess (stdout and stderr merged into stdout)."""
+    exe = BIN / "snakemake"
+    cmd = [str(exe if exe.exists() else "snakemake"), "-s", str(SNAKEFILE), "-d", str(workdir)]
+    if config:
+        cmd += ["--configfile", *config.split()]
+    return subprocess.run(
+        [*cmd, *args], cwd=workdir, env=env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=timeout,
+    )  # fmt: skip
+
+
+def job_counts(output: str) -> Counter:
+    """The 'Job stats' table of a (dry) run → Counter(rule → jobs); empty when nothing runs."""
+    counts: Counter = Counter()
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", output, re.S)
+    if not match:
+        return counts
+    for line in match.group(1).splitlines():
+        rule, count = line.split()
+        counts[rule] = int(count)
+    assert sum(counts.values()) == int(match.group(2))
+    return counts
+
+
+def planned_runs(output: str) -> set[str]:
+    """Run ids whose training the (dry) run plans."""
+    return set(re.findall(r"output: results/runs/([^/,\s]+)/checkpoint_best\.pt", output))
+
+
+# ---- the tests --------------------------------------------------------------------------------
+TINY = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
+
+
+def expected_jobs(table: str, seeds: list[int]) -> tuple[Counter, set[str]]:
+    """Jobs a fresh directory needs for one table, derived from the config by hand."""
+    spec = TINY["tables"][table]
+    if table == "table2":
+        return Counter(efficiency=1, table=1), set()
+    blocks = ["5" if str(b) == "last" else str(b) for b in spec["blocks"]]
+    runs = {
+        f"pitts30k-{bb}-{att}-b{block}-s{seed}"
+        for bb, block, att, seed in itertools.product(
+            spec["backbones"], blocks, spec["attentions"], seeds
+        )
+    }
+    eval_dataset = TINY["evalsets"][spec["evalset"]].split("-")[0]
+    checks = len({"pitts30k", eval_dataset})
+    n = len(runs)
+    counts = Counter(
+        prepare_synthetic=1, check_dataset=checks, kmeans=len(spec["backbones"]) * len(seeds),
+        train=n, extract=n, evaluate=n, table=1,
+    )  # fmt: skip
+    return counts, runs
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return scratch_workdir(tmp_path_factory.mktemp("dryrun"))
+
+
+@pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4", "table5", "table6"])
+def test_dry_run_lists_exactly_the_jobs_of_each_table(workdir, table):
+    result = snakemake(workdir, "-n", "--cores", "2", f"results/{table}.csv")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts, runs = expected_jobs(table, [0])
+    assert job_counts(result.stdout) == counts
+    assert planned_runs(result.stdout) == runs
+    assert not (workdir / "results").exists()  # a dry run writes nothing
+
+
+def test_seeds_multiply_the_runs_and_table5_has_twelve_per_seed(workdir):
+    (workdir / "seeds.yaml").write_text("seeds: [0, 3]\n")
+    result = snakemake(workdir, "-n", "--cores", "2", "results/table5.csv",
+                       config="config/tiny.yaml seeds.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts, runs = expected_jobs("table5", [0, 3])
+    assert job_counts(result.stdout) == counts and counts["train"] == 24
+    assert "pitts30k-vgg16-icsa-b1-s3" in planned_runs(result.stdout) == runs
+
+
+def test_default_config_table5_is_twelve_trainings_and_lint_is_clean(workdir):
+    result = snakemake(workdir, "-n", "--cores", "8", "results/table5.csv", config="")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout)["train"] == 12
+    # --cores 8 on this machine: a 2-thread training claims a share of the 8 cores that matches
+    # its share of the physical CPUs, so that the scheduler never oversubscribes them.
+    threads = {int(t) for t in re.findall(r"rule train:.*?threads: (\d+)", result.stdout, re.S)}
+    cpus = len(os.sched_getaffinity(0))
+    job = min(2, cpus)  # resources.train.cpus of config.yaml, capped by the machine
+    expected = min(8, math.ceil(job * 8 / cpus)) if cpus < 8 else job
+    assert threads == {expected}
+    lint = snakemake(workdir, "--lint", config="")
+    own = [line for line in lint.stdout.splitlines()
+           if line.startswith("Lints for") and "figures.smk" not in line]  # fmt: skip
+    assert own == [], lint.stdout[-3000:]

@@ -1,0 +1,106 @@
+"""The whole tiny workflow for real (CI regression check): every table, metrics against a
+committed baseline, an immediate rerun runs nothing, one changed parameter reruns only what it
+affects.
+
+Tolerances. Training and evaluation on CPU are deterministic (fixed seeds, one thread, exact
+faiss search), so with the torch version and CPU instruction set the baseline was made with,
+every recall must match to 1e-6 (JSON round trip; in practice bit for bit). Elsewhere, other
+kernels (AVX2 vs AVX-512, another oneDNN) change float sums in the last bits; after training
+that can swap near-tied neighbours, i.e. move a recall by whole queries. With 24 test and 12
+TokyoTM queries one query is 4–8 %, so a foreign environment may drift by up to 3 queries per
+recall — a real regression (wrong labels, broken mining, off-by-one ranks) moves far more.
+Set ICSA_UPDATE_BASELINE=1 to rewrite tests/baselines/tiny_metrics.json after an intended change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.test_workflow_dryrun import ROOT, job_counts, scratch_workdir, snakemake
+
+pytestmark = pytest.mark.slow
+BASELINE = ROOT / "tests" / "baselines" / "tiny_metrics.json"
+TABLES = ["table1", "table2", "table3", "table4", "table5", "table6"]
+
+
+def environment() -> dict[str, str]:
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def collect_metrics(workdir: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted((workdir / "results" / "metrics").glob("*/*.json")):
+        data = json.loads(path.read_text())
+        out[f"{path.parent.name}/{path.stem}"] = {
+            "num_q": data["num_q"],
+            "recalls": data["recalls"],
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = scratch_workdir(tmp_path_factory.mktemp("tiny"))
+    result = snakemake(workdir, "--cores", "2", "tables", timeout=3600)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return workdir
+
+
+def test_tables_have_the_configured_rows(tiny_run):
+    sizes = {"table1": 5, "table2": 6, "table3": 3, "table4": 6, "table5": 12, "table6": 2}
+    for name in TABLES:
+        df = pd.read_csv(tiny_run / "results" / f"{name}.csv")
+        assert len(df) == sizes[name], name
+        md = (tiny_run / "results" / f"{name}.md").read_text()
+        assert md.startswith(f"### Table {name[5:]}")
+    t5 = pd.read_csv(tiny_run / "results" / "table5.csv")
+    assert t5[["R@1", "R@5", "R@10", "R@20"]].notna().all().all()
+    assert ((t5["R@1"] <= t5["R@5"]) & (t5["R@5"] <= t5["R@10"])).all()
+    icsa = t5[t5["attention"] == "icsa"]
+    assert (icsa["dR@1_low"] <= icsa["dR@1"]).all() and (icsa["dR@1"] <= icsa["dR@1_high"]).all()
+
+
+def test_metrics_match_the_baseline(tiny_run):
+    metrics = collect_metrics(tiny_run)
+    assert len(metrics) == 22  # 20 trainings on the test split + 2 on the TokyoTM role
+    if os.environ.get("ICSA_UPDATE_BASELINE"):
+        BASELINE.parent.mkdir(parents=True, exist_ok=True)
+        BASELINE.write_text(json.dumps({"environment": environment(), "metrics": metrics},
+                                       indent=1, sort_keys=True) + "\n")  # fmt: skip
+    baseline = json.loads(BASELINE.read_text())
+    assert set(metrics) == set(baseline["metrics"])
+    same_env = baseline["environment"] == environment()
+    for key, ours in metrics.items():
+        theirs = baseline["metrics"][key]
+        tol = 1e-6 if same_env else 3.0 / theirs["num_q"]
+        a = np.array([ours["recalls"][n] for n in sorted(theirs["recalls"])])
+        b = np.array([theirs["recalls"][n] for n in sorted(theirs["recalls"])])
+        assert np.abs(a - b).max() <= tol, (key, ours["recalls"], theirs["recalls"], tol)
+
+
+def test_immediate_rerun_runs_nothing(tiny_run):
+    result = snakemake(tiny_run, "-n", "--cores", "2", "tables")
+    assert result.returncode == 0 and job_counts(result.stdout) == {}, result.stdout[-3000:]
+    assert "Nothing to be done" in result.stdout
+
+
+def test_one_training_parameter_reruns_only_what_it_affects(tiny_run):
+    (tiny_run / "lr.yaml").write_text("train: {lr: 2.0e-4}\n")
+    result = snakemake(tiny_run, "-n", "--cores", "2", "tables",
+                       config="config/tiny.yaml lr.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    # Every training uses lr, so all 20 retrain and their 22 evaluations follow; the data,
+    # the centroids, the efficiency measurement and Table 2 are untouched.
+    assert job_counts(result.stdout) == {"train": 20, "extract": 22, "evaluate": 22, "table": 5}
+    (tiny_run / "k.yaml").write_text("kmeans: {iterations: 11}\n")
+    result = snakemake(tiny_run, "-n", "--cores", "2", "results/table6.csv",
+                       config="config/tiny.yaml k.yaml")  # fmt: skip
+    assert job_counts(result.stdout) == {"kmeans": 1, "train": 2, "extract": 2, "evaluate": 2,
+                                         "table": 1}  # fmt: skip
