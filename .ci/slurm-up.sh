@@ -53,7 +53,7 @@ chown munge:munge /etc/munge/munge.key
 chmod 0400 /etc/munge/munge.key
 install -d -o munge -g munge -m 0755 /run/munge /var/lib/munge /var/log/munge
 if ! pgrep -u munge -x munged >/dev/null; then
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged --force
     cp /run/munge/munged.pid "$STATE/run/munged.pid"
 fi
 

@@ -38,7 +38,10 @@ NS = (1, 5, 10, 20)
 
 
 def _cpu_seconds() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -47,15 +50,22 @@ def measure_generation(out: Path, seed: int, settings: CitySettings, workers: in
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     summary = generate(out, seed, settings, workers=workers)
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "workers": workers,
-            "images": summary["images"], "load_avg_before": round(load, 2),
-            "load_avg_after": round(os.getloadavg()[0], 2)}  # fmt: skip
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "workers": workers,
+        "images": summary["images"],
+        "load_avg_before": round(load, 2),
+        "load_avg_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def geometry(root: Path) -> dict:
     out = {}
-    splits = {d: [s for s in ("train", "val", "test") if (root / d / "datasets").is_dir()]
-              for d in ("pitts30k", "tokyotm")}  # fmt: skip
+    splits = {
+        d: [s for s in ("train", "val", "test") if (root / d / "datasets").is_dir()]
+        for d in ("pitts30k", "tokyotm")
+    }
     for dataset, names in splits.items():
         loaded = {}
         for split in names:
@@ -65,25 +75,36 @@ def geometry(root: Path) -> dict:
                 continue
         for split, sp in loaded.items():
             d, _ = cKDTree(sp.db.db_utm).query(sp.db.q_utm)
-            entry = {"num_db": sp.db.num_db, "num_q": sp.db.num_q,
-                     "q_with_pos_25m": float(np.mean(d <= 25.0)),
-                     "q_with_pos_10m": float(np.mean(d <= 10.0))}  # fmt: skip
+            entry = {
+                "num_db": sp.db.num_db,
+                "num_q": sp.db.num_q,
+                "q_with_pos_25m": float(np.mean(d <= 25.0)),
+                "q_with_pos_10m": float(np.mean(d <= 10.0)),
+            }
             others = [o.db.db_utm for s, o in loaded.items() if s != split]
             if others:
                 entry["min_db_dist_to_other_splits_m"] = float(
-                    cKDTree(np.concatenate(others)).query(sp.db.db_utm)[0].min())
+                    cKDTree(np.concatenate(others)).query(sp.db.db_utm)[0].min()
+                )
             out[f"{dataset}-{split}"] = entry
     return out
 
 
 def thumbnails(paths: list[Path], size=(8, 6)) -> np.ndarray:
-    rows = [np.asarray(Image.open(p).convert("RGB").resize(size, Image.Resampling.BOX),
-                       dtype=np.float32).ravel() / 255.0 for p in paths]  # fmt: skip
+    rows = [
+        np.asarray(
+            Image.open(p).convert("RGB").resize(size, Image.Resampling.BOX), dtype=np.float32
+        ).ravel()
+        / 255.0
+        for p in paths
+    ]
     return np.stack(rows)
 
 
 @torch.no_grad()
-def local_features(model, paths: list[Path], size: tuple[int, int], batch: int = 32) -> torch.Tensor:
+def local_features(
+    model, paths: list[Path], size: tuple[int, int], batch: int = 32
+) -> torch.Tensor:
     data = ImageDataset(paths, size)
     feats = []
     for i in range(0, len(data), batch):
@@ -93,8 +114,14 @@ def local_features(model, paths: list[Path], size: tuple[int, int], batch: int =
 
 
 @torch.no_grad()
-def real_task(root: Path, dataset: str, split: str, train_split: str, clusters: list[int],
-              size: tuple[int, int]) -> dict:  # fmt: skip
+def real_task(
+    root: Path,
+    dataset: str,
+    split: str,
+    train_split: str,
+    clusters: list[int],
+    size: tuple[int, int],
+) -> dict:
     """Random VGG16 + NetVLAD (k-means init) vs. thumbnails on one split."""
     sp = load_split(root / dataset, dataset, split)
     tr = load_split(root / dataset, dataset, train_split)
@@ -105,12 +132,16 @@ def real_task(root: Path, dataset: str, split: str, train_split: str, clusters: 
     f_km = local_features(base, km_paths, size)
     f_db = local_features(base, sp.db_paths, size)
     f_q = local_features(base, sp.q_paths, size)
-    res = {"split": f"{dataset}-{split}", "cnn_seconds": round(time.perf_counter() - t0, 1),
-           "feature_shape": list(f_db.shape[1:])}  # fmt: skip
+    res = {
+        "split": f"{dataset}-{split}",
+        "cnn_seconds": round(time.perf_counter() - t0, 1),
+        "feature_shape": list(f_db.shape[1:]),
+    }
     local = torch.nn.functional.normalize(f_km, dim=1).flatten(2).transpose(1, 2)  # [N,hw,C]
     per = min(50, local.shape[1])
-    desc = np.concatenate([img[rng.choice(local.shape[1], per, replace=False)].numpy()
-                           for img in local])  # fmt: skip
+    desc = np.concatenate(
+        [img[rng.choice(local.shape[1], per, replace=False)].numpy() for img in local]
+    )
     times = {}
     if sp.db.db_timestamps is not None:
         times = {"db_times": sp.db.db_timestamps, "query_times": sp.db.q_timestamps}
@@ -131,27 +162,47 @@ def write_report(path: Path, result: dict) -> None:
     lines = ["# Synthetic city benchmark", "", f"Command: `{result['command']}`", ""]
     g = result.get("generation")
     if g:
-        lines += ["## Generation (default CitySettings, seed 0)", "",
-                  f"- {g['images']} images: **{g['wall_s']} s wall**, {g['cpu_s']} s CPU "
-                  f"(process + {g['workers']} workers); load average {g['load_avg_before']} → "
-                  f"{g['load_avg_after']} on {os.cpu_count()} cores (shared machine)", ""]  # fmt: skip
-    lines += ["## Geometry", "", "| split | #db | #q | q with db ≤25 m | q with db ≤10 m | "
-              "min db distance to other splits (m) |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Generation (default CitySettings, seed 0)",
+            "",
+            f"- {g['images']} images: **{g['wall_s']} s wall**, {g['cpu_s']} s CPU "
+            f"(process + {g['workers']} workers); load average {g['load_avg_before']} → "
+            f"{g['load_avg_after']} on {os.cpu_count()} cores (shared machine)",
+            "",
+        ]
+    lines += [
+        "## Geometry",
+        "",
+        "| split | #db | #q | q with db ≤25 m | q with db ≤10 m | "
+        "min db distance to other splits (m) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, e in result["geometry"].items():
-        lines.append(f"| {name} | {e['num_db']} | {e['num_q']} | {e['q_with_pos_25m']:.3f} | "
-                     f"{e['q_with_pos_10m']:.3f} | "
-                     f"{e.get('min_db_dist_to_other_splits_m', float('nan')):.1f} |")  # fmt: skip
-    lines += ["", "## A real task (Recall@N, %)", "",
-              "| split | method | R@1 | R@5 | R@10 | R@20 |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {name} | {e['num_db']} | {e['num_q']} | {e['q_with_pos_25m']:.3f} | "
+            f"{e['q_with_pos_10m']:.3f} | "
+            f"{e.get('min_db_dist_to_other_splits_m', float('nan')):.1f} |"
+        )
+    lines += [
+        "",
+        "## A real task (Recall@N, %)",
+        "",
+        "| split | method | R@1 | R@5 | R@10 | R@20 |",
+        "|---|---|---|---|---|---|",
+    ]
     for task in result["tasks"]:
         for method, r in task.items():
             if isinstance(r, dict):
                 cells = " | ".join(f"{100 * r[str(n)]:.1f}" for n in NS)
                 lines.append(f"| {task['split']} | {method} | {cells} |")
-    lines += ["", "Random VGG16 (weights none, init_seed 0) local features at conv5_3; NetVLAD "
-              "centroids from k-means on 50 descriptors of each of 100 training database "
-              "images. Target: VGG16+NetVLAD R@1 within 10–50 % on pitts30k-test; thumbnails "
-              "clearly below 60 %.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Random VGG16 (weights none, init_seed 0) local features at conv5_3; NetVLAD "
+        "centroids from k-means on 50 descriptors of each of 100 training database "
+        "images. Target: VGG16+NetVLAD R@1 within 10–50 % on pitts30k-test; thumbnails "
+        "clearly below 60 %.",
+        "",
+    ]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
 
@@ -168,10 +219,13 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/synthetic.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    settings = CitySettings.from_dict(json.loads(args.settings)) if args.settings else \
-        CitySettings()  # fmt: skip
-    result: dict = {"command": "python benchmarks/bench_synthetic.py " + " ".join(
-        a for a in os.sys.argv[1:]), "settings": settings.to_dict()}  # fmt: skip
+    settings = (
+        CitySettings.from_dict(json.loads(args.settings)) if args.settings else CitySettings()
+    )
+    result: dict = {
+        "command": "python benchmarks/bench_synthetic.py " + " ".join(a for a in os.sys.argv[1:]),
+        "settings": settings.to_dict(),
+    }
     if not args.reuse:
         result["generation"] = measure_generation(args.out, args.seed, settings, args.workers)
         print(result["generation"], flush=True)

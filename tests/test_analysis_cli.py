@@ -220,6 +220,10 @@ def test_analysis_cli_retrieval_curves_table(tiny, tmp_path):
     expect = np.linalg.norm(db_utm[shown["db"]] - q_utm[shown["query"]], axis=1) <= 25
     assert (shown["hit"].to_numpy() == expect).all()
     assert not shown[shown["query"] == 3]["hit"].any()
+    np.savez(tmp_path / "bad.npz", indices=idx)  # no first_hit_rank
+    bad = ["analysis", "retrieval", "--perquery", str(tmp_path / "bad.npz"), "--dataset-root"]
+    bad += [str(root), "--dataset", "pitts30k", "--out-png", "x.png", "--out-csv", "x.csv"]
+    assert main(bad) == 2
 
     run = tmp_path / "runs" / "pitts30k-vgg16-icsa-b5-s0"
     run.mkdir(parents=True)

@@ -28,13 +28,18 @@ def _model(attention: str = "icsa", k: int = 4):
 
 
 def _checkpoint(model) -> dict:
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1,
-                          momentum=0.9)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     model(torch.randn(2, 3, *SIZE)).sum().backward()
     opt.step()  # creates momentum buffers
-    return {"model_state": model.state_dict(), "model_config": model.config, "epoch": 3,
-            "optimizer_state": opt.state_dict(), "rng_state": get_rng_state(),
-            "history": [{"epoch": 1, "loss": 0.5, "recall@5": None}], "best_recall": 0.25}
+    return {
+        "model_state": model.state_dict(),
+        "model_config": model.config,
+        "epoch": 3,
+        "optimizer_state": opt.state_dict(),
+        "rng_state": get_rng_state(),
+        "history": [{"epoch": 1, "loss": 0.5, "recall@5": None}],
+        "best_recall": 0.25,
+    }
 
 
 def test_round_trip_loads_weights_only(tmp_path):
@@ -44,8 +49,15 @@ def test_round_trip_loads_weights_only(tmp_path):
     raw = torch.load(path, map_location="cpu", weights_only=True)  # data, not code
     assert raw["epoch"] == 3 and raw["history"][0]["loss"] == 0.5
     assert raw["optimizer_state"]["state"]  # momentum buffers survive
-    rebuilt = load_model(path, expected={"backbone": "vgg16", "attention": "icsa",
-                                         "num_clusters": 4, "lowest_trained_block": "5"})
+    rebuilt = load_model(
+        path,
+        expected={
+            "backbone": "vgg16",
+            "attention": "icsa",
+            "num_clusters": 4,
+            "lowest_trained_block": "5",
+        },
+    )
     x = torch.randn(2, 3, *SIZE)
     model.eval()
     assert torch.equal(rebuilt(x), model(x))
@@ -84,8 +96,9 @@ def test_mismatching_checkpoint_is_a_clear_error(tmp_path):
         load_model(path, expected={"num_clusters": 8, "backbone": "resnet18"})
     assert "backbone: expected 'resnet18', found 'vgg16'" in str(err.value)
     # block given as int and image size as tuple still match the stored "5" / [32, 32]
-    check_config(load_checkpoint(path)["model_config"],
-                 {"lowest_trained_block": 5, "image_size": SIZE}, "x")
+    check_config(
+        load_checkpoint(path)["model_config"], {"lowest_trained_block": 5, "image_size": SIZE}, "x"
+    )
 
 
 def test_missing_or_garbage_checkpoint(tmp_path):

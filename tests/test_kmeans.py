@@ -24,22 +24,35 @@ SIZE = (32, 32)  # VGG16 → 512×2×2 local features
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    return make_street_city(tmp_path_factory.mktemp("city"), size=SIZE, train_len=100.0,
-                            val_len=60.0, train_q=8, val_q=8)
+    return make_street_city(
+        tmp_path_factory.mktemp("city"),
+        size=SIZE,
+        train_len=100.0,
+        val_len=60.0,
+        train_q=8,
+        val_q=8,
+    )
 
 
 def test_descriptors_are_unit_local_features(city):
     split = load_split(city, "pitts30k", "train")
     ds = ImageDataset(split.db_paths, SIZE)
     net = build_backbone("vgg16", "none", "none", init_seed=0)
-    desc = sample_local_descriptors(net, ds, max_images=5, per_image=3,
-                                    rng=np.random.default_rng(0))
+    desc = sample_local_descriptors(
+        net, ds, max_images=5, per_image=3, rng=np.random.default_rng(0)
+    )
     assert desc.shape == (5 * 3, 512)
     np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, rtol=1e-5)
     # each row is one location of some image's normalised feature map (brute force)
     with torch.no_grad():
-        maps = torch.nn.functional.normalize(net(torch.stack([ds[i][0] for i in range(len(ds))])),
-                                             dim=1).flatten(2).transpose(1, 2).reshape(-1, 512)
+        maps = (
+            torch.nn.functional.normalize(
+                net(torch.stack([ds[i][0] for i in range(len(ds))])), dim=1
+            )
+            .flatten(2)
+            .transpose(1, 2)
+            .reshape(-1, 512)
+        )
     dist = torch.cdist(torch.from_numpy(desc), maps).min(dim=1).values
     assert float(dist.max()) < 1e-4
     # fewer locations than asked (2×2 = 4 < 100): every location once
@@ -61,9 +74,29 @@ def test_kmeans_recovers_separated_clusters():
 
 def test_centroids_file_initialises_netvlad(city, tmp_path):
     out = tmp_path / "c.npz"
-    rc = main(["kmeans", "--root", str(city), "--dataset", "pitts30k", "--backbone", "vgg16",
-               "--image-size", *map(str, SIZE), "--num-clusters", "4", "--max-images", "10",
-               "--iterations", "10", "--threads", "1", "--out", str(out)])
+    rc = main(
+        [
+            "kmeans",
+            "--root",
+            str(city),
+            "--dataset",
+            "pitts30k",
+            "--backbone",
+            "vgg16",
+            "--image-size",
+            *map(str, SIZE),
+            "--num-clusters",
+            "4",
+            "--max-images",
+            "10",
+            "--iterations",
+            "10",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     data = np.load(out)
     assert data["centroids"].shape == (4, 512) and data["descriptors"].shape == (40, 512)
@@ -82,8 +115,9 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_centroids(tmp_path / "missing.npz", 4, 512)
     out = tmp_path / "c.npz"
-    compute_centroids(city, "pitts30k", "train", "vgg16", "none", 0, SIZE, 4, out,
-                      max_images=4, iterations=5)
+    compute_centroids(
+        city, "pitts30k", "train", "vgg16", "none", 0, SIZE, 4, out, max_images=4, iterations=5
+    )
     with pytest.raises(InputError, match=r"shape \(4, 512\), expected \(8, 512\)"):
         load_centroids(out, 8, 512)
     with pytest.raises(InputError, match=r"expected \(4, 256\)"):
@@ -91,6 +125,17 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
     with pytest.raises(InputError, match="made for backbone vgg16, expected resnet18"):
         load_centroids(out, 4, 512, "resnet18")
     with pytest.raises(InputError, match="16 descriptors for num_clusters=64"):
-        compute_centroids(city, "pitts30k", "train", "vgg16", "none", 0, SIZE, 64,
-                          tmp_path / "d.npz", max_images=4, iterations=5)
+        compute_centroids(
+            city,
+            "pitts30k",
+            "train",
+            "vgg16",
+            "none",
+            0,
+            SIZE,
+            64,
+            tmp_path / "d.npz",
+            max_images=4,
+            iterations=5,
+        )
     assert not (tmp_path / "d.npz").exists()

@@ -85,11 +85,15 @@ def test_mined_triplets_respect_geometry_and_hardness(world):
         d_neg = np.linalg.norm(db_desc[triplet.negatives] - q_desc[qi], axis=1)
         assert np.all(d_neg < d_pos.min() + margin) and np.all(np.diff(d_neg) >= 0)
         assert 1 <= len(triplet.negatives) <= 10
-        sample = np.unique(sample_negatives(geo.near[qi], len(db), 50, np.random.default_rng(int(qi))))
+        sample = np.unique(
+            sample_negatives(geo.near[qi], len(db), 50, np.random.default_rng(int(qi)))
+        )
         d_sample = np.linalg.norm(db_desc[sample] - q_desc[qi], axis=1)
         violators = np.sort(d_sample[d_sample < d_pos.min() + margin])[:10]
         np.testing.assert_allclose(d_neg, violators, rtol=1e-6)
-        np.testing.assert_array_equal(miner.neg_cache[qi, : len(triplet.negatives)], triplet.negatives)
+        np.testing.assert_array_equal(
+            miner.neg_cache[qi, : len(triplet.negatives)], triplet.negatives
+        )
     assert mined > 20
 
 
@@ -100,8 +104,11 @@ def test_previous_hard_negatives_are_reused_and_easy_queries_skipped():
     db_desc = np.array([[1, 0], [0.9, 0.1], [0.8, 0.2], [5, 5], [6, 6]], dtype=np.float32)
     query = np.array([1.0, 0.0], np.float32)
     # a seed whose single sampled negative is not the hard one (index 2)
-    seed = next(s for s in range(50)
-                if sample_negatives(geo.near[0], 5, 1, np.random.default_rng(s))[0] != 2)
+    seed = next(
+        s
+        for s in range(50)
+        if sample_negatives(geo.near[0], 5, 1, np.random.default_rng(s))[0] != 2
+    )
     fresh = HardNegativeMiner(geo, margin=0.5, neg_samples=1, neg_kept=2)
     assert fresh.mine(0, query, db_desc, np.random.default_rng(seed)) is None
     miner = HardNegativeMiner(geo, margin=0.5, neg_samples=1, neg_kept=2)

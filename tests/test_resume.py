@@ -56,10 +56,12 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, mon
         assert torch.equal(value, b["model_state"][key]), key
     assert torch.equal(a["mining_state"]["neg_cache"], b["mining_state"]["neg_cache"])
     for key, state in a["optimizer_state"]["state"].items():
-        assert torch.equal(state["momentum_buffer"], b["optimizer_state"]["state"][key]["momentum_buffer"])
+        assert torch.equal(
+            state["momentum_buffer"], b["optimizer_state"]["state"][key]["momentum_buffer"]
+        )
     assert a["scheduler_state"] == b["scheduler_state"]
     # dvclive holds each epoch once (replayed from the checkpoint, not appended twice)
-    assert _metric_rows(resumed) .count("\n") == 4  # header + epochs 0, 1, 2
+    assert _metric_rows(resumed).count("\n") == 4  # header + epochs 0, 1, 2
     assert [r.split("\t")[1:] for r in _metric_rows(resumed).splitlines()[1:]] == [
         r.split("\t")[1:] for r in _metric_rows(tmp_path / "straight").splitlines()[1:]
     ]
@@ -67,5 +69,6 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, mon
     # Re-running a finished run changes nothing.
     _run(tiny, resumed, settings)
     c = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
-    assert c["epoch"] == 2 and all(torch.equal(v, c["model_state"][k])
-                                   for k, v in b["model_state"].items())
+    assert c["epoch"] == 2 and all(
+        torch.equal(v, c["model_state"][k]) for k, v in b["model_state"].items()
+    )

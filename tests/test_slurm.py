@@ -64,6 +64,7 @@ def slurm_unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="needs pip install '.[slurm]'")
     reason = slurm_unavailable()
     if reason:
         pytest.skip(reason)

@@ -20,12 +20,26 @@ from icsa.errors import InputError
 torch.set_num_threads(1)
 
 TINY = CitySettings(
-    image_height=48, image_width=64, train_db=40, train_q=24, val_db=20, val_q=10, test_db=24,
-    test_q=12, tokyo_train_db=24, tokyo_train_q=10, tokyo_val_db=16, tokyo_val_q=6,
-)  # fmt: skip
-SPLITS = {("pitts30k", "train"): (40, 24), ("pitts30k", "val"): (20, 10),
-          ("pitts30k", "test"): (24, 12), ("tokyotm", "train"): (24, 10),
-          ("tokyotm", "val"): (16, 6)}  # fmt: skip
+    image_height=48,
+    image_width=64,
+    train_db=40,
+    train_q=24,
+    val_db=20,
+    val_q=10,
+    test_db=24,
+    test_q=12,
+    tokyo_train_db=24,
+    tokyo_train_q=10,
+    tokyo_val_db=16,
+    tokyo_val_q=6,
+)
+SPLITS = {
+    ("pitts30k", "train"): (40, 24),
+    ("pitts30k", "val"): (20, 10),
+    ("pitts30k", "test"): (24, 12),
+    ("tokyotm", "train"): (24, 10),
+    ("tokyotm", "val"): (16, 6),
+}
 
 
 def _files(root):
@@ -76,8 +90,9 @@ def test_layout_is_readable_with_the_right_counts(city):
     assert (city / MANIFEST).is_file()
 
 
-@pytest.mark.parametrize("dataset,splits", [("pitts30k", ("train", "val", "test")),
-                                            ("tokyotm", ("train", "val"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "dataset,splits", [("pitts30k", ("train", "val", "test")), ("tokyotm", ("train", "val"))]
+)
 def test_splits_are_disjoint_in_space_and_queries_have_positives(city, dataset, splits):
     loaded = {s: load_split(city / dataset, dataset, s).db for s in splits}
     for s, db in loaded.items():
@@ -156,8 +171,10 @@ def _ray_reference(world, x, y, angle):
 def test_ray_casting_matches_brute_force_and_perspective(world):
     px, py = PITTSBURGH.block_pitch
     h, w = 60, 80
-    for cam in (Camera(2 * px + 13.0, 2 * py + 0.7, 80.0, 70.0),
-                Camera(3 * px + 0.3, py + 21.0, 200.0, 60.0)):  # fmt: skip
+    for cam in (
+        Camera(2 * px + 13.0, 2 * py + 0.7, 80.0, 70.0),
+        Camera(3 * px + 0.3, py + 21.0, 200.0, 60.0),
+    ):
         frame = render(world, cam, h, w)
         f = (w / 2) / np.tan(np.radians(cam.fov_deg) / 2)
         yh = HORIZON * h
@@ -207,9 +224,12 @@ def test_night_darkens_and_lights_windows_and_jpeg_is_deterministic(world):
 
 def test_render_plan_is_independent_of_worker_state(world):
     """A job's bytes depend only on the job (what makes multiprocessing byte-identical)."""
-    job = synthetic_writer.Job("x.jpg", 0, Camera(200.0, 112.0, 30.0, 65.0),
-                               Appearance("dusk", 1.1, (1.0, 0.9, 1.1), 10.0, 0.4, 0.8, 0.02,
-                                          3, 60, 7))  # fmt: skip
+    job = synthetic_writer.Job(
+        "x.jpg",
+        0,
+        Camera(200.0, 112.0, 30.0, 65.0),
+        Appearance("dusk", 1.1, (1.0, 0.9, 1.1), 10.0, 0.4, 0.8, 0.02, 3, 60, 7),
+    )
     first = synthetic_writer.render_job(job, [world], 48, 64)
     render(world, Camera(10.0, 10.0, 0.0, 90.0), 48, 64)  # unrelated work in between
     assert synthetic_writer.render_job(job, [world], 48, 64) == first

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
@@ -121,6 +122,8 @@ def plot_heatmap(grid: np.ndarray, title: str, out_png: str | os.PathLike) -> No
     ax.set_title(
         f"{title}\nmin {s['min']:.6f}, max {s['max']:.6f}, spread {s['spread']:.3g}", fontsize=9
     )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # cells, not fractions
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"{grid.shape[1]} columns")
     ax.set_ylabel(f"{grid.shape[0]} rows")
     fig.tight_layout()

@@ -95,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--md", nargs="+", default=None, help="their Markdown (shown below each)")
     p.add_argument("--title", nargs="+", required=True, help="one title per --csv")
     p.add_argument("--out", nargs="+", required=True, help="one output .html per --csv")
+    _common(p)
     p.set_defaults(func=_table_html)
 
     p = sub.add_parser("curves", help="training loss and validation recall per epoch")
@@ -149,6 +150,8 @@ def _load_all(paths: list[str], labels: list[str] | None):
 def _svd(args: argparse.Namespace) -> int:
     from icsa.analysis import svd
 
+    set_threads(args.threads)
+
     stats = _load_all(args.stats, args.labels)
     sv = {k: svd.singular_values_from_gram(s.gram, s.count) for k, s in stats.items()}
     ratios = {k: svd.singular_value_ratios(v) for k, v in sv.items()}
@@ -184,6 +187,8 @@ def _attention(args: argparse.Namespace) -> int:
     from icsa.analysis import attention_maps as am
     from icsa.train.checkpoint import load_checkpoint
 
+    set_threads(args.threads)
+
     ck = load_checkpoint(args.checkpoint)
     wts = am.icsa_weights_from_state(ck["model_state"], source=str(args.checkpoint))
     grid = wts.channel.reshape(am.grid_shape(wts.channel.size))
@@ -215,9 +220,16 @@ def _retrieval(args: argparse.Namespace) -> int:
 
     from icsa.analysis import retrieval_examples as rx
     from icsa.data import load_split
+    from icsa.errors import InputError
 
+    set_threads(args.threads)
     place = load_split(args.dataset_root, args.dataset, args.split)
     with np.load(args.perquery) as z:
+        missing = {"indices", "first_hit_rank"} - set(z.files)
+        if missing:
+            raise InputError(
+                f"{args.perquery}: keys {sorted(z.files)}; expected indices and first_hit_rank"
+            )
         indices, first_hit = z["indices"], z["first_hit_rank"]
     chosen = rx.select_queries(first_hit, args.num_queries, seed=args.seed)
     ex = rx.build_examples(chosen, indices, place.db.db_utm, place.db.q_utm, args.k, args.threshold)
@@ -229,6 +241,8 @@ def _retrieval(args: argparse.Namespace) -> int:
 def _curves(args: argparse.Namespace) -> int:
     from icsa.analysis import curves
 
+    set_threads(args.threads)
+
     labels = _labels(args.labels, [Path(h).parent.name for h in args.history], "--history")
     hist = {label: curves.read_history(h) for label, h in zip(labels, args.history)}
     curves.plot_training_curves(hist, args.out_png)
@@ -239,6 +253,8 @@ def _curves(args: argparse.Namespace) -> int:
 def _table_html(args: argparse.Namespace) -> int:
     from icsa.analysis.report_tables import render_table_html
     from icsa.errors import InputError
+
+    set_threads(args.threads)
 
     mds = args.md if args.md is not None else [None] * len(args.csv)
     for flag, values in (("--md", mds), ("--title", args.title), ("--out", args.out)):

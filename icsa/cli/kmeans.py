@@ -1,8 +1,8 @@
 """`icsa kmeans`: NetVLAD centroids from local descriptors of the untrained backbone.
 
-    icsa kmeans --root DIR --dataset pitts30k --split train --backbone vgg16 --weights none
-        --init-seed 0 --image-size H W --num-clusters K --max-images 500
-        --descriptors-per-image 100 --iterations 100 --seed 0 --threads N --out centroids.npz
+icsa kmeans --root DIR --dataset pitts30k --split train --backbone vgg16 --weights none
+    --init-seed 0 --image-size H W --num-clusters K --max-images 500
+    --descriptors-per-image 100 --iterations 100 --seed 0 --threads N --out centroids.npz
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from icsa.utils import resolve_device, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("kmeans", help="k-means centroids for NetVLAD initialisation",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "kmeans",
+        help="k-means centroids for NetVLAD initialisation",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
     p.add_argument("--dataset", required=True, help="pitts30k, pitts250k, tokyotm, ...")
     p.add_argument("--split", default="train", help="split whose database images are sampled")
@@ -39,11 +42,21 @@ def _kmeans(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     summary = compute_centroids(
-        root=args.root, dataset=args.dataset, split=args.split, backbone=args.backbone,
-        weights=args.weights, init_seed=args.init_seed, image_size=tuple(args.image_size),
-        num_clusters=args.num_clusters, out=args.out, max_images=args.max_images,
-        descriptors_per_image=args.descriptors_per_image, iterations=args.iterations,
-        seed=args.seed, threads=args.threads, device=resolve_device(args.device),
+        root=args.root,
+        dataset=args.dataset,
+        split=args.split,
+        backbone=args.backbone,
+        weights=args.weights,
+        init_seed=args.init_seed,
+        image_size=tuple(args.image_size),
+        num_clusters=args.num_clusters,
+        out=args.out,
+        max_images=args.max_images,
+        descriptors_per_image=args.descriptors_per_image,
+        iterations=args.iterations,
+        seed=args.seed,
+        threads=args.threads,
+        device=resolve_device(args.device),
     )
     print(json.dumps(summary))
     return 0

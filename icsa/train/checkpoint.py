@@ -30,8 +30,13 @@ def get_rng_state() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
@@ -43,8 +48,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Inverse of :func:`get_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     npy = state["numpy"]
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            npy["name"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -65,7 +77,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise InputError(f"checkpoint {path}: cannot be read as a torch checkpoint ({err})") from err
+        raise InputError(
+            f"checkpoint {path}: cannot be read as a torch checkpoint ({err})"
+        ) from err
     if not isinstance(checkpoint, dict):
         raise InputError(f"checkpoint {path}: holds a {type(checkpoint).__name__}, expected a dict")
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
@@ -91,7 +105,9 @@ def check_config(found: dict[str, Any], expected: dict[str, Any], source: str) -
         if key not in found or not _same(found[key], value)
     ]
     if diffs:
-        raise InputError(f"{source}: model config differs from the expected one: " + "; ".join(diffs))
+        raise InputError(
+            f"{source}: model config differs from the expected one: " + "; ".join(diffs)
+        )
 
 
 def load_model(

@@ -25,9 +25,21 @@ log = logging.getLogger(__name__)
 
 # Column order of history.csv; rows may lack some (epoch 0 has no training statistics).
 COLUMNS = (
-    "epoch", "lr", "loss", "steps", "triplets", "queries_used", "queries_skipped_no_violation",
-    "queries_without_positive", "recall@1", "recall@5", "recall@10", "recall@20",
-    "train_s", "cache_refresh_s", "val_s",
+    "epoch",
+    "lr",
+    "loss",
+    "steps",
+    "triplets",
+    "queries_used",
+    "queries_skipped_no_violation",
+    "queries_without_positive",
+    "recall@1",
+    "recall@5",
+    "recall@10",
+    "recall@20",
+    "train_s",
+    "cache_refresh_s",
+    "val_s",
 )
 
 
@@ -75,17 +87,18 @@ class RunLogger:
         self.live.step = int(row["epoch"])
         for key in COLUMNS[1:]:
             value = row.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if math.isfinite(value):
-                    prefix = "val" if key.startswith("recall") else "train"
-                    self.live.log_metric(f"{prefix}/{key}", value)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and math.isfinite(value):
+                prefix = "val" if key.startswith("recall") else "train"
+                self.live.log_metric(f"{prefix}/{key}", value)
         self.live.next_step()
 
     def log_epoch(self, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
         recalls = ", ".join(f"{k}={row[k]:.4f}" for k in COLUMNS if k.startswith("recall@"))
         loss = row.get("loss")
-        log.info("epoch %s: loss=%s %s", row["epoch"], "-" if loss is None else f"{loss:.4f}",
-                 recalls)
+        log.info(
+            "epoch %s: loss=%s %s", row["epoch"], "-" if loss is None else f"{loss:.4f}", recalls
+        )
         write_history(self.run_dir, history)
         self._log_live(row)
 

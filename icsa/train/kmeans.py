@@ -64,8 +64,9 @@ def run_kmeans(
             f"k-means: {len(descriptors)} descriptors for num_clusters={num_clusters}; expected "
             "at least one per cluster (more images or descriptors per image)"
         )
-    km = faiss.Kmeans(descriptors.shape[1], num_clusters, niter=iterations, seed=seed,
-                      verbose=False)
+    km = faiss.Kmeans(
+        descriptors.shape[1], num_clusters, niter=iterations, seed=seed, verbose=False
+    )
     km.train(np.ascontiguousarray(descriptors, dtype=np.float32))
     return np.asarray(km.centroids, dtype=np.float32)
 
@@ -94,17 +95,27 @@ def compute_centroids(
     images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
     net = build_backbone(backbone, "none", weights, init_seed=init_seed)
     rng = np.random.default_rng(seed)
-    descriptors = sample_local_descriptors(net, images, max_images, descriptors_per_image, rng,
-                                           device=device)
+    descriptors = sample_local_descriptors(
+        net, images, max_images, descriptors_per_image, rng, device=device
+    )
     centroids = run_kmeans(descriptors, num_clusters, iterations, seed)
     with atomic_path(out) as tmp:
         np.savez(
-            tmp, centroids=centroids, descriptors=descriptors, backbone=np.str_(backbone),
-            weights=np.str_(weights), init_seed=np.int64(init_seed),
-            image_size=np.asarray(image_size, dtype=np.int64), dataset=np.str_(dataset),
+            tmp,
+            centroids=centroids,
+            descriptors=descriptors,
+            backbone=np.str_(backbone),
+            weights=np.str_(weights),
+            init_seed=np.int64(init_seed),
+            image_size=np.asarray(image_size, dtype=np.int64),
+            dataset=np.str_(dataset),
         )
-    return {"num_descriptors": len(descriptors), "num_clusters": num_clusters,
-            "dim": int(descriptors.shape[1]), "out": str(out)}
+    return {
+        "num_descriptors": len(descriptors),
+        "num_clusters": num_clusters,
+        "dim": int(descriptors.shape[1]),
+        "out": str(out),
+    }
 
 
 def load_centroids(
@@ -129,8 +140,11 @@ def load_centroids(
         )
     if descriptors.ndim != 2 or descriptors.shape[1] != channels:
         raise InputError(
-            f"centroids file {path}: descriptors shape {descriptors.shape}, expected (N, {channels})"
+            f"centroids file {path}: descriptors shape {descriptors.shape}, "
+            f"expected (N, {channels})"
         )
     if backbone is not None and made_for is not None and made_for != backbone:
-        raise InputError(f"centroids file {path}: made for backbone {made_for}, expected {backbone}")
+        raise InputError(
+            f"centroids file {path}: made for backbone {made_for}, expected {backbone}"
+        )
     return centroids, descriptors

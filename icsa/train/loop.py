@@ -51,8 +51,9 @@ class TripletTrainer(TrainState):
         src = self.sources[source]
         out = [
             self._encode(batch, src.cached).cpu().numpy()
-            for batch in src.batches(indices, self.settings.eval_batch_size,
-                                     self.settings.num_workers)
+            for batch in src.batches(
+                indices, self.settings.eval_batch_size, self.settings.num_workers
+            )
         ]
         return np.concatenate(out) if out else np.zeros((0, self.descriptor_dim), np.float32)
 
@@ -60,9 +61,16 @@ class TripletTrainer(TrainState):
         db = self.describe("val-db", np.arange(len(self.sources["val-db"])))
         q = self.describe("val-q", np.arange(len(self.sources["val-q"])))
         vdb = self.val.db
-        recalls = recall_at_n(db, q, vdb.db_utm, vdb.q_utm, ns=RECALL_VALUES,
-                              threshold=float(vdb.pos_dist_thr), db_times=vdb.db_timestamps,
-                              query_times=vdb.q_timestamps)
+        recalls = recall_at_n(
+            db,
+            q,
+            vdb.db_utm,
+            vdb.q_utm,
+            ns=RECALL_VALUES,
+            threshold=float(vdb.pos_dist_thr),
+            db_times=vdb.db_timestamps,
+            query_times=vdb.q_timestamps,
+        )
         return {f"recall@{n}": float(recalls[n]) for n in RECALL_VALUES}
 
     def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int]:
@@ -77,10 +85,12 @@ class TripletTrainer(TrainState):
         desc = self._encode(inputs, db_src.cached)  # [B + B + N, K*C]
         b = len(triplets)
         d_q, d_p, d_n = desc[:b], desc[b : 2 * b], desc[2 * b :]
-        owner = torch.repeat_interleave(torch.arange(b, device=desc.device),
-                                        torch.tensor(counts, device=desc.device))
-        loss = F.triplet_margin_loss(d_q[owner], d_p[owner], d_n, margin=self.settings.margin,
-                                     p=2, reduction="sum")
+        owner = torch.repeat_interleave(
+            torch.arange(b, device=desc.device), torch.tensor(counts, device=desc.device)
+        )
+        loss = F.triplet_margin_loss(
+            d_q[owner], d_p[owner], d_n, margin=self.settings.margin, p=2, reduction="sum"
+        )
         return loss / len(n_idx), len(n_idx)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -90,8 +100,15 @@ class TripletTrainer(TrainState):
         order = rng.permutation(self.geometry.trainable_queries)
         chunks = [order[i : i + s.cache_refresh] for i in range(0, len(order), s.cache_refresh)]
         total = sum(-(-len(c) // s.batch_size) for c in chunks)
-        stats = {"loss_sum": 0.0, "steps": 0, "triplets": 0, "queries_used": 0, "skipped": 0,
-                 "train_s": 0.0, "cache_refresh_s": 0.0}
+        stats = {
+            "loss_sum": 0.0,
+            "steps": 0,
+            "triplets": 0,
+            "queries_used": 0,
+            "skipped": 0,
+            "train_s": 0.0,
+            "cache_refresh_s": 0.0,
+        }
         bar = tqdm(total=total, desc=f"epoch {epoch}", mininterval=5, leave=False)
         batch_no = 0
         for chunk_no, chunk in enumerate(chunks, start=1):
@@ -109,8 +126,10 @@ class TripletTrainer(TrainState):
             for start in range(0, len(chunk), s.batch_size):
                 batch_no += 1
                 bar.update(1)
-                mined = [self.miner.mine(int(q), q_desc[row_of[int(q)]], db_desc, rng)
-                         for q in chunk[start : start + s.batch_size]]
+                mined = [
+                    self.miner.mine(int(q), q_desc[row_of[int(q)]], db_desc, rng)
+                    for q in chunk[start : start + s.batch_size]
+                ]
                 triplets = [t for t in mined if t is not None]
                 stats["skipped"] += len(mined) - len(triplets)
                 if not triplets:
@@ -141,9 +160,13 @@ class TripletTrainer(TrainState):
         logger = self.logger  # created (and replayed) before this call adds epochs
         if not self.history and s.validate_untrained:
             t0 = time.perf_counter()
-            row = {"epoch": 0, "lr": self.optimizer.param_groups[0]["lr"], **self.validate(),
-                   "queries_without_positive": self.geometry.queries_without_positive,
-                   "val_s": time.perf_counter() - t0}
+            row = {
+                "epoch": 0,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **self.validate(),
+                "queries_without_positive": self.geometry.queries_without_positive,
+                "val_s": time.perf_counter() - t0,
+            }
             self.end_epoch(row)
         while self.epoch < s.epochs and not self.stopped:
             epoch = self.epoch + 1
@@ -154,13 +177,18 @@ class TripletTrainer(TrainState):
             self.scheduler.step()
             steps = stats["steps"]
             row = {
-                "epoch": epoch, "lr": lr, "loss": stats["loss_sum"] / steps if steps else None,
-                "steps": steps, "triplets": stats["triplets"],
+                "epoch": epoch,
+                "lr": lr,
+                "loss": stats["loss_sum"] / steps if steps else None,
+                "steps": steps,
+                "triplets": stats["triplets"],
                 "queries_used": stats["queries_used"],
                 "queries_skipped_no_violation": stats["skipped"],
                 "queries_without_positive": self.geometry.queries_without_positive,
-                **recalls, "train_s": stats["train_s"],
-                "cache_refresh_s": stats["cache_refresh_s"], "val_s": time.perf_counter() - t0,
+                **recalls,
+                "train_s": stats["train_s"],
+                "cache_refresh_s": stats["cache_refresh_s"],
+                "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
         write_history(self.run_dir, self.history)  # also when a finished run is re-invoked

@@ -33,7 +33,8 @@ class TripletGeometry:
     def trainable_queries(self) -> np.ndarray:
         """Indices of queries with at least one positive and at least one possible negative."""
         keep = [
-            q for q, (pos, near) in enumerate(zip(self.positives, self.near))
+            q
+            for q, (pos, near) in enumerate(zip(self.positives, self.near))
             if len(pos) > 0 and len(near) < self.num_db
         ]
         return np.asarray(keep, dtype=np.int64)
@@ -121,8 +122,9 @@ class HardNegativeMiner:
         best = int(np.argmin(d_pos))
         positive, d_positive = int(pos[best]), float(d_pos[best])
 
-        sampled = sample_negatives(self.geometry.near[query], self.geometry.num_db,
-                                   self.neg_samples, rng)
+        sampled = sample_negatives(
+            self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
+        )
         previous = self.neg_cache[query]
         candidates = np.unique(np.concatenate([previous[previous >= 0], sampled]))
         if len(candidates) == 0:

@@ -101,9 +101,9 @@ def open_or_build_prefix_cache(
     """Memory-map ``path`` (``.npy``) if it matches this model and image list, else build it."""
     meta_path = path.with_suffix(".json")
     fingerprint = _fingerprint(model, dataset, dtype)
-    if path.is_file() and meta_path.is_file():
-        if json.loads(meta_path.read_text()) == fingerprint:
-            return np.load(path, mmap_mode="r")
+    reusable = path.is_file() and meta_path.is_file()
+    if reusable and json.loads(meta_path.read_text()) == fingerprint:
+        return np.load(path, mmap_mode="r")
     meta_path.unlink(missing_ok=True)
     shape = (len(dataset), *prefix_shape(model, dataset.image_size))
     was_training = model.training

@@ -1,10 +1,10 @@
 """One training run, start or resume: what ``icsa train`` calls.
 
-A run folder is named by the Snakemake wildcards ``{dataset}-{backbone}-{attention}-b{block}-s{seed}``
-(docs/architecture.md, "Run naming"). If it already holds ``checkpoint_last.pt`` the run continues
-from there: the same command after an interruption finishes the job, and re-running a finished
-run only rewrites its history files. A checkpoint made with another model or recipe is an error
-rather than being silently continued.
+A run folder is named by the Snakemake wildcards
+``{dataset}-{backbone}-{attention}-b{block}-s{seed}`` (docs/architecture.md, "Run naming"). If
+it already holds ``checkpoint_last.pt`` the run continues from there: the same command after an
+interruption finishes the job, and re-running a finished run only rewrites its history files.
+A checkpoint made with another model or recipe is an error rather than silently continued.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ def _check_resumable(checkpoint: dict, trainer: TripletTrainer, path: Path) -> N
     check_config(checkpoint["model_config"], trainer.model.config, f"checkpoint {path}")
     old = {k: v for k, v in checkpoint["train_settings"].items() if k not in RESUMABLE_CHANGES}
     new = {k: v for k, v in trainer.settings.to_dict().items() if k not in RESUMABLE_CHANGES}
-    diffs = [f"{k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}"
-             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    diffs = [
+        f"{k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     if checkpoint.get("seed") != trainer.seed:
         diffs.append(f"seed: checkpoint {checkpoint.get('seed')!r}, now {trainer.seed!r}")
     if diffs:
@@ -78,8 +81,15 @@ def train_run(
     dev = resolve_device(device)
     train = load_split(root, dataset, "train")
     val = load_split(root, dataset, "val")
-    model = build_model(backbone, attention, num_clusters, image_size, lowest_trained_block,
-                        weights, seed if init_seed is None else init_seed)
+    model = build_model(
+        backbone,
+        attention,
+        num_clusters,
+        image_size,
+        lowest_trained_block,
+        weights,
+        seed if init_seed is None else init_seed,
+    )
     cents, descs = load_centroids(centroids, num_clusters, model.feature_shape[0], backbone)
     model.netvlad.init_from_centroids(cents, descs)
     run_dir = Path(run_dir)

@@ -50,8 +50,15 @@ class TrainSettings:
     prefix_cache_budget_mb: float = 8192.0
 
     def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "lr_step", "neg_samples", "neg_kept",
-                         "cache_refresh", "eval_batch_size")
+        positive_ints = (
+            "epochs",
+            "batch_size",
+            "lr_step",
+            "neg_samples",
+            "neg_kept",
+            "cache_refresh",
+            "eval_batch_size",
+        )
         for key in positive_ints:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -62,8 +69,14 @@ class TrainSettings:
                 raise InputError(f"train settings: {key}={value!r}, expected an integer >= 0")
         # lr is only required to be positive: a diverging lr is a legitimate (bad) recipe that
         # the loop must catch as a non-finite loss, not a settings error.
-        for key in ("lr", "margin", "pos_radius", "neg_radius", "lr_gamma",
-                    "prefix_cache_budget_mb"):
+        for key in (
+            "lr",
+            "margin",
+            "pos_radius",
+            "neg_radius",
+            "lr_gamma",
+            "prefix_cache_budget_mb",
+        ):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise InputError(f"train settings: {key}={value!r}, expected a number > 0")

@@ -56,17 +56,26 @@ class TrainState:
         self.descriptor_dim = k * c
         s = settings
         self.geometry = build_geometry(
-            train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
-            train.db.db_timestamps, train.db.q_timestamps,
+            train.db.db_utm,
+            train.db.q_utm,
+            s.pos_radius,
+            s.neg_radius,
+            train.db.db_timestamps,
+            train.db.q_timestamps,
         )
-        log.info("%s: %d trainable queries; %d skipped without a positive within %g m",
-                 train.name, len(self.geometry.trainable_queries),
-                 self.geometry.queries_without_positive, s.pos_radius)
+        log.info(
+            "%s: %d trainable queries; %d skipped without a positive within %g m",
+            train.name,
+            len(self.geometry.trainable_queries),
+            self.geometry.queries_without_positive,
+            s.pos_radius,
+        )
         self.miner = HardNegativeMiner(self.geometry, s.margin, s.neg_samples, s.neg_kept)
         self.sources = self._input_sources()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
-                                         weight_decay=s.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, s.lr_step, s.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch = 0
@@ -98,19 +107,31 @@ class TrainState:
         per_image *= np.dtype(s.prefix_cache_dtype).itemsize
         # Query and database inputs of one split go into one forward pass, so they are cached
         # together or not at all; training comes first (it is read every step).
-        sizes = {"train": len(datasets["train-db"]) + len(datasets["train-q"]),
-                 "val": len(datasets["val-db"]) + len(datasets["val-q"])}
+        sizes = {
+            "train": len(datasets["train-db"]) + len(datasets["train-q"]),
+            "val": len(datasets["val-db"]) + len(datasets["val-q"]),
+        }
         plan = plan_prefix_cache(sizes, per_image, s.prefix_cache_budget_mb)
         sources = {}
         for name, ds in datasets.items():
             if not plan[name.split("-")[0]]:
-                log.info("prefix cache for %s skipped: over the %g MB budget", name,
-                         s.prefix_cache_budget_mb)
+                log.info(
+                    "prefix cache for %s skipped: over the %g MB budget",
+                    name,
+                    s.prefix_cache_budget_mb,
+                )
                 sources[name] = InputSource(ds)
                 continue
             path = self.run_dir / "prefix_cache" / f"{name}.npy"
-            prefix = open_or_build_prefix_cache(self.model, ds, path, s.prefix_cache_dtype,
-                                                s.eval_batch_size, s.num_workers, self.device)
+            prefix = open_or_build_prefix_cache(
+                self.model,
+                ds,
+                path,
+                s.prefix_cache_dtype,
+                s.eval_batch_size,
+                s.num_workers,
+                self.device,
+            )
             sources[name] = InputSource(ds, prefix)
         return sources
 
@@ -131,8 +152,10 @@ class TrainState:
             "best_epoch": self.best_epoch,
             "history": list(self.history),
             "mining_state": {"neg_cache": torch.from_numpy(self.miner.neg_cache.copy())},
-            "early_stop": {"epochs_without_improvement": self.epochs_without_improvement,
-                           "stopped": self.stopped},
+            "early_stop": {
+                "epochs_without_improvement": self.epochs_without_improvement,
+                "stopped": self.stopped,
+            },
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -149,7 +172,8 @@ class TrainState:
         self.best_epoch = int(checkpoint.get("best_epoch", -1))
         self.miner.neg_cache[...] = checkpoint["mining_state"]["neg_cache"].numpy()
         self.epochs_without_improvement = int(
-            checkpoint["early_stop"]["epochs_without_improvement"])
+            checkpoint["early_stop"]["epochs_without_improvement"]
+        )
         self.stopped = bool(checkpoint["early_stop"]["stopped"])
 
     def end_epoch(self, row: dict[str, Any]) -> None:
@@ -164,9 +188,14 @@ class TrainState:
             self.epochs_without_improvement += 1
             patience = self.settings.patience
             if patience > 0 and self.epochs_without_improvement >= patience:
-                log.info("early stop after epoch %d: val Recall@5 not better than %.4f "
-                         "(epoch %d) for %d epochs", self.epoch, self.best_recall,
-                         self.best_epoch, patience)
+                log.info(
+                    "early stop after epoch %d: val Recall@5 not better than %.4f "
+                    "(epoch %d) for %d epochs",
+                    self.epoch,
+                    self.best_recall,
+                    self.best_epoch,
+                    patience,
+                )
                 self.stopped = True
         checkpoint = self.checkpoint()
         if improved:

@@ -116,7 +116,7 @@ rule fig5_singular_values:
         ENV
     shell:
         "icsa analysis svd --stats {input} --out-png {output.png} --out-csv {output.csv}"
-        " --out-json {output.json} > {log} 2>&1"
+        " --out-json {output.json} --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule fig6_8_tsne:
@@ -180,7 +180,8 @@ rule fig9_10_attention_weights:
     shell:
         "icsa analysis attention --checkpoint {input} --out-channel-png {output.channel}"
         " --out-channel-csv {output.channel_csv} --out-spatial-png {output.spatial}"
-        " --out-spatial-csv {output.spatial_csv} --out-json {output.json} > {log} 2>&1"
+        " --out-spatial-csv {output.spatial_csv} --out-json {output.json}"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule fig4_retrieval_examples:
@@ -215,7 +216,7 @@ rule fig4_retrieval_examples:
         "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
         " --dataset {params.dataset} --split {params.split} --num-queries {params.num_queries}"
         " --k 5 --threshold {params.threshold} --out-png {output.png} --out-csv {output.csv}"
-        " > {log} 2>&1"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule training_curves:
@@ -238,7 +239,7 @@ rule training_curves:
         ENV
     shell:
         "icsa analysis curves --history {input} --out-png {output.png} --out-csv {output.csv}"
-        " > {log} 2>&1"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule report_tables:
@@ -272,4 +273,4 @@ rule report_tables:
         ENV
     shell:
         "icsa analysis table-html --csv {input.csv} --md {input.md} --title {params.titles:q}"
-        " --out {output} > {log} 2>&1"
+        " --out {output} --threads {resources.cpus_per_task} > {log} 2>&1"

@@ -29,8 +29,12 @@ MANIFEST = "synthetic.json"  # written last; marks a folder as a complete synthe
 
 
 def generate(
-    out_dir: str | os.PathLike, seed: int, settings: CitySettings | None = None, *,
-    workers: int | None = None, progress: bool = True,
+    out_dir: str | os.PathLike,
+    seed: int,
+    settings: CitySettings | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Render both cities into ``out_dir`` and return a summary (counts, seconds).
 
@@ -41,8 +45,9 @@ def generate(
     start = time.perf_counter()
     s = settings if settings is not None else CitySettings()
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and
-                                               not (out / MANIFEST).is_file())):  # fmt: skip
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())
+    ):
         raise InputError(
             f"{out}: exists and is not a synthetic city (no {MANIFEST}); expected a new or empty "
             "folder — remove it or choose another --out"
@@ -50,13 +55,21 @@ def generate(
     ss = np.random.SeedSequence(int(seed))
     rng_pitts, rng_tokyo = (np.random.default_rng(c) for c in ss.spawn(2))
     w_p, plans_p, jobs_p = plan_city(
-        PITTSBURGH, ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
-        [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)], s, rng_pitts, 0,
-    )  # fmt: skip
+        PITTSBURGH,
+        ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
+        [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)],
+        s,
+        rng_pitts,
+        0,
+    )
     w_t, plans_t, jobs_t = plan_city(
-        TOKYO, ["tokyoTM_train", "tokyoTM_val"],
-        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)], s, rng_tokyo, 1,
-    )  # fmt: skip
+        TOKYO,
+        ["tokyoTM_train", "tokyoTM_val"],
+        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)],
+        s,
+        rng_tokyo,
+        1,
+    )
     jobs = [j.__class__(f"pitts30k/{j.path}", j.city, j.camera, j.appearance) for j in jobs_p]
     jobs += [j.__class__(f"tokyotm/{j.path}", j.city, j.camera, j.appearance) for j in jobs_t]
 
@@ -84,6 +97,9 @@ def generate(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {
-        "out": str(out), "seed": int(seed), "images": len(jobs), "splits": splits,
+        "out": str(out),
+        "seed": int(seed),
+        "images": len(jobs),
+        "splits": splits,
         "seconds": round(time.perf_counter() - start, 2),
-    }  # fmt: skip
+    }

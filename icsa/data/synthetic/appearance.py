@@ -43,13 +43,25 @@ class Appearance:
 
 
 def db_appearance(
-    rng: np.random.Generator, s: CitySettings, sun_azimuth_deg: float | None = None,
+    rng: np.random.Generator,
+    s: CitySettings,
+    sun_azimuth_deg: float | None = None,
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> Appearance:
     """Daytime; ``sun_azimuth_deg``/``gain`` set a capture time's look (TokyoTM role)."""
     exposure = 1.0 + rng.uniform(-s.db_brightness_jitter, s.db_brightness_jitter)
-    return Appearance("day", float(exposure), gain, sun_azimuth_deg, 0.0, 0.0, 0.0, 0,
-                      s.db_jpeg_quality, int(rng.integers(2**31)))  # fmt: skip
+    return Appearance(
+        "day",
+        float(exposure),
+        gain,
+        sun_azimuth_deg,
+        0.0,
+        0.0,
+        0.0,
+        0,
+        s.db_jpeg_quality,
+        int(rng.integers(2**31)),
+    )
 
 
 def query_appearance(
@@ -58,8 +70,13 @@ def query_appearance(
     """A random query appearance; ``time`` forces the time of day (capture times of TokyoTM)."""
     if time is None:
         r = rng.random()
-        time = "night" if r < s.night_fraction else "dusk" if r < s.night_fraction + \
-            s.dusk_fraction else "day"  # fmt: skip
+        time = (
+            "night"
+            if r < s.night_fraction
+            else "dusk"
+            if r < s.night_fraction + s.dusk_fraction
+            else "day"
+        )
     gain = np.clip(1.0 + rng.normal(0.0, s.color_cast, 3), 0.6, 1.4)
     return Appearance(
         time=time,
@@ -135,6 +152,12 @@ def apply_appearance(frame: Frame, app: Appearance, fov_deg: float) -> np.ndarra
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """Baseline JPEG with fixed settings and no metadata: equal pixels give equal bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality), subsampling=2,
-                                optimize=False, progressive=False)  # fmt: skip
+    Image.fromarray(image).save(
+        buffer,
+        format="JPEG",
+        quality=int(quality),
+        subsampling=2,
+        optimize=False,
+        progressive=False,
+    )
     return buffer.getvalue()

@@ -20,7 +20,7 @@ def window_hash(*parts: np.ndarray) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per integer tuple (which windows are lit)."""
     h = np.zeros(np.broadcast(*parts).shape, dtype=np.uint64)
     for i, p in enumerate(parts):
-        h ^= (np.asarray(p).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B9 + i))
+        h ^= np.asarray(p).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B9 + i)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
     return (h >> np.uint64(40)).astype(np.float64) / float(1 << 24)
@@ -32,7 +32,12 @@ def _lod(feature: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 
 def shade_facade(
-    world: World, seg: np.ndarray, u: np.ndarray, z: np.ndarray, v: np.ndarray, f: float,
+    world: World,
+    seg: np.ndarray,
+    u: np.ndarray,
+    z: np.ndarray,
+    v: np.ndarray,
+    f: float,
     sun: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Colour [H,W,3], class [H,W] and window/sign key [H,W] of one layer of facade hits.
@@ -58,9 +63,14 @@ def shade_facade(
     uu = u - (seglen - ncol * sp) / 2  # window columns centred on the facade
     col = np.floor(uu / sp)
     cu = np.abs(uu - col * sp - sp / 2)  # distance from the column centre
-    h_win = np.choose(kind, [(uu >= 0) & (col < ncol) & (cu < ww / 2),
-                             (u > 0.4) & (u < seglen - 0.4) & (cu < sp / 2 - 0.07),
-                             cu < sp / 2 - 0.1])  # fmt: skip
+    h_win = np.choose(
+        kind,
+        [
+            (uu >= 0) & (col < ncol) & (cu < ww / 2),
+            (u > 0.4) & (u < seglen - 0.4) & (cu < sp / 2 - 0.07),
+            cu < sp / 2 - 0.1,
+        ],
+    )
     bay = 2 * sp
     h_shop = (np.abs(np.mod(u, bay) - bay / 2) < bay / 2 - 0.35) & (u > 0.5) & (u < seglen - 0.5)
     h_door = np.abs(u - seglen / 2) < 0.6
@@ -72,8 +82,14 @@ def shade_facade(
     fl = np.floor((v - gh) / sh)
     fv = v - gh - fl * sh  # height inside the storey
     upper = (v >= gh) & (v < height - ROOF_BAND)
-    v_win = np.choose(kind, [(fv >= sill) & (fv < sill + wh), (fv >= sill) & (fv < sill + wh),
-                             (fv > 0.25) & (fv < sh - 0.1)])  # fmt: skip
+    v_win = np.choose(
+        kind,
+        [
+            (fv >= sill) & (fv < sill + wh),
+            (fv >= sill) & (fv < sill + wh),
+            (fv > 0.25) & (fv < sh - 0.1),
+        ],
+    )
     ground = v < gh
     shop = (v > 0.5) & (v < gh - 0.8) & h_shop
     gwin = h_gwin & (v > 1.0) & (v < 1.0 + wh)

@@ -37,8 +37,9 @@ class Poses:
     place: np.ndarray  # [N] index into the split's places (the anchor for queries)
 
 
-def street_places(style: Style, nx: int, ny: int, spacing: float, rng: np.random.Generator
-                  ) -> Places:  # fmt: skip
+def street_places(
+    style: Style, nx: int, ny: int, spacing: float, rng: np.random.Generator
+) -> Places:
     """Places along all interior street edges (streets on the city border are skipped)."""
     px, py = style.block_pitch
     xy, street, edge = [], [], []
@@ -82,7 +83,11 @@ def database_poses(places: Places, idx: np.ndarray, count: int, s: CitySettings)
 
 
 def query_poses(
-    places: Places, idx: np.ndarray, count: int, s: CitySettings, style: Style,
+    places: Places,
+    idx: np.ndarray,
+    count: int,
+    s: CitySettings,
+    style: Style,
     rng: np.random.Generator,
 ) -> Poses:
     """Queries near random places of ``idx``; they stay on the road."""
@@ -109,7 +114,9 @@ def city_size(style: Style, counts: list[int], s: CitySettings, ny: int = 5) -> 
     """The smallest ``nx`` (blocks west-east) whose interior streets hold all splits."""
     rng = np.random.default_rng(0)  # only counts matter here, not positions
     for nx in range(4, 400):
-        if split_areas(street_places(style, nx, ny, s.place_spacing, rng), counts,
-                       s.split_gap) is not None:  # fmt: skip
+        if (
+            split_areas(street_places(style, nx, ny, s.place_spacing, rng), counts, s.split_gap)
+            is not None
+        ):
             return nx + 1, ny  # one more block column so the last area has buildings east
     raise InputError(f"synthetic city: {sum(counts)} places do not fit in 400 blocks")

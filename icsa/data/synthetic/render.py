@@ -40,8 +40,9 @@ class Frame:
     depth: np.ndarray  # [H,W] float32 metres (inf for sky)
 
 
-def _nearest_hits(world: World, cam: Camera, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                        np.ndarray]:  # fmt: skip
+def _nearest_hits(
+    world: World, cam: Camera, dirs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance t [K,W], segment [K,W] and position s in [0,1] along it, nearest first."""
     c = np.array([cam.x, cam.y])
     p0, p1 = world.seg_p0, world.seg_p1

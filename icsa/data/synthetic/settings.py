@@ -57,11 +57,10 @@ class CitySettings:
     split_gap: float = 40.0  # metres of unvisited street between splits (> 25 m threshold)
 
     def __post_init__(self) -> None:
-        positive_ints = [
-            "image_height", "image_width", "train_db", "train_q", "val_db", "val_q", "test_db",
-            "test_q", "tokyo_train_db", "tokyo_train_q", "tokyo_val_db", "tokyo_val_q",
-            "headings_per_place", "template_count",
-        ]  # fmt: skip
+        positive_ints = (
+            "image_height image_width train_db train_q val_db val_q test_db test_q tokyo_train_db "
+            "tokyo_train_q tokyo_val_db tokyo_val_q headings_per_place template_count"
+        ).split()
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -99,7 +98,9 @@ class CitySettings:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CitySettings:

@@ -43,32 +43,80 @@ class Style:
     utm_origin: tuple[float, float]  # local (0, 0) in UTM metres
 
 
-_SIGNS = ((0.85, 0.1, 0.1), (0.1, 0.3, 0.85), (0.95, 0.8, 0.1), (0.1, 0.65, 0.25),
-          (0.95, 0.95, 0.95), (0.05, 0.05, 0.05), (0.9, 0.4, 0.05), (0.6, 0.1, 0.7))  # fmt: skip
+_SIGNS = (
+    (0.85, 0.1, 0.1),
+    (0.1, 0.3, 0.85),
+    (0.95, 0.8, 0.1),
+    (0.1, 0.65, 0.25),
+    (0.95, 0.95, 0.95),
+    (0.05, 0.05, 0.05),
+    (0.9, 0.4, 0.05),
+    (0.6, 0.1, 0.7),
+)
 
 PITTSBURGH = Style(
-    name="pittsburgh", block_pitch=(84.0, 56.0), street_width=16.0, road_width=10.0,
-    lot_width=(8.0, 16.0), storeys=(2, 6), storey_height=(3.2, 3.8),
-    wall_palette=((0.55, 0.25, 0.18), (0.62, 0.38, 0.28), (0.45, 0.3, 0.22), (0.72, 0.62, 0.48),
-                  (0.6, 0.58, 0.55), (0.4, 0.2, 0.15), (0.78, 0.72, 0.6), (0.35, 0.36, 0.38)),
+    name="pittsburgh",
+    block_pitch=(84.0, 56.0),
+    street_width=16.0,
+    road_width=10.0,
+    lot_width=(8.0, 16.0),
+    storeys=(2, 6),
+    storey_height=(3.2, 3.8),
+    wall_palette=(
+        (0.55, 0.25, 0.18),
+        (0.62, 0.38, 0.28),
+        (0.45, 0.3, 0.22),
+        (0.72, 0.62, 0.48),
+        (0.6, 0.58, 0.55),
+        (0.4, 0.2, 0.15),
+        (0.78, 0.72, 0.6),
+        (0.35, 0.36, 0.38),
+    ),
     window_palette=((0.15, 0.18, 0.22), (0.22, 0.27, 0.33), (0.3, 0.3, 0.28), (0.12, 0.14, 0.2)),
-    sign_palette=_SIGNS, kind_weights=(0.65, 0.15, 0.2), vertical_sign_prob=0.15,
-    sky_top=(0.35, 0.55, 0.85), sky_horizon=(0.75, 0.84, 0.95), road=(0.3, 0.3, 0.31),
-    sidewalk=(0.6, 0.58, 0.55), marking=(0.9, 0.8, 0.25), fog_distance=260.0,
-    sun_azimuth_deg=35.0, utm_origin=(584000.0, 4477000.0),
-)  # fmt: skip
+    sign_palette=_SIGNS,
+    kind_weights=(0.65, 0.15, 0.2),
+    vertical_sign_prob=0.15,
+    sky_top=(0.35, 0.55, 0.85),
+    sky_horizon=(0.75, 0.84, 0.95),
+    road=(0.3, 0.3, 0.31),
+    sidewalk=(0.6, 0.58, 0.55),
+    marking=(0.9, 0.8, 0.25),
+    fog_distance=260.0,
+    sun_azimuth_deg=35.0,
+    utm_origin=(584000.0, 4477000.0),
+)
 
 TOKYO = Style(
-    name="tokyo", block_pitch=(52.0, 38.0), street_width=10.0, road_width=6.0,
-    lot_width=(5.0, 10.0), storeys=(3, 10), storey_height=(2.9, 3.3),
-    wall_palette=((0.88, 0.87, 0.83), (0.75, 0.75, 0.74), (0.85, 0.8, 0.68), (0.62, 0.7, 0.75),
-                  (0.5, 0.5, 0.52), (0.8, 0.72, 0.7), (0.93, 0.93, 0.95), (0.7, 0.66, 0.58)),
+    name="tokyo",
+    block_pitch=(52.0, 38.0),
+    street_width=10.0,
+    road_width=6.0,
+    lot_width=(5.0, 10.0),
+    storeys=(3, 10),
+    storey_height=(2.9, 3.3),
+    wall_palette=(
+        (0.88, 0.87, 0.83),
+        (0.75, 0.75, 0.74),
+        (0.85, 0.8, 0.68),
+        (0.62, 0.7, 0.75),
+        (0.5, 0.5, 0.52),
+        (0.8, 0.72, 0.7),
+        (0.93, 0.93, 0.95),
+        (0.7, 0.66, 0.58),
+    ),
     window_palette=((0.25, 0.38, 0.4), (0.35, 0.4, 0.45), (0.18, 0.22, 0.25), (0.45, 0.5, 0.5)),
-    sign_palette=_SIGNS, kind_weights=(0.35, 0.4, 0.25), vertical_sign_prob=0.75,
-    sky_top=(0.68, 0.72, 0.78), sky_horizon=(0.88, 0.88, 0.86), road=(0.42, 0.42, 0.43),
-    sidewalk=(0.62, 0.55, 0.5), marking=(0.95, 0.95, 0.95), fog_distance=170.0,
-    sun_azimuth_deg=-50.0, utm_origin=(385000.0, 3950000.0),
-)  # fmt: skip
+    sign_palette=_SIGNS,
+    kind_weights=(0.35, 0.4, 0.25),
+    vertical_sign_prob=0.75,
+    sky_top=(0.68, 0.72, 0.78),
+    sky_horizon=(0.88, 0.88, 0.86),
+    road=(0.42, 0.42, 0.43),
+    sidewalk=(0.62, 0.55, 0.5),
+    marking=(0.95, 0.95, 0.95),
+    fog_distance=170.0,
+    sun_azimuth_deg=-50.0,
+    utm_origin=(385000.0, 3950000.0),
+)
 
 
 @dataclass
@@ -113,7 +161,12 @@ def make_templates(style: Style, count: int, rng: np.random.Generator) -> dict[s
 
 
 def build_world(
-    style: Style, nx: int, ny: int, template_count: int, tint_jitter: float, sign_fraction: float,
+    style: Style,
+    nx: int,
+    ny: int,
+    template_count: int,
+    tint_jitter: float,
+    sign_fraction: float,
     rng: np.random.Generator,
 ) -> World:
     """Fill an ``nx`` x ``ny`` block grid with buildings (two rows per block)."""
@@ -145,22 +198,40 @@ def build_world(
     b = _make_buildings(style, rects_a, template_count, tint_jitter, sign_fraction, rng)
     x0, y0, x1, y1 = (rects_a[:, i] for i in range(4))
     # Counter-clockwise corners so that the outward normal of edge p0->p1 is (e.y, -e.x).
-    corners = np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1),
-                        np.stack([x1, y1], 1), np.stack([x0, y1], 1)], 1)  # [B,4,2] fmt: skip
+    corners = np.stack(
+        [
+            np.stack([x0, y0], 1),
+            np.stack([x1, y0], 1),
+            np.stack([x1, y1], 1),
+            np.stack([x0, y1], 1),
+        ],
+        1,
+    )  # [B,4,2]
     p0 = corners.reshape(-1, 2)
     p1 = np.roll(corners, -1, axis=1).reshape(-1, 2)
     e = p1 - p0
     normal = np.stack([e[:, 1], -e[:, 0]], 1) / np.linalg.norm(e, axis=1, keepdims=True)
     nb = len(rects_a)
     return World(
-        style=style, nx=nx, ny=ny, seg_p0=p0, seg_p1=p1, seg_normal=normal,
-        seg_building=np.repeat(np.arange(nb), 4), seg_side=np.tile(np.arange(4), nb), b=b,
-    )  # fmt: skip
+        style=style,
+        nx=nx,
+        ny=ny,
+        seg_p0=p0,
+        seg_p1=p1,
+        seg_normal=normal,
+        seg_building=np.repeat(np.arange(nb), 4),
+        seg_side=np.tile(np.arange(4), nb),
+        b=b,
+    )
 
 
 def _make_buildings(
-    style: Style, rects: np.ndarray, template_count: int, tint_jitter: float,
-    sign_fraction: float, rng: np.random.Generator,
+    style: Style,
+    rects: np.ndarray,
+    template_count: int,
+    tint_jitter: float,
+    sign_fraction: float,
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     nb = len(rects)
     t = make_templates(style, template_count, rng)
@@ -187,12 +258,16 @@ def _add_signs(style: Style, b: dict, sign_fraction: float, rng: np.random.Gener
     has = rng.random(nb) < sign_fraction
     vertical = rng.random(nb) < style.vertical_sign_prob
     width = b["width"]
-    sw = np.where(vertical, rng.uniform(0.9, 1.4, nb), np.minimum(rng.uniform(2.5, 7.0, nb),
-                                                                  width - 0.6))  # fmt: skip
+    sw = np.where(
+        vertical, rng.uniform(0.9, 1.4, nb), np.minimum(rng.uniform(2.5, 7.0, nb), width - 0.6)
+    )
     u0 = rng.uniform(0.0, 1.0, nb) * np.maximum(width - sw, 0.0)
     gh = b["ground_h"]
-    sh = np.where(vertical, np.minimum(rng.uniform(3.0, 7.0, nb), b["height"] - gh - 0.8),
-                  rng.uniform(0.7, 1.1, nb))  # fmt: skip
+    sh = np.where(
+        vertical,
+        np.minimum(rng.uniform(3.0, 7.0, nb), b["height"] - gh - 0.8),
+        rng.uniform(0.7, 1.1, nb),
+    )
     v0 = np.where(vertical, gh + 0.3, gh - sh - 0.15)
     b["sign"] = has & (sw > 0.8) & (sh > 0.6)
     b["sign_u0"], b["sign_u1"] = u0, u0 + sw

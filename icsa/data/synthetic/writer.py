@@ -16,7 +16,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from icsa.data.dbstruct import DbStruct, write_dbstruct
+from icsa.data.dbstruct import DbStruct
 from icsa.data.synthetic.appearance import (
     Appearance,
     apply_appearance,
@@ -40,8 +40,11 @@ POS_DIST_THR = 25.0
 NON_TRIV_POS_DIST_SQ_THR = 100.0
 # TokyoTM role: the database comes from three capture times (each with its own sun and colour
 # cast, like seasons), queries from any capture time that no database image within 25 m has.
-TOKYO_DB_TIMES = {20090701: (20.0, (1.05, 1.0, 0.92)), 20110401: (-60.0, (0.95, 1.0, 1.05)),
-                  20130101: (140.0, (1.0, 0.97, 1.0))}  # fmt: skip
+TOKYO_DB_TIMES = {
+    20090701: (20.0, (1.05, 1.0, 0.92)),
+    20110401: (-60.0, (0.95, 1.0, 1.05)),
+    20130101: (140.0, (1.0, 0.97, 1.0)),
+}
 TOKYO_EXTRA_TIME = 20141001
 
 
@@ -60,13 +63,19 @@ class SplitPlan:
 
 
 def _cameras(p: Poses) -> list[Camera]:
-    return [Camera(float(x), float(y), float(h), float(f))
-            for (x, y), h, f in zip(p.xy, p.heading_deg, p.fov_deg)]  # fmt: skip
+    return [
+        Camera(float(x), float(y), float(h), float(f))
+        for (x, y), h, f in zip(p.xy, p.heading_deg, p.fov_deg)
+    ]
 
 
 def plan_city(
-    style: Style, split_names: list[str], counts: list[tuple[int, int]], s: CitySettings,
-    rng: np.random.Generator, city: int,
+    style: Style,
+    split_names: list[str],
+    counts: list[tuple[int, int]],
+    s: CitySettings,
+    rng: np.random.Generator,
+    city: int,
 ) -> tuple[World, list[SplitPlan], list[Job]]:
     """The world of one city, its splits (dbStructs) and the render jobs of all its images."""
     h = s.headings_per_place
@@ -80,8 +89,9 @@ def plan_city(
         areas = split_areas(places, n_places, s.split_gap)
     world = build_world(style, nx, ny, s.template_count, s.tint_jitter, s.sign_fraction, rng)
     tokyo = style.name == "tokyo"
-    edge_time = np.asarray(list(TOKYO_DB_TIMES))[rng.integers(len(TOKYO_DB_TIMES),
-                                                              size=places.edge.max() + 1)]
+    edge_time = np.asarray(list(TOKYO_DB_TIMES))[
+        rng.integers(len(TOKYO_DB_TIMES), size=places.edge.max() + 1)
+    ]
     origin = np.asarray(style.utm_origin)
     plans, jobs = [], []
     place_base = q_base = 0
@@ -120,12 +130,25 @@ def plan_city(
         place_base += len(idx)
         q_base += n_q
         which = name.rsplit("_", 1)[1]
-        plans.append(SplitPlan(f"datasets/{name}.mat", DbStruct(
-            which_set=which, db_images=db_names, db_utm=db.xy + origin, q_images=q_names,
-            q_utm=q.xy + origin, num_db=n_db, num_q=n_q, pos_dist_thr=POS_DIST_THR,
-            pos_dist_sq_thr=POS_DIST_THR**2, non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
-            db_timestamps=db_ts, q_timestamps=q_ts,
-        )))  # fmt: skip
+        plans.append(
+            SplitPlan(
+                f"datasets/{name}.mat",
+                DbStruct(
+                    which_set=which,
+                    db_images=db_names,
+                    db_utm=db.xy + origin,
+                    q_images=q_names,
+                    q_utm=q.xy + origin,
+                    num_db=n_db,
+                    num_q=n_q,
+                    pos_dist_thr=POS_DIST_THR,
+                    pos_dist_sq_thr=POS_DIST_THR**2,
+                    non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
+                    db_timestamps=db_ts,
+                    q_timestamps=q_ts,
+                ),
+            )
+        )
     return world, plans, jobs
 
 
@@ -150,8 +173,14 @@ def _run(job: Job) -> int:
     return len(data)
 
 
-def render_all(jobs: list[Job], worlds: list[World], root: Path, s: CitySettings, workers: int,
-               progress: bool = True) -> None:  # fmt: skip
+def render_all(
+    jobs: list[Job],
+    worlds: list[World],
+    root: Path,
+    s: CitySettings,
+    workers: int,
+    progress: bool = True,
+) -> None:
     """Write every job's JPEG under ``root`` (folders are created first)."""
     for folder in sorted({(root / j.path).parent for j in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
