@@ -22,6 +22,7 @@ import resource
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from PIL import Image
@@ -219,6 +220,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/synthetic.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(1)  # k-means repeats exactly with one thread
     settings = (
         CitySettings.from_dict(json.loads(args.settings)) if args.settings else CitySettings()
     )

@@ -232,20 +232,21 @@ SNAKEFILE = textwrap.dedent(
 )
 
 
+def run_snakemake(workdir: Path, *args: str) -> str:
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    result = subprocess.run(
+        [snakemake, *args], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
 def test_snakemake_gpu_resources_with_allocator(tmp_path):
     """`snakemake --cores 4 --resources gpu=2`: at most 2 jobs at once, each on its own device."""
     (tmp_path / "Snakefile").write_text(
         f"ICSA = {' '.join(ICSA)!r}\nPY = {sys.executable!r}\nRECORD = {RECORD!r}\n" + SNAKEFILE
     )
-    snakemake = Path(sys.executable).with_name("snakemake")
-    result = subprocess.run(
-        [str(snakemake), "--cores", "4", "--resources", "gpu=2", "--quiet", "all"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_snakemake(tmp_path, "--cores", "4", "--resources", "gpu=2", "--quiet", "all")
     records = load_records(sorted((tmp_path / "out").glob("*.json")))
     assert len(records) == 3 and {r["dev"] for r in records} <= {"0", "1"}
     assert_no_shared_device(records)
@@ -254,20 +255,13 @@ def test_snakemake_gpu_resources_with_allocator(tmp_path):
 
 def dry_run_jobs(workdir: Path, *args: str) -> dict[str, list[dict[str, str]]]:
     """Rule name → its jobs' resources and shell command, from `snakemake -n -p`."""
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-n", "-p", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = run_snakemake(workdir, "-n", "-p", *args)
     jobs: dict[str, list[dict[str, str]]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr)[1:]:
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]:
         rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
         found = {
             key: m.group(1) if (m := re.search(rf"^\s*{key}: (.*)$", block, re.M)) else ""
-            for key in ("resources", "threads", "Shell command")
+            for key in ("resources", "Shell command")
         }
         jobs.setdefault(rule, []).append(found)
     return jobs
@@ -275,32 +269,19 @@ def dry_run_jobs(workdir: Path, *args: str) -> dict[str, list[dict[str, str]]]:
 
 def test_workflow_gpu_rules_declare_a_gpu_and_use_the_allocator(tmp_path):
     """The real workflow with device=cuda: train/extract ask for gpu=1 and run through
-    `icsa gpu run`; every job declares its threads, memory and run time."""
+    `icsa gpu run`; every job declares its CPUs, memory and run time."""
     repo = Path(__file__).resolve().parents[1]
     if not (repo / "workflow" / "Snakefile").exists():
         pytest.skip("workflow/Snakefile missing")
     target = "results/metrics/pitts30k-vgg16-icsa-b5-s0/pitts30k-test.json"
-    jobs = dry_run_jobs(
-        tmp_path,
-        "-s",
-        str(repo / "workflow" / "Snakefile"),
-        "--configfile",
-        str(repo / "config" / "config.yaml"),
-        "--config",
-        "device=cuda",
-        "--cores",
-        "8",
-        "--resources",
-        "gpu=2",
-        "--",
-        target,
-    )
+    snakefile, config = str(repo / "workflow" / "Snakefile"), str(repo / "config" / "config.yaml")
+    options = ["--config", "device=cuda", "--cores", "8", "--resources", "gpu=2", "--"]
+    jobs = dry_run_jobs(tmp_path, "-s", snakefile, "--configfile", config, *options, target)
     assert {"train", "extract", "evaluate", "kmeans"} <= set(jobs)
     for rule, entries in jobs.items():
         for job in entries:
-            assert re.search(r"\bmem_mb=\d+", job["resources"]), (rule, job)
-            assert re.search(r"\bruntime=\d+", job["resources"]), (rule, job)
-            assert int(job["threads"] or 1) >= 1
+            for resource in ("mem_mb", "runtime", "cpus_per_task"):
+                assert re.search(rf"\b{resource}=\d+", job["resources"]), (rule, resource, job)
             uses_gpu = rule in ("train", "extract")
             assert bool(re.search(r"\bgpu=1\b", job["resources"])) == uses_gpu, (rule, job)
             assert ("icsa gpu run --lock-dir" in job["Shell command"]) == uses_gpu, (rule, job)

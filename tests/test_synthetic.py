@@ -210,8 +210,8 @@ def test_nearby_poses_look_alike_and_distant_ones_differ(world):
 def test_night_darkens_and_lights_windows_and_jpeg_is_deterministic(world):
     px, py = PITTSBURGH.block_pitch
     cam = Camera(2 * px + 20.0, 2 * py, 0.0, 70.0)
-    day_app = Appearance("day", 1.0, (1.0, 1.0, 1.0), None, 0.0, 0.0, 0.0, 0, 90, 0)
-    night_app = Appearance("night", 1.0, (1.0, 1.0, 1.0), None, 0.5, 0.0, 0.0, 0, 90, 0)
+    day_app = Appearance("day", 1.0, 1.0, (1.0, 1.0, 1.0), None, 0.0, 0.0, 0.0, 0, 90, 0)
+    night_app = Appearance("night", 0.13, 1.0, (1.0, 1.0, 1.0), None, 0.5, 0.0, 0.0, 0, 90, 0)
     day = apply_appearance(render(world, cam, 48, 64), day_app, 70.0)
     frame = render(world, cam, 48, 64)
     night = apply_appearance(frame, night_app, 70.0)
@@ -228,7 +228,7 @@ def test_render_plan_is_independent_of_worker_state(world):
         "x.jpg",
         0,
         Camera(200.0, 112.0, 30.0, 65.0),
-        Appearance("dusk", 1.1, (1.0, 0.9, 1.1), 10.0, 0.4, 0.8, 0.02, 3, 60, 7),
+        Appearance("dusk", 0.7, 1.1, (1.0, 0.9, 1.1), 10.0, 0.4, 0.8, 0.02, 3, 60, 7),
     )
     first = synthetic_writer.render_job(job, [world], 48, 64)
     render(world, Camera(10.0, 10.0, 0.0, 90.0), 48, 64)  # unrelated work in between

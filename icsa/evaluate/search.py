@@ -160,7 +160,7 @@ def search(
     bar = tqdm(total=steps, desc="search", unit="block", mininterval=5, disable=not progress)
     for s0 in range(0, num_db, plan.shard_rows):
         # One read of the shard from disk; float32 and contiguous as faiss needs.
-        shard = read_rows(db, s0, s0 + plan.shard_rows)
+        shard, tile_search = read_rows(db, s0, s0 + plan.shard_rows), None
         for q0 in range(0, num_q, plan.query_chunk):
             q = read_rows(queries, q0, q0 + plan.query_chunk)
             for t0 in range(0, len(shard), plan.tile_rows):
@@ -173,5 +173,7 @@ def search(
                         best_d[rows], best_i[rows], tile_d, tile_i, k
                     )
             bar.update()
+            del q  # free before the next chunk is read, or two are held at once
+        del shard, tile_search  # the searcher holds a view of the shard
     bar.close()
     return best_d, best_i

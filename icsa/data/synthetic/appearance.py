@@ -25,12 +25,13 @@ _SKIES = {  # (top, horizon) sky colours by time of day
     "dusk": ((0.25, 0.2, 0.4), (0.95, 0.55, 0.35)),
     "night": ((0.01, 0.01, 0.04), (0.08, 0.08, 0.14)),
 }
-_LIGHT = {"dusk": np.array([1.05, 0.8, 0.65]), "night": np.array([0.55, 0.6, 0.85])}
+_LIGHT = {"dusk": np.array([1.0, 0.86, 0.74]), "night": np.array([0.55, 0.6, 0.85])}  # colour
 
 
 @dataclass(frozen=True)
 class Appearance:
     time: str  # one of TIMES
+    ambient: float  # scene light at that time (1 by day, settings.dusk/night_brightness)
     exposure: float  # overall brightness factor
     gain: tuple[float, float, float]  # colour cast
     sun_azimuth_deg: float | None  # None: the city's default sun
@@ -51,17 +52,10 @@ def db_appearance(
     """Daytime; ``sun_azimuth_deg``/``gain`` set a capture time's look (TokyoTM role)."""
     exposure = 1.0 + rng.uniform(-s.db_brightness_jitter, s.db_brightness_jitter)
     return Appearance(
-        "day",
-        float(exposure),
-        gain,
-        sun_azimuth_deg,
-        0.0,
-        0.0,
-        0.0,
-        0,
-        s.db_jpeg_quality,
-        int(rng.integers(2**31)),
-    )
+        time="day", ambient=1.0, exposure=float(exposure), gain=gain,
+        sun_azimuth_deg=sun_azimuth_deg, lit_fraction=0.0, blur=0.0, noise=0.0, occluders=0,
+        jpeg_quality=s.db_jpeg_quality, seed=int(rng.integers(2**31)),
+    )  # fmt: skip
 
 
 def query_appearance(
@@ -70,17 +64,15 @@ def query_appearance(
     """A random query appearance; ``time`` forces the time of day (capture times of TokyoTM)."""
     if time is None:
         r = rng.random()
-        time = (
-            "night"
-            if r < s.night_fraction
-            else "dusk"
-            if r < s.night_fraction + s.dusk_fraction
-            else "day"
-        )
+        night, dusk = r < s.night_fraction, r < s.night_fraction + s.dusk_fraction
+        time = "night" if night else "dusk" if dusk else "day"
     gain = np.clip(1.0 + rng.normal(0.0, s.color_cast, 3), 0.6, 1.4)
+    ambient = {"day": 1.0, "dusk": s.dusk_brightness, "night": s.night_brightness}[time]
+    jitter = s.query_exposure_jitter
     return Appearance(
         time=time,
-        exposure=float(rng.uniform(0.85, 1.15)),
+        ambient=float(ambient),
+        exposure=float(rng.uniform(1.0 - jitter, 1.0 + jitter)),
         gain=(float(gain[0]), float(gain[1]), float(gain[2])),
         sun_azimuth_deg=float(sun_azimuth_deg + rng.uniform(-s.sun_jitter_deg, s.sun_jitter_deg)),
         lit_fraction=float(rng.uniform(0.2, 0.6)),
@@ -126,9 +118,8 @@ def apply_appearance(frame: Frame, app: Appearance, fov_deg: float) -> np.ndarra
     _draw_occluders(frame, app.occluders, fov_deg, rng)
     rgb = frame.rgb
     if app.time != "day":
-        dark = 0.5 if app.time == "dusk" else 0.13
         lit_frac = app.lit_fraction * (0.5 if app.time == "dusk" else 1.0)
-        rgb = rgb * (dark * _LIGHT[app.time]).astype(np.float32)
+        rgb = rgb * (app.ambient * _LIGHT[app.time]).astype(np.float32)
         top, hor = (np.asarray(c, np.float32) for c in _SKIES[app.time])
         a = np.clip((np.arange(rgb.shape[0]) + 0.5) / (HORIZON * rgb.shape[0]), 0, 1)[:, None, None]
         rgb = np.where((frame.cls == SKY)[..., None], top * (1 - a) + hor * a, rgb)

@@ -42,8 +42,11 @@ class CitySettings:
     query_heading_jitter_deg: float = 20.0  # around one of the database yaws
     query_fov_range: tuple[float, float] = (55.0, 85.0)
     # --- query appearance ---------------------------------------------------------------------
-    night_fraction: float = 0.3
-    dusk_fraction: float = 0.3
+    night_fraction: float = 0.15
+    dusk_fraction: float = 0.25
+    night_brightness: float = 0.13  # scene light at night (lit windows and signs stay bright)
+    dusk_brightness: float = 0.7
+    query_exposure_jitter: float = 0.15  # relative exposure change, uniform in [-x, x]
     sun_jitter_deg: float = 60.0  # daytime queries: the sun moves by up to this much
     color_cast: float = 0.12  # std of the per-channel gain
     blur_max: float = 1.2  # Gaussian blur sigma in pixels, uniform in [0, blur_max]
