@@ -51,7 +51,17 @@ def _nearest_hits(
     facing = np.einsum("sd,sd->s", c - p0, world.seg_normal) > 0
     rel = np.clip(np.einsum("sd,sd->s", c - p0, e) / np.einsum("sd,sd->s", e, e), 0, 1)
     near = np.linalg.norm(p0 + rel[:, None] * e - c, axis=1) < RADIUS
-    idx = np.flatnonzero(facing & near)
+    # Frustum: drop segments lying wholly outside one of the two side planes of the view
+    # (the outermost column rays bound it; the test is conservative, never drops a hit).
+    r0, r1 = p0 - c, p1 - c
+    left, right = dirs[0], dirs[-1]
+    out_l = (left[0] * r0[:, 1] - left[1] * r0[:, 0] > 0) & (
+        left[0] * r1[:, 1] - left[1] * r1[:, 0] > 0
+    )
+    out_r = (right[0] * r0[:, 1] - right[1] * r0[:, 0] < 0) & (
+        right[0] * r1[:, 1] - right[1] * r1[:, 0] < 0
+    )
+    idx = np.flatnonzero(facing & near & ~out_l & ~out_r)
     width = dirs.shape[0]
     if idx.size == 0:
         inf = np.full((LAYERS, width), np.inf)

@@ -60,14 +60,13 @@ class CitySettings:
     split_gap: float = 40.0  # metres of unvisited street between splits (> 25 m threshold)
 
     def __post_init__(self) -> None:
-        positive_ints = (
-            "image_height image_width train_db train_q val_db val_q test_db test_q tokyo_train_db "
-            "tokyo_train_q tokyo_val_db tokyo_val_q headings_per_place template_count"
-        ).split()
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"CitySettings.{name}: got {value!r}, expected an integer >= 1")
+        for field in dataclasses.fields(self):
+            value, low = getattr(self, field.name), 0 if field.name == "occluders_max" else 1
+            bad = not isinstance(value, int) or isinstance(value, bool) or value < low
+            if field.type == "int" and bad:
+                raise InputError(
+                    f"CitySettings.{field.name}: got {value!r}, expected an integer >= {low}"
+                )
         for name in ("night_fraction", "dusk_fraction", "sign_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
