@@ -19,6 +19,8 @@ import argparse
 import json
 import os
 import resource
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +31,8 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from icsa.data import ImageDataset, load_split
-from icsa.data.synthetic import CitySettings, generate
-from icsa.evaluate import recall_at_n
+from icsa.data.synthetic import CitySettings, generate, plan_cities
+from icsa.evaluate import retrieve
 from icsa.io import atomic_path
 from icsa.models import build_model
 from icsa.train.kmeans import run_kmeans
@@ -114,48 +116,66 @@ def local_features(
     return torch.cat(feats)
 
 
+def query_times_of_day(seed: int, settings: CitySettings, dataset: str, q_names: list[str]):
+    """Each query's time of day (day/dusk/night), from the generator's deterministic plan."""
+    _, _, jobs = plan_cities(seed, settings)
+    base = {"pitts30k": "pitts30k/queries_real/", "tokyotm": "tokyotm/images/"}[dataset]
+    time_of = {j.path.removeprefix(base): j.appearance.time for j in jobs}
+    return np.array([time_of[name] for name in q_names])
+
+
+def _scores(sp, db: np.ndarray, q: np.ndarray, times: dict, tod: np.ndarray) -> dict:
+    r = retrieve(db, q, sp.db.db_utm, sp.db.q_utm, max(NS), 25.0, **times)
+    out = {str(n): round(v, 4) for n, v in r.recalls(NS).items()}
+    for t in ("day", "dusk", "night"):
+        if (tod == t).any():
+            out[f"1_{t}"] = round(float(np.mean(r.first_hit_rank[tod == t] == 0)), 4)
+    return out
+
+
 @torch.no_grad()
 def real_task(
-    root: Path,
-    dataset: str,
-    split: str,
-    train_split: str,
-    clusters: list[int],
-    size: tuple[int, int],
-) -> dict:
+    root: Path, dataset: str, split: str, train_split: str, clusters: list[int],
+    size: tuple[int, int], seed: int, settings: CitySettings,
+) -> dict:  # fmt: skip
     """Random VGG16 + NetVLAD (k-means init) vs. thumbnails on one split."""
     sp = load_split(root / dataset, dataset, split)
     tr = load_split(root / dataset, dataset, train_split)
+    tod = query_times_of_day(seed, settings, dataset, sp.db.q_images)
+    times = {}
+    if sp.db.db_timestamps is not None:  # TokyoTM rule: positives from another capture time
+        times = {"db_times": sp.db.db_timestamps, "query_times": sp.db.q_timestamps}
+    positives = retrieve(np.zeros((sp.db.num_db, 1), np.float32),
+                         np.zeros((sp.db.num_q, 1), np.float32), sp.db.db_utm, sp.db.q_utm, 1,
+                         25.0, **times).num_positives  # fmt: skip
+    res = {"split": f"{dataset}-{split}", "queries_by_time": {t: int((tod == t).sum())
+           for t in ("day", "dusk", "night")},
+           "chance_r1": round(float(np.mean(positives / sp.db.num_db)), 4)}  # fmt: skip
     rng = np.random.default_rng(0)
-    km_paths = [tr.db_paths[i] for i in np.sort(rng.choice(tr.db.num_db, 100, replace=False))]
+    km_paths = [
+        tr.db_paths[i]
+        for i in np.sort(rng.choice(tr.db.num_db, min(100, tr.db.num_db), replace=False))
+    ]
     base = build_model("vgg16", "none", clusters[0], size, weights="none", init_seed=0).eval()
     t0 = time.perf_counter()
     f_km = local_features(base, km_paths, size)
     f_db = local_features(base, sp.db_paths, size)
     f_q = local_features(base, sp.q_paths, size)
-    res = {
-        "split": f"{dataset}-{split}",
-        "cnn_seconds": round(time.perf_counter() - t0, 1),
-        "feature_shape": list(f_db.shape[1:]),
-    }
+    res["cnn_seconds"] = round(time.perf_counter() - t0, 1)
+    res["feature_shape"] = list(f_db.shape[1:])
     local = torch.nn.functional.normalize(f_km, dim=1).flatten(2).transpose(1, 2)  # [N,hw,C]
     per = min(50, local.shape[1])
     desc = np.concatenate(
         [img[rng.choice(local.shape[1], per, replace=False)].numpy() for img in local]
     )
-    times = {}
-    if sp.db.db_timestamps is not None:
-        times = {"db_times": sp.db.db_timestamps, "query_times": sp.db.q_timestamps}
     for k in clusters:
         model = build_model("vgg16", "none", k, size, weights="none", init_seed=0).eval()
         model.netvlad.init_from_centroids(run_kmeans(desc, k, 50, seed=0), desc)
         db = torch.cat([model.netvlad(f_db[i : i + 64]) for i in range(0, len(f_db), 64)])
         q = torch.cat([model.netvlad(f_q[i : i + 64]) for i in range(0, len(f_q), 64)])
-        r = recall_at_n(db.numpy(), q.numpy(), sp.db.db_utm, sp.db.q_utm, NS, **times)
-        res[f"vgg16_netvlad_k{k}"] = {str(n): round(float(v), 4) for n, v in r.items()}
+        res[f"vgg16_netvlad_k{k}"] = _scores(sp, db.numpy(), q.numpy(), times, tod)
     t_db, t_q = thumbnails(sp.db_paths), thumbnails(sp.q_paths)
-    r = recall_at_n(t_db, t_q, sp.db.db_utm, sp.db.q_utm, NS, **times)
-    res["thumbnail_8x6_l2"] = {str(n): round(float(v), 4) for n, v in r.items()}
+    res["thumbnail_8x6_l2"] = _scores(sp, t_db, t_q, times, tod)
     return res
 
 
@@ -164,7 +184,7 @@ def write_report(path: Path, result: dict) -> None:
     g = result.get("generation")
     if g:
         lines += [
-            "## Generation (default CitySettings, seed 0)",
+            f"## Generation (seed {result['seed']}, {result['settings_note']})",
             "",
             f"- {g['images']} images: **{g['wall_s']} s wall**, {g['cpu_s']} s CPU "
             f"(process + {g['workers']} workers); load average {g['load_avg_before']} → "
@@ -184,24 +204,26 @@ def write_report(path: Path, result: dict) -> None:
             f"{e['q_with_pos_10m']:.3f} | "
             f"{e.get('min_db_dist_to_other_splits_m', float('nan')):.1f} |"
         )
-    lines += [
-        "",
-        "## A real task (Recall@N, %)",
-        "",
-        "| split | method | R@1 | R@5 | R@10 | R@20 |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines += ["", "## A real task (Recall@N, %)", "",
+              "| split | method | R@1 | R@5 | R@10 | R@20 | R@1 day | R@1 dusk | R@1 night |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for task in result["tasks"]:
         for method, r in task.items():
-            if isinstance(r, dict):
-                cells = " | ".join(f"{100 * r[str(n)]:.1f}" for n in NS)
+            if isinstance(r, dict) and "1" in r:
+                keys = [str(n) for n in NS] + ["1_day", "1_dusk", "1_night"]
+                cells = " | ".join(f"{100 * r[k]:.1f}" if k in r else "–" for k in keys)
                 lines.append(f"| {task['split']} | {method} | {cells} |")
+        lines.append(f"| {task['split']} | chance (random ranking) | "
+                     f"{100 * task['chance_r1']:.1f} | | | | | | |")  # fmt: skip
+    counts = "; ".join(f"{t['split']}: " + ", ".join(f"{k} {v}" for k, v in
+                       t["queries_by_time"].items()) for t in result["tasks"])  # fmt: skip
     lines += [
         "",
         "Random VGG16 (weights none, init_seed 0) local features at conv5_3; NetVLAD "
         "centroids from k-means on 50 descriptors of each of 100 training database "
         "images. Target: VGG16+NetVLAD R@1 within 10–50 % on pitts30k-test; thumbnails "
-        "clearly below 60 %.",
+        f"clearly below 60 %. Queries by time of day: {counts}. Chance: the expected R@1 of a "
+        "random ranking (mean fraction of database images within 25 m).",
         "",
     ]
     with atomic_path(path) as tmp:
@@ -224,8 +246,11 @@ def main() -> None:
     settings = (
         CitySettings.from_dict(json.loads(args.settings)) if args.settings else CitySettings()
     )
+    note = f"CitySettings overrides {args.settings}" if args.settings else "default CitySettings"
     result: dict = {
-        "command": "python benchmarks/bench_synthetic.py " + " ".join(a for a in os.sys.argv[1:]),
+        "seed": args.seed,
+        "settings_note": note,
+        "command": shlex.join([".venv/bin/python", "benchmarks/bench_synthetic.py", *sys.argv[1:]]),
         "settings": settings.to_dict(),
     }
     if not args.reuse:
@@ -233,9 +258,10 @@ def main() -> None:
         print(result["generation"], flush=True)
     result["geometry"] = geometry(args.out)
     size = (settings.image_height, settings.image_width)
-    result["tasks"] = [real_task(args.out, "pitts30k", "test", "train", args.clusters, size)]
+    run = (args.clusters, size, args.seed, settings)
+    result["tasks"] = [real_task(args.out, "pitts30k", "test", "train", *run)]
     print(result["tasks"][-1], flush=True)
-    result["tasks"].append(real_task(args.out, "tokyotm", "val", "train", args.clusters, size))
+    result["tasks"].append(real_task(args.out, "tokyotm", "val", "train", *run))
     print(result["tasks"][-1], flush=True)
     write_report(args.results, result)
     with atomic_path(args.results.with_suffix(".json")) as tmp:

@@ -119,11 +119,11 @@ def main() -> None:
         default=None,
         help="synthetic root holding pitts30k/ (default: generate into a temp dir)",
     )
-    p.add_argument("--db", type=int, default=100)
-    p.add_argument("--queries", type=int, default=8)
+    p.add_argument("--db", type=int, default=60)
+    p.add_argument("--queries", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--val-db", type=int, default=200)
-    p.add_argument("--val-q", type=int, default=150)
+    p.add_argument("--val-db", type=int, default=150)
+    p.add_argument("--val-q", type=int, default=100)
     p.add_argument("--clusters", type=int, default=64)
     p.add_argument("--image-size", type=int, nargs=2, default=(120, 160))
     p.add_argument("--blocks", nargs="+", default=["5", "3", "1"])

@@ -95,7 +95,8 @@ def efficiency_markdown(df: pd.DataFrame, spec: dict[str, Any], metadata: dict[s
         f"Input {shape}, batch size {first.get('batch_size', '?')}, device "
         f"{first.get('device', '?')} ({metadata.get('cpu', '')}, torch {metadata.get('torch', '')},"
         f" {metadata.get('threads', '?')} threads). kB = 1024 bytes of float32 parameters.",
-        "The paper states no unit for its times; compare the ratios to ICSA, not absolute values.",
+        "The paper's columns are for 512×30×40 (VGG16 at 480×640); its times have no stated unit:"
+        " compare the ratios to ICSA, not absolute values.",
     ]
     title = f"### Table 2: {spec.get('title', '')}".rstrip(": ")
     return "\n\n".join([title, _markdown_grid(header, rows), *notes]) + "\n"

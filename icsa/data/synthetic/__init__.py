@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,36 @@ import numpy as np
 
 from icsa.data.dbstruct import write_dbstruct
 from icsa.data.synthetic.settings import CitySettings
-from icsa.data.synthetic.world import PITTSBURGH, TOKYO
-from icsa.data.synthetic.writer import default_workers, plan_city, render_all
+from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
+from icsa.data.synthetic.writer import Job, SplitPlan, default_workers, plan_city, render_all
 from icsa.errors import InputError
 
-__all__ = ["CitySettings", "MANIFEST", "generate"]
+__all__ = ["CitySettings", "MANIFEST", "generate", "plan_cities"]
 
 MANIFEST = "synthetic.json"  # written last; marks a folder as a complete synthetic city
+
+
+def plan_cities(
+    seed: int, s: CitySettings
+) -> tuple[list[World], dict[str, list[SplitPlan]], list[Job]]:
+    """Both cities' worlds, dbStructs per dataset and render jobs (paths relative to out_dir).
+
+    Each city draws from its own Generator spawned from ``seed``, so changing the TokyoTM-role
+    sizes leaves the Pittsburgh-like city unchanged.
+    """
+    children = np.random.SeedSequence(int(seed)).spawn(2)
+    rng_pitts, rng_tokyo = (np.random.default_rng(c) for c in children)
+    w_p, plans_p, jobs_p = plan_city(
+        PITTSBURGH, ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
+        [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)], s, rng_pitts, 0,
+    )  # fmt: skip
+    w_t, plans_t, jobs_t = plan_city(
+        TOKYO, ["tokyoTM_train", "tokyoTM_val"],
+        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)], s, rng_tokyo, 1,
+    )  # fmt: skip
+    jobs = [replace(j, path=f"pitts30k/{j.path}") for j in jobs_p]
+    jobs += [replace(j, path=f"tokyotm/{j.path}") for j in jobs_t]
+    return [w_p, w_t], {"pitts30k": plans_p, "tokyotm": plans_t}, jobs
 
 
 def generate(
@@ -52,35 +76,15 @@ def generate(
             f"{out}: exists and is not a synthetic city (no {MANIFEST}); expected a new or empty "
             "folder — remove it or choose another --out"
         )
-    ss = np.random.SeedSequence(int(seed))
-    rng_pitts, rng_tokyo = (np.random.default_rng(c) for c in ss.spawn(2))
-    w_p, plans_p, jobs_p = plan_city(
-        PITTSBURGH,
-        ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
-        [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)],
-        s,
-        rng_pitts,
-        0,
-    )
-    w_t, plans_t, jobs_t = plan_city(
-        TOKYO,
-        ["tokyoTM_train", "tokyoTM_val"],
-        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)],
-        s,
-        rng_tokyo,
-        1,
-    )
-    jobs = [j.__class__(f"pitts30k/{j.path}", j.city, j.camera, j.appearance) for j in jobs_p]
-    jobs += [j.__class__(f"tokyotm/{j.path}", j.city, j.camera, j.appearance) for j in jobs_t]
-
+    worlds, plans, jobs = plan_cities(seed, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        render_all(jobs, [w_p, w_t], tmp, s, workers or default_workers(), progress)
+        render_all(jobs, worlds, tmp, s, workers or default_workers(), progress)
         splits = {}
-        for dataset, plans in (("pitts30k", plans_p), ("tokyotm", plans_t)):
-            for plan in plans:
+        for dataset, dataset_plans in plans.items():
+            for plan in dataset_plans:
                 write_dbstruct(tmp / dataset / plan.mat, plan.db)
                 name = f"{dataset}-{plan.db.which_set}"
                 splits[name] = {"num_db": plan.db.num_db, "num_q": plan.db.num_q}
