@@ -22,7 +22,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
+        prefix=f".{target.name}.",
+        suffix=suffix if suffix is not None else target.suffix,
         dir=target.parent,
     )
     os.close(fd)

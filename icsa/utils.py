@@ -22,7 +22,7 @@ def set_threads(threads: int | None) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` are taken as given."""
+    """``auto``: CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` are taken as given."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,27 @@ def test_default_config_table5_is_twelve_trainings_and_lint_is_clean(workdir):
     own = [line for line in lint.stdout.splitlines()
            if line.startswith("Lints for") and "figures.smk" not in line]  # fmt: skip
     assert own == [], lint.stdout[-3000:]
+
+
+def test_every_shell_command_parses_with_the_icsa_cli(workdir):
+    """Each rule's `icsa …` invocation (also wrapped in `icsa gpu run` for CUDA) uses only flags
+    the CLI accepts: a renamed flag fails here, not hours into a run."""
+    from icsa.cli import build_parser
+
+    (workdir / "cuda.yaml").write_text("device: cuda\n")
+    result = snakemake(workdir, "-n", "-p", "--cores", "2", "tables",
+                       config="config/tiny.yaml cuda.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    parser = build_parser()
+    commands = set()
+    for cmd in re.findall(r"Shell command: (.*icsa .*)", result.stdout):
+        tokens = shlex.split(cmd[cmd.index("icsa ") :].split(" > ")[0])
+        if tokens[1:3] == ["gpu", "run"]:
+            split = tokens.index("--")
+            parser.parse_args(tokens[1:split])
+            tokens = tokens[split + 1 :]
+        parser.parse_args(tokens[1:])  # SystemExit on an unknown or missing flag
+        commands.add(" ".join(tokens[1:3]) if tokens[1] in ("prepare", "tables") else tokens[1])
+    assert commands == {"prepare synthetic", "prepare check", "kmeans", "train", "extract",
+                        "evaluate", "efficiency", "tables build"}  # fmt: skip
+    assert "--device cuda" in result.stdout and "icsa gpu run --lock-dir" in result.stdout

@@ -14,7 +14,6 @@ import sys
 from icsa.errors import InputError
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="icsa", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)

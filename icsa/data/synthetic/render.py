@@ -40,6 +40,11 @@ class Frame:
     depth: np.ndarray  # [H,W] float32 metres (inf for sky)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """2-D cross product a × b (positive when b lies counter-clockwise of a)."""
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
 def _nearest_hits(
     world: World, cam: Camera, dirs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,12 +60,8 @@ def _nearest_hits(
     # (the outermost column rays bound it; the test is conservative, never drops a hit).
     r0, r1 = p0 - c, p1 - c
     left, right = dirs[0], dirs[-1]
-    out_l = (left[0] * r0[:, 1] - left[1] * r0[:, 0] > 0) & (
-        left[0] * r1[:, 1] - left[1] * r1[:, 0] > 0
-    )
-    out_r = (right[0] * r0[:, 1] - right[1] * r0[:, 0] < 0) & (
-        right[0] * r1[:, 1] - right[1] * r1[:, 0] < 0
-    )
+    out_l = (_cross(left, r0) > 0) & (_cross(left, r1) > 0)
+    out_r = (_cross(right, r0) < 0) & (_cross(right, r1) < 0)
     idx = np.flatnonzero(facing & near & ~out_l & ~out_r)
     width = dirs.shape[0]
     if idx.size == 0:
