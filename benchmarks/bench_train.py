@@ -9,7 +9,8 @@ positive among them) and, for lowest trained block 5, 3 and 1, with and without 
 - the mining-cache refresh (describe every subset image with the current model), per image and
   extrapolated to a full refresh of the default split (1000 database + 1000 queries),
 - triplets/s of the training steps (mining + forward + backward + SGD; refresh excluded),
-after one untimed warm-up step.
+after one untimed warm-up step. Cached and recomputed steps alternate, so that the load of a
+shared machine affects both alike.
 At block 5 it also compares validation recall with a float16 and a float32 prefix cache.
 Writes benchmarks/results/train.md.
 """
@@ -59,23 +60,32 @@ def subset(split, num_db: int, num_q: int):
     )
 
 
-def measure(args, train, val, cents, block: str, cache: bool, device, work: Path) -> dict:
-    """Cache build, one mining-cache refresh and the training steps of one configuration."""
-    model = build_model("vgg16", "none", args.clusters, args.image_size, block, "none", 0)
-    model.netvlad.init_from_centroids(*cents)
-    settings = TrainSettings(batch_size=args.batch_size, lr=1e-4, prefix_cache=cache)
-    t0 = time.perf_counter()
-    tr = TripletTrainer(model, train, val, settings, work / f"b{block}-{cache}", 0, device, False)
-    build_s = time.perf_counter() - t0
-    tr.describe("train-db", np.arange(2))  # warm-up (allocator, thread pool), not timed
-    t0 = time.perf_counter()
-    db = tr.describe("train-db", np.arange(train.db.num_db))
-    q = tr.describe("train-q", np.arange(train.db.num_q))
-    refresh_s = time.perf_counter() - t0
-    rng = np.random.default_rng(0)
+def measure(args, train, val, cents, block: str, device, work: Path) -> list[dict]:
+    """Cached vs recomputed prefix at one block, interleaved so that load drift cancels."""
+    trainers, build_s = {}, {}
+    for cache in (True, False):
+        model = build_model("vgg16", "none", args.clusters, args.image_size, block, "none", 0)
+        model.netvlad.init_from_centroids(*cents)
+        settings = TrainSettings(batch_size=args.batch_size, lr=1e-4, prefix_cache=cache)
+        t0 = time.perf_counter()
+        trainers[cache] = TripletTrainer(
+            model, train, val, settings, work / f"b{block}-{cache}", 0, device, False
+        )
+        build_s[cache] = time.perf_counter() - t0 if cache else 0.0
+    refresh_s, train_s, triplets, cached = {}, {True: 0.0, False: 0.0}, {}, {}
+    for cache, tr in trainers.items():
+        tr.describe("train-db", np.arange(2))  # warm-up (allocator, thread pool), not timed
+        t0 = time.perf_counter()
+        cached[cache] = (
+            tr.describe("train-db", np.arange(train.db.num_db)),
+            tr.describe("train-q", np.arange(train.db.num_q)),
+        )
+        refresh_s[cache] = time.perf_counter() - t0
+    rngs = {cache: np.random.default_rng(0) for cache in trainers}
 
-    def step(batch) -> int:  # the loop's step: mine, forward, triplet loss, backward, SGD
-        triplets = [t for i in batch if (t := tr.miner.mine(int(i), q[i], db, rng)) is not None]
+    def step(cache: bool, batch) -> int:  # the loop's step: mine, forward, loss, backward, SGD
+        tr, (db, q) = trainers[cache], cached[cache]
+        triplets = [t for i in batch if (t := tr.miner.mine(int(i), q[i], db, rngs[cache]))]
         if not triplets:
             return 0
         tr.model.train()
@@ -85,24 +95,29 @@ def measure(args, train, val, cents, block: str, cache: bool, device, work: Path
         tr.optimizer.step()
         return used
 
-    queries = tr.geometry.trainable_queries
-    step(queries[:1])  # warm-up step, not timed
-    t0 = time.perf_counter()
-    triplets = sum(
-        step(queries[i : i + args.batch_size]) for i in range(0, len(queries), args.batch_size)
-    )
-    train_s = time.perf_counter() - t0
+    queries = trainers[True].geometry.trainable_queries
+    for cache in trainers:
+        step(cache, queries[:1])  # warm-up step, not timed
+    triplets = {True: 0, False: 0}
+    for i in range(0, len(queries), args.batch_size):
+        for cache in trainers:  # alternate the two configurations step by step
+            t0 = time.perf_counter()
+            triplets[cache] += step(cache, queries[i : i + args.batch_size])
+            train_s[cache] += time.perf_counter() - t0
     images = train.db.num_db + train.db.num_q
-    return {
-        "block": block,
-        "cache": cache,
-        "build_s": build_s if cache else 0.0,
-        "refresh_s": refresh_s,
-        "refresh_ms_img": 1e3 * refresh_s / images,
-        "triplets": triplets,
-        "train_s": train_s,
-        "triplets_s": triplets / train_s,
-    }
+    return [
+        {
+            "block": block,
+            "cache": cache,
+            "build_s": build_s[cache],
+            "refresh_s": refresh_s[cache],
+            "refresh_ms_img": 1e3 * refresh_s[cache] / images,
+            "triplets": triplets[cache],
+            "train_s": train_s[cache],
+            "triplets_s": triplets[cache] / train_s[cache],
+        }
+        for cache in trainers
+    ]
 
 
 def fp16_vs_fp32(args, train, val, cents, device, work: Path) -> dict:
@@ -180,9 +195,7 @@ def main() -> None:
         )
         cents = load_centroids(cfile, args.clusters, 512)
         rows = [
-            measure(args, train, val_tiny, cents, b, c, device, work)
-            for b in args.blocks
-            for c in (True, False)
+            r for b in args.blocks for r in measure(args, train, val_tiny, cents, b, device, work)
         ]
         fp = fp16_vs_fp32(args, train, val, cents, device, work)
     scratch.cleanup()

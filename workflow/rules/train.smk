@@ -34,9 +34,10 @@ rule train:
     conda:
         ENV
     shell:
-        "sig=$(cat {input.centroids} {input.index} | md5sum | cut -c1-32)-$(echo"
+        # cksum (POSIX, unlike md5sum) fingerprints the inputs and parameters of this job.
+        "sig=$(cat {input.centroids} {input.index} | cksum | cut -d' ' -f1)-$(echo"
         " {params.settings:q} {params.weights:q} {params.image_size} {params.num_clusters}"
-        " | md5sum | cut -c1-32);"
+        " | cksum | cut -d' ' -f1);"
         " if [ \"$(cat {params.run_dir}/.job-signature 2>/dev/null)\" != \"$sig\" ];"
         " then rm -f {params.run_dir}/checkpoint_last.pt; fi;"
         " mkdir -p {params.run_dir} && echo \"$sig\" > {params.run_dir}/.job-signature &&"

@@ -136,7 +136,7 @@ def apply_appearance(frame: Frame, app: Appearance, fov_deg: float) -> np.ndarra
         img = img.filter(ImageFilter.GaussianBlur(radius=app.blur))
     out = np.asarray(img, dtype=np.float32)
     if app.noise > 0:
-        out = out + rng.normal(0.0, app.noise * 255, out.shape).astype(np.float32)
+        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(app.noise * 255)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -112,7 +112,16 @@ def render(
         cover = np.isfinite(z[k])[None, :] & (yc >= top[k][None, :]) & (yc < bot[k][None, :])
         layer[cover] = k
 
-    rgb = np.zeros((height, width, 3), np.float32)
+    a = np.clip(yc / yh, 0, 1)[:, :, None]  # 0 at the top, 1 at the horizon
+    top_c, hor_c = np.asarray(st.sky_top, np.float32), np.asarray(st.sky_horizon, np.float32)
+    rgb = np.ascontiguousarray(np.broadcast_to(top_c * (1 - a) + hor_c * a, (height, width, 3)))
+    fog = np.float32(st.fog_distance)
+
+    def hazy(colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Haze: blend towards the horizon colour with distance ([N,3], [N])."""
+        e = np.exp(-depth / fog)[:, None]
+        return colour * e + hor_c * (1 - e)
+
     cls = np.full((height, width), SKY, dtype=np.uint8)
     key = np.full((height, width), -1.0, np.float32)
     depth = np.full((height, width), np.inf, np.float32)
@@ -135,7 +144,7 @@ def render(
         m = mask[r0:r1][:, cols]
         r, cc = np.nonzero(m)
         r, cg = r + r0, cols[cc]
-        rgb[r, cg], cls[r, cg], key[r, cg] = c[m], kl[m], kk[m]
+        rgb[r, cg], cls[r, cg], key[r, cg] = hazy(c[m], zk[cc]), kl[m], kk[m]
         depth[r, cg] = zk[cc]
 
     r0 = int(np.floor(yh + 0.5))  # first row whose centre lies below the horizon
@@ -145,13 +154,6 @@ def render(
     gy = cam.y + dist * dirs[None, :, 1].astype(np.float32)
     c, kl = shade_ground(world, gx, gy, np.broadcast_to(zg / f, gx.shape))
     m = layer[r0:] < 0
-    rgb[r0:][m], cls[r0:][m] = c[m], kl[m]
-    depth[r0:][m] = np.broadcast_to(zg, m.shape)[m]
-
-    sky = (layer < 0) & (yc <= yh)
-    a = np.clip(yc / yh, 0, 1)[:, :, None]  # 0 at the top, 1 at the horizon
-    top_c, hor_c = np.asarray(st.sky_top, np.float32), np.asarray(st.sky_horizon, np.float32)
-    grad = top_c * (1 - a) + hor_c * a  # [H,1,3]
-    haze = np.exp(-np.where(sky, np.float32(0), depth) / np.float32(st.fog_distance))[..., None]
-    rgb = np.where(sky[:, :, None], grad, rgb * haze + hor_c * (1 - haze))
+    zm = np.broadcast_to(zg, m.shape)[m]
+    rgb[r0:][m], cls[r0:][m], depth[r0:][m] = hazy(c[m], zm), kl[m], zm
     return Frame(rgb, cls, key, depth)
