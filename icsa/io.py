@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from icsa.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -44,3 +46,23 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def parse_json_object(text: str, flag: str) -> dict[str, Any]:
+    """Parse a CLI value that is a JSON object, or ``@path`` naming a JSON file.
+
+    An empty string is an empty object. Errors name ``flag`` (or the file) and what was expected.
+    """
+    source = flag
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise InputError(f"{flag} {text}: file {path} not found, expected a JSON file")
+        source, text = str(path), path.read_text()
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as err:
+        raise InputError(f"{source}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: got a JSON {type(value).__name__}, expected an object")
+    return value

@@ -20,6 +20,7 @@ from typing import Any
 
 from icsa.data import DATASETS, LAYOUTS, check_dataset, load_split, summary_lines
 from icsa.errors import InputError
+from icsa.io import parse_json_object
 from icsa.utils import set_threads
 
 
@@ -67,24 +68,6 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_overrides(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
-    source = "--settings"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise InputError(f"--settings {text}: file {path} not found (expected a JSON object)")
-        source, text = str(path), path.read_text()
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{source}: not valid JSON ({err})") from err
-    if not isinstance(overrides, dict):
-        raise InputError(f"{source}: got a JSON {type(overrides).__name__}, expected an object")
-    return overrides
-
-
 def build_settings(cls: type, overrides: dict[str, Any], where: str = "--settings") -> Any:
     """``cls(**overrides)``, with unknown keys reported as InputError listing the valid keys.
 
@@ -125,7 +108,7 @@ def _replace_checked(current: Any, value: dict[str, Any], where: str, key: str) 
 
 def _synthetic(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    overrides = _read_overrides(args.settings)
+    overrides = {} if args.settings is None else parse_json_object(args.settings, "--settings")
     # Imported here: the generator is heavy and the rest of the CLI must not depend on it.
     from icsa.data import synthetic
 

@@ -11,27 +11,10 @@ evaluation set and the runs of every row; ``table2`` lists modules and reads --e
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from icsa.errors import InputError
-
-
-def _json_arg(text: str, flag: str) -> dict[str, Any]:
-    source = flag
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise InputError(f"{flag} {text}: file {path} not found, expected a JSON file")
-        source, text = str(path), path.read_text()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{source}: not valid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise InputError(f"{source}: got a JSON {type(value).__name__}, expected an object")
-    return value
+from icsa.io import parse_json_object
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,8 +48,8 @@ def _build(args: argparse.Namespace) -> int:
     )
     from icsa.tables.render import efficiency_markdown, run_table_markdown, write_outputs
 
-    spec = _json_arg(args.spec, "--spec")
-    stats = Statistics.from_dict(_json_arg(args.statistics, "--statistics"))
+    spec = parse_json_object(args.spec, "--spec")
+    stats = Statistics.from_dict(parse_json_object(args.statistics, "--statistics"))
     paper = load_paper(args.paper)
     if spec.get("table") == "table2":
         df = build_efficiency_table(spec, args.efficiency, paper)

@@ -11,13 +11,12 @@ without improvement.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from icsa.errors import InputError
+from icsa.io import parse_json_object
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
 
@@ -112,16 +111,8 @@ class TrainSettings:
     @classmethod
     def from_json(cls, text: str) -> TrainSettings:
         """Parse a JSON object, or ``@path`` to a JSON file (the CLI's ``--settings``)."""
-        source = "--settings"
-        if text.startswith("@"):
-            path = Path(text[1:])
-            if not path.is_file():
-                raise InputError(f"--settings: file {path} not found, expected a JSON file")
-            source, text = str(path), path.read_text()
-        try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as err:
-            raise InputError(f"{source}: not valid JSON ({err})") from err
+        data = parse_json_object(text, "--settings")
+        source = text[1:] if text.startswith("@") else "--settings"
         return cls.from_dict(data, source)
 
     def to_dict(self) -> dict[str, Any]:
