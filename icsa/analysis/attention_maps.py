@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
 
@@ -126,10 +127,7 @@ def plot_heatmap(grid: np.ndarray, title: str, out_png: str | os.PathLike) -> No
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"{grid.shape[1]} columns")
     ax.set_ylabel(f"{grid.shape[0]} rows")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def write_grid_csv(grid: np.ndarray, out_csv: str | os.PathLike) -> None:

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
 
@@ -70,10 +71,7 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], out_png: str | o
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if ax.lines:
             ax.legend(fontsize=6)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def write_curves_csv(histories: Mapping[str, pd.DataFrame], out_csv: str | os.PathLike) -> None:

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
 
@@ -75,7 +76,7 @@ def _show(ax, path: str | os.PathLike, color: str, title: str) -> None:
     for spine in ax.spines.values():
         spine.set_edgecolor(color)
         spine.set_linewidth(4)
-    ax.set_title(title, fontsize=7, color=color if color != "black" else "black")
+    ax.set_title(title, fontsize=7, color=color)
 
 
 def plot_examples(
@@ -95,10 +96,7 @@ def plot_examples(
         _show(row[0], q_paths[ex.query], "black", f"query {ex.query}")
         for j, (db, d, hit) in enumerate(zip(ex.db, ex.dist_m, ex.hit)):
             _show(row[j + 1], db_paths[db], "green" if hit else "red", f"#{j + 1}: {d:.0f} m")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=110)
 
 
 def write_examples_csv(

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.io import atomic_path, write_json  # noqa: E402
 
 THRESHOLDS = (0.1, 0.01)
@@ -70,10 +71,7 @@ def plot_singular_value_ratios(
     ax.set_ylabel("σ_i / σ_1")
     ax.set_title("Singular values of the local descriptors entering NetVLAD")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def write_svd_data(

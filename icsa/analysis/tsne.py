@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
+from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
 
@@ -80,10 +81,7 @@ def plot_tsne_panel(
     ax.set_title(title or f"t-SNE of local descriptors: {label} ({len(pts)} points)", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def save_embeddings(embeddings: Mapping[str, np.ndarray], out_npz: str | os.PathLike) -> None:
