@@ -13,6 +13,13 @@ from typing import Any
 from icsa.errors import InputError
 
 
+def _current_umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` when the block succeeds.
@@ -31,6 +38,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file 0600; the output must get what a plain open() would give.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         yield tmp
         os.replace(tmp, target)
     except BaseException:
