@@ -1,7 +1,9 @@
 """The `icsa` command line: one subcommand per pipeline step, each runnable by hand.
 
 Every area registers its own subcommands (``register(subparsers)`` in ``icsa/cli/<area>.py``);
-a subcommand parses its flags and calls library functions with explicit arguments.
+a subcommand parses its flags and calls library functions with explicit arguments. The
+registering modules import torch, torchvision, faiss and matplotlib only inside their handlers,
+so that `icsa --help` and `icsa <cmd> --help` answer at once (tests/test_cli_lazy.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from icsa.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from icsa import __version__
+
     parser = argparse.ArgumentParser(prog="icsa", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"icsa {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     # Every module in this package that defines `register(subparsers)` adds its subcommands.
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

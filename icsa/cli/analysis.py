@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from icsa.io import write_json
-from icsa.utils import seed_everything, set_threads
+from icsa.utils import seed_everything, set_threads  # light: torch loads inside them
 
 
 def _common(p: argparse.ArgumentParser) -> None:

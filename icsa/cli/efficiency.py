@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from icsa.analysis.efficiency import DEFAULT_MODULES, environment, measure_modules
 from icsa.io import write_json
 
 
@@ -32,16 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--modules",
-        default=",".join(DEFAULT_MODULES),
-        help="comma-separated attention names (plus icsa-folded)",
+        default=None,
+        help="comma-separated attention names (plus icsa-folded); default: every module",
     )
     p.add_argument("--out", required=True, help="output JSON file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from icsa.analysis.efficiency import DEFAULT_MODULES, environment, measure_modules
+
     torch.set_num_threads(args.threads)
-    names = [n.strip() for n in args.modules.split(",") if n.strip()]
+    modules = ",".join(DEFAULT_MODULES) if args.modules is None else args.modules
+    names = [n.strip() for n in modules.split(",") if n.strip()]
     rows = measure_modules(
         names,
         channels=args.channels,

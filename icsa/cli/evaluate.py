@@ -12,21 +12,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import faiss
-import numpy as np
-
-from icsa.data import DATASETS, load_split
+from icsa.data.layouts import DATASETS
 from icsa.errors import InputError
-from icsa.evaluate.metrics import evaluate_split, load_descriptors, write_results
-from icsa.evaluate.pca import fit_pca
-from icsa.evaluate.recall import RECALL_VALUES
-from icsa.utils import set_threads
 
+# torch and faiss load in the handlers, not for `--help` (icsa/lazy.py).
 TIME_RULES = {"auto": None, "on": True, "off": False}
 DEVICES = {"auto": None, "cpu": False, "cuda": True}
 
 
 def _threads(n: int) -> None:
+    import faiss
+
+    from icsa.utils import set_threads
+
     set_threads(n)
     faiss.omp_set_num_threads(max(1, n))
 
@@ -40,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--q", required=True, type=Path, help="query descriptors .npy")
     p.add_argument("--pca", type=Path, default=None, help="PCA whitening .npz (icsa pca fit)")
     p.add_argument("--model-id", required=True, help="run name written into the metrics")
-    p.add_argument("--ns", type=int, nargs="+", default=list(RECALL_VALUES))
+    p.add_argument("--ns", type=int, nargs="+", default=None,
+                   help="Recall@N values (default: RECALL_VALUES, 1 5 10 20)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=25.0, help="positive radius in metres")
     p.add_argument("--out-metrics", required=True, type=Path)
     p.add_argument("--out-perquery", type=Path, default=None)
@@ -66,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from icsa.data.layouts import load_split
+    from icsa.evaluate.metrics import evaluate_split, write_results
+    from icsa.evaluate.recall import RECALL_VALUES
+
     _threads(args.threads)
     split = load_split(args.root, args.dataset, args.split)
     metrics, perquery = evaluate_split(
@@ -73,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.db,
         args.q,
         args.model_id,
-        ns=args.ns,
+        ns=list(RECALL_VALUES) if args.ns is None else args.ns,
         threshold=args.threshold,
         pca_path=args.pca,
         memory_budget_mb=args.memory_budget_mb,
@@ -88,6 +91,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _pca_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from icsa.evaluate.metrics import load_descriptors
+    from icsa.evaluate.pca import fit_pca
+
     _threads(args.threads)
     if not args.db.is_file():
         raise InputError(f"--db {args.db}: not found, expected training-database descriptors")

@@ -18,11 +18,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from icsa.data import DATASETS, load_split, split_datasets
+from icsa.data.layouts import DATASETS
 from icsa.errors import InputError
-from icsa.evaluate.extract import DTYPES, extract_descriptors
-from icsa.train.checkpoint import load_model
 from icsa.utils import resolve_device, set_threads
+
+# icsa.evaluate.extract.DTYPES, kept here so that `--help` does not import torch; a test checks
+# that the two agree (tests/test_cli_lazy.py).
+DTYPES = ("float32", "float16")
 
 # docs/architecture.md, "Run naming": {dataset}-{backbone}-{attention}-b{block}-s{seed}
 RUN_RE = re.compile(
@@ -87,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _extract(args: argparse.Namespace) -> int:
     if args.out_db is None and args.out_q is None:
         raise InputError("icsa extract: give --out-db and/or --out-q, expected at least one")
+    from icsa.data import load_split, split_datasets
+    from icsa.evaluate.extract import extract_descriptors
+    from icsa.train.checkpoint import load_model
+
     set_threads(args.threads)
     expected = expected_from_run(args.run) if args.run else {}
     expected.update(parse_expect(args.expect))

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icsa.data import DATASETS, LAYOUTS, check_dataset, load_split, summary_lines
+from icsa.data.layouts import DATASETS, LAYOUTS, load_split
 from icsa.errors import InputError
 from icsa.io import parse_json_object
 from icsa.utils import set_threads
@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from icsa.data.check import check_dataset, summary_lines
+
     set_threads(args.threads)
     if args.workers < 1:
         raise InputError(f"--workers = {args.workers}, expected at least 1")

@@ -4,26 +4,27 @@ The synthetic city lives in :mod:`icsa.data.synthetic` and is imported only wher
 (``icsa prepare synthetic``), so importing this package stays light and does no I/O.
 """
 
-from icsa.data.check import check_dataset, summary_lines
-from icsa.data.datasets import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, load_image, split_datasets
-from icsa.data.dbstruct import FIELDS_10, FIELDS_12, DbStruct, read_dbstruct, write_dbstruct
-from icsa.data.geometry import (
-    different_time,
-    eval_positives,
-    positives_within,
-    potential_negatives,
-    sample_negatives,
-    training_positives,
-)
-from icsa.data.layouts import (
-    DATASETS,
-    LAYOUTS,
-    Layout,
-    PlaceSplit,
-    describe_layout,
-    get_layout,
-    load_split,
-    split_mat_path,
+from icsa.lazy import lazy_exports
+
+# Imported on first use: datasets.py needs torch and torchvision, and `icsa <cmd> --help` must
+# not wait for them (icsa/lazy.py).
+_EXPORTS = {
+    "icsa.data.check": ["check_dataset", "summary_lines"],
+    "icsa.data.datasets": [
+        "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset", "load_image", "split_datasets",
+    ],
+    "icsa.data.dbstruct": ["FIELDS_10", "FIELDS_12", "DbStruct", "read_dbstruct", "write_dbstruct"],
+    "icsa.data.geometry": [
+        "different_time", "eval_positives", "positives_within", "potential_negatives",
+        "sample_negatives", "training_positives",
+    ],
+    "icsa.data.layouts": [
+        "DATASETS", "LAYOUTS", "Layout", "PlaceSplit", "describe_layout", "get_layout",
+        "load_split", "split_mat_path",
+    ],
+}  # fmt: skip
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: module for module, names in _EXPORTS.items() for name in names}
 )
 
 __all__ = [

@@ -1,0 +1,122 @@
+"""`icsa --help`, every `icsa <cmd> --help` and `icsa --version` load no heavy library.
+
+On a loaded 2-core machine importing torch took 40–55 s, so the parser must not need it. Each
+check runs in a fresh interpreter (a module imported by an earlier test would hide an eager
+import) and asserts that torch, torchvision, faiss and matplotlib are absent from sys.modules
+after argparse has printed the help and exited.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "torchvision", "faiss", "matplotlib")
+
+# Runs the real entry point (icsa.cli.main) on argv, then reports which heavy modules loaded.
+PROBE = """
+import json, sys
+from icsa.cli import main
+code = None
+try:
+    main(sys.argv[1:])
+except SystemExit as exit_:
+    code = exit_.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+print("\\n@@" + json.dumps({"code": code, "heavy": heavy}))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def _probe(*argv: str) -> tuple[dict, str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    text, _, result = out.stdout.rpartition("\n@@")
+    return json.loads(result), text
+
+
+def _commands() -> list[list[str]]:
+    """Every subcommand and sub-subcommand path the parser knows, read from the parser itself."""
+    import argparse
+
+    from icsa.cli import build_parser
+
+    paths: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    paths.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return paths
+
+
+COMMANDS = _commands()
+
+
+def test_the_walk_finds_every_step() -> None:
+    top = {c[0] for c in COMMANDS}
+    assert {"prepare", "kmeans", "train", "extract", "evaluate", "tables", "analysis"} <= top
+    assert ["analysis", "curves"] in COMMANDS and ["prepare", "synthetic"] in COMMANDS
+
+
+@pytest.mark.parametrize("argv", [[]] + COMMANDS, ids=lambda a: " ".join(a) or "icsa")
+def test_help_imports_no_heavy_library(argv: list[str]) -> None:
+    result, text = _probe(*argv, "--help")
+    assert result["code"] == 0
+    assert "usage: icsa" in text
+    assert result["heavy"] == [], f"icsa {' '.join(argv)} --help imported {result['heavy']}"
+
+
+def test_version() -> None:
+    import icsa
+
+    result, text = _probe("--version")
+    assert result["code"] == 0 and result["heavy"] == []
+    assert text.strip() == f"icsa {icsa.__version__}"
+    assert icsa.__version__ == _pyproject_version()
+
+
+def _pyproject_version() -> str:
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; the package itself needs 3.10
+
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    return data["project"]["version"]
+
+
+def test_the_probe_sees_an_eager_import() -> None:
+    """The check is not vacuous: a command that does load torch is reported."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import icsa; icsa.build_model; import sys; "
+         "print('torch' in sys.modules)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_package_import_is_light_and_exports_resolve() -> None:
+    code = (
+        "import sys, icsa, icsa.data; light = not {'torch', 'faiss'} & set(sys.modules); "
+        "from icsa import ICSA, NetVLAD, build_model; from icsa.data import ImageDataset; "
+        "print(light, ICSA.__module__, ImageDataset.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "icsa.models.independent", "icsa.data.datasets"], (
+        out.stderr
+    )
+
+
+def test_extract_dtype_choices_match_the_library() -> None:
+    from icsa.cli import extract as cli_extract
+    from icsa.evaluate import extract as lib_extract
+
+    assert tuple(cli_extract.DTYPES) == tuple(lib_extract.DTYPES)
