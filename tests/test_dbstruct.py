@@ -9,6 +9,7 @@ import torch
 
 from icsa.data import FIELDS_10, FIELDS_12, DbStruct, read_dbstruct, write_dbstruct
 from icsa.errors import InputError
+from tests.netvlad_public import netvlad_positional_reader
 
 torch.set_num_threads(1)
 
@@ -46,27 +47,6 @@ def assert_same(a: DbStruct, b: DbStruct) -> None:
             np.testing.assert_array_equal(x, y)
 
 
-def netvlad_positional_reader(path) -> dict:
-    """The public NetVLAD reader's way (pytorch-NetVlad): fields by *position*, default loadmat."""
-    m = scipy.io.loadmat(path)["dbStruct"].item()
-    shift = 1 if len(m) == 12 else 0  # TokyoTM: dbTimeStamp at 3, qTimeStamp at 6
-    out = {
-        "whichSet": m[0].item(),
-        "dbImage": [f[0].item() for f in m[1]],
-        "utmDb": m[2].T,
-        "qImage": [f[0].item() for f in m[3 + shift]],
-        "utmQ": m[4 + shift].T,
-        "numDb": m[5 + 2 * shift].item(),
-        "numQ": m[6 + 2 * shift].item(),
-        "posDistThr": m[7 + 2 * shift].item(),
-        "posDistSqThr": m[8 + 2 * shift].item(),
-        "nonTrivPosDistSqThr": m[9 + 2 * shift].item(),
-    }
-    if shift:
-        out["dbTimeStamp"], out["qTimeStamp"] = m[3].ravel(), m[6].ravel()
-    return out
-
-
 @pytest.mark.parametrize("timestamps", [False, True], ids=["10-field", "12-field-tokyoTM"])
 def test_round_trip_identical_fields(tmp_path, timestamps):
     db = make_db(timestamps=timestamps)
@@ -90,10 +70,20 @@ def test_public_positional_reader_reads_writer_output(tmp_path, timestamps):
     np.testing.assert_array_equal(ref["utmDb"], db.db_utm)
     np.testing.assert_array_equal(ref["utmQ"], db.q_utm)
     assert (ref["numDb"], ref["numQ"]) == (db.num_db, db.num_q)
+    assert type(ref["numDb"]) is int and type(ref["numQ"]) is int
     assert (ref["posDistThr"], ref["posDistSqThr"], ref["nonTrivPosDistSqThr"]) == (25, 625, 100)
     if timestamps:
         np.testing.assert_array_equal(ref["dbTimeStamp"], db.db_timestamps)
         np.testing.assert_array_equal(ref["qTimeStamp"], db.q_timestamps)
+
+
+def test_reader_accepts_float_counts_from_other_writers(tmp_path):
+    db = make_db(seed=4)
+    path = tmp_path / "doubles.mat"
+    override = {"numImages": float(db.num_db), "numQueries": float(db.num_q)}
+    scipy.io.savemat(path, {"dbStruct": raw_struct(db, FIELDS_10, override=override)})
+    assert scipy.io.loadmat(path)["dbStruct"][0, 0]["numImages"].dtype == np.float64
+    assert_same(db, read_dbstruct(path))
 
 
 def raw_struct(db: DbStruct, fields, drop=(), override=None) -> np.ndarray:

@@ -26,6 +26,8 @@ def reference(db, q, db_utm, q_utm, ns, thr, db_times=None, q_times=None, groups
     ranks = []
     for i in range(len(q)):
         ranking = sorted(range(len(db)), key=lambda j: (dist[i, j], j))
+        if db_times is not None:  # TokyoTM: same-time images leave the ranking
+            ranking = [j for j in ranking if db_times[j] != q_times[i]]
         if groups is not None:
             seen, deduped = set(), []
             for j in ranking:
@@ -90,7 +92,71 @@ def test_recall_time_rule_matches_reference():
     ref, _ = reference(db, q, db_utm, q_utm, RECALL_VALUES, 25.0, db_times, q_times)
     got = recall_at_n(db, q, db_utm, q_utm, db_times=db_times, query_times=q_times)
     assert got == pytest.approx(ref, abs=0)
-    assert got != recall_at_n(db, q, db_utm, q_utm)  # the rule removed some hits
+    assert got != recall_at_n(db, q, db_utm, q_utm)  # the rule changed the answer
+    result = retrieve(db, q, db_utm, q_utm, k=20, db_times=db_times, query_times=q_times)
+    for i, row in enumerate(result.indices):  # no same-time image is ranked at all
+        assert not np.any(db_times[row[row >= 0]] == q_times[i])
+
+
+def time_machine(places: int = 12, times: int = 4, seed: int = 0):
+    """Every query is itself a database image: ``places`` places × ``times`` capture times, one
+    database image per (place, time) a few metres apart; each query copies the image of its
+    place at one time. Per place, the other-time images are much nearer in descriptor space than
+    any other place's."""
+    rng = np.random.default_rng(seed)
+    base = 10.0 * rng.standard_normal((places, 16))
+    db = np.repeat(base, times, axis=0) + rng.standard_normal((places * times, 16))
+    db_utm = np.repeat(np.arange(places) * 500.0, times)[:, None] + np.zeros((1, 2))
+    db_utm[:, 1] += np.tile(np.arange(times) * 3.0, places)  # 0..9 m apart, one place
+    db_times = np.tile(np.array([2008, 2010, 2012, 2014]), places)
+    own = np.arange(places) * times + rng.integers(0, times, size=places)
+    return (db.astype(np.float32), db[own].astype(np.float32), db_utm, db_utm[own].copy(),
+            db_times, db_times[own].copy())  # fmt: skip
+
+
+def loop_recall_at_1(db, q, db_utm, q_utm, db_times, q_times, drop_same_time):
+    """Recall@1 by walking each query's full ranking: skip same-time images (the reference) or
+    keep them as non-positives (the old icsa rule)."""
+    found = 0
+    for i in range(len(q)):
+        dist = ((db.astype(np.float64) - q[i].astype(np.float64)) ** 2).sum(1)
+        for j in sorted(range(len(db)), key=lambda j: (dist[j], j)):
+            same_time = db_times[j] == q_times[i]
+            if same_time and drop_same_time:
+                continue
+            near = np.hypot(*(db_utm[j] - q_utm[i])) <= 25.0
+            found += int(near and not same_time)
+            break
+    return found / len(q)
+
+
+def test_time_rule_when_every_query_is_a_database_image():
+    db, q, db_utm, q_utm, db_times, q_times = time_machine()
+    expected = loop_recall_at_1(db, q, db_utm, q_utm, db_times, q_times, drop_same_time=True)
+    assert expected == 1.0  # the other-time image of the same place is nearest
+    got = recall_at_n(db, q, db_utm, q_utm, ns=(1, 5), db_times=db_times, query_times=q_times)
+    assert got[1] == expected and got[5] == 1.0
+    # Keeping the query's own same-time image as a non-positive would give 0: the rule decides.
+    assert loop_recall_at_1(db, q, db_utm, q_utm, db_times, q_times, drop_same_time=False) == 0.0
+
+
+def test_time_rule_searches_deeper_than_the_reference_depth_when_needed():
+    """300 same-time images are nearer than any other-time one: 10·k = 200 is not deep enough,
+    and the result must still equal the full ranking filtered by the rule."""
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal((3, 8)).astype(np.float32)
+    crowd = (np.repeat(q, 100, axis=0) + 0.01 * rng.standard_normal((300, 8))).astype(np.float32)
+    others = (q[rng.integers(0, 3, 60)] + 0.5 + rng.standard_normal((60, 8))).astype(np.float32)
+    db = np.concatenate([crowd, others])
+    db_times = np.concatenate([np.zeros(300), np.ones(60)])
+    q_times = np.zeros(3)
+    db_utm = rng.uniform(0, 60, size=(len(db), 2))
+    q_utm = rng.uniform(0, 60, size=(3, 2))
+    ref, ref_ranks = reference(db, q, db_utm, q_utm, RECALL_VALUES, 25.0, db_times, q_times)
+    result = retrieve(db, q, db_utm, q_utm, k=20, db_times=db_times, query_times=q_times)
+    assert result.recalls(RECALL_VALUES) == pytest.approx(ref, abs=0)
+    assert np.array_equal(result.first_hit_rank, ref_ranks)
+    assert (result.indices >= 300).all()  # 20 other-time results per query, none same-time
 
 
 def test_recall_panorama_groups_match_reference():

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from icsa.data import load_split
+from icsa.data import load_split, read_dbstruct
 from icsa.data.synthetic import MANIFEST, CitySettings, generate
 from icsa.data.synthetic import writer as synthetic_writer
 from icsa.data.synthetic.appearance import Appearance, apply_appearance, encode_jpeg
@@ -16,6 +16,7 @@ from icsa.data.synthetic.facade import WINDOW
 from icsa.data.synthetic.render import CAM_HEIGHT, HORIZON, Camera, render
 from icsa.data.synthetic.world import PITTSBURGH, build_world
 from icsa.errors import InputError
+from tests.netvlad_public import netvlad_positional_reader
 
 torch.set_num_threads(1)
 
@@ -107,14 +108,58 @@ def test_splits_are_disjoint_in_space_and_queries_have_positives(city, dataset, 
                 assert tree.query(other.q_utm)[0].min() > 25.0
 
 
-def test_tokyo_queries_come_from_another_capture_time_than_nearby_database(city):
+def test_tokyo_role_is_a_time_machine_whose_queries_are_database_images(city):
     for split in ("train", "val"):
-        db = load_split(city / "tokyotm", "tokyotm", split).db
-        assert len(np.unique(db.db_timestamps)) >= 2, "database from several capture times"
+        sp = load_split(city / "tokyotm", "tokyotm", split)
+        db = sp.db
         assert np.all(db.db_timestamps > 20000000)  # yyyymmdd integers
+        row = {name: i for i, name in enumerate(db.db_images)}
+        rows = np.array([row[name] for name in db.q_images])  # every query is a database image
+        np.testing.assert_array_equal(db.q_utm, db.db_utm[rows])
+        np.testing.assert_array_equal(db.q_timestamps, db.db_timestamps[rows])
+        assert all(q == d for q, d in zip(sp.q_paths, [sp.db_paths[i] for i in rows]))
         near = cKDTree(db.db_utm).query_ball_point(db.q_utm, 25.0)
         for i, idx in enumerate(near):
-            assert len(idx) > 0 and db.q_timestamps[i] not in set(db.db_timestamps[idx])
+            times = set(db.db_timestamps[idx])
+            # Its own capture time is there (the same-time twin), and at least one other.
+            assert db.q_timestamps[i] in times and len(times) >= 2
+        # One position per capture; the captures of one place are apart, yet within 2 x 3 m.
+        place = np.array([name.split("/")[-1].split("_")[0] for name in db.db_images])
+        for pid in np.unique(place):
+            xy = np.unique(db.db_utm[place == pid], axis=0)
+            years = np.unique(db.db_timestamps[place == pid])
+            assert len(xy) == len(years) >= 1
+            gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+            assert gaps.max() <= 6.0 and (len(xy) == 1 or gaps[gaps > 0].min() > 0)
+
+
+def test_tokyo_years_change_the_look_of_a_place(tmp_path):
+    """The same place and heading in two capture years differs (repaint, signs, season), but
+    less than two different places do."""
+    settings = CitySettings(**{**TINY.to_dict(), "tokyo_val_db": 24, "tokyo_val_q": 4})
+    generate(tmp_path / "c", 3, settings, workers=1, progress=False)
+    sp = load_split(tmp_path / "c" / "tokyotm", "tokyotm", "val")
+    images = [np.asarray(Image.open(p), dtype=np.float32) for p in sp.db_paths]
+    t = settings.tokyo_capture_times  # images are ordered place, yaw, year
+    same_place = [np.abs(images[k * t] - images[k * t + 1]).mean() for k in range(4)]
+    other_place = [np.abs(images[k * t] - images[12 + k * t]).mean() for k in range(4)]
+    assert min(same_place) > 2.0, "another year must look different"
+    assert np.mean(same_place) < np.mean(other_place)
+
+
+def test_every_mat_file_reads_with_the_public_positional_reader(city):
+    mats = sorted(city.rglob("*.mat"))
+    assert len(mats) == len(SPLITS)
+    for path in mats:
+        ref = netvlad_positional_reader(path)
+        ours = read_dbstruct(path)
+        assert type(ref["numDb"]) is int and type(ref["numQ"]) is int
+        assert (ref["numDb"], ref["numQ"]) == (ours.num_db, ours.num_q)
+        assert ref["dbImage"] == ours.db_images and ref["qImage"] == ours.q_images
+        np.testing.assert_array_equal(ref["utmDb"], ours.db_utm)
+        if ours.has_timestamps:
+            np.testing.assert_array_equal(ref["dbTimeStamp"], ours.db_timestamps)
+            np.testing.assert_array_equal(ref["qTimeStamp"], ours.q_timestamps)
 
 
 def test_existing_foreign_folder_is_refused_and_a_failure_leaves_nothing(tmp_path, monkeypatch):
@@ -143,6 +188,10 @@ def test_settings_are_validated():
         CitySettings(night_fraction=0.8, dusk_fraction=0.5)
     with pytest.raises(InputError, match="unknown keys"):
         CitySettings.from_dict({"trian_db": 5})
+    with pytest.raises(InputError, match="tokyo_capture_times"):
+        CitySettings(tokyo_capture_times=1)
+    with pytest.raises(InputError, match="tokyo_val_q.*images of its database"):
+        CitySettings(tokyo_val_db=4, tokyo_val_q=5)
     assert CitySettings.from_dict(TINY.to_dict()) == TINY
 
 

@@ -169,15 +169,17 @@ def _cell(names: list[str]) -> np.ndarray:
 
 def _as_struct(db: DbStruct) -> np.ndarray:
     utm_db, utm_q = db.db_utm.T, db.q_utm.T  # MATLAB keeps 2×N
-    # Numbers are MATLAB doubles, as in the files the NetVLAD authors distribute.
+    # Counts are MATLAB int32 (scipy loads them as integer arrays) because the public PyTorch
+    # code reads them positionally with ``.item()`` and uses them in ``range()`` and slices, which
+    # a double would break; thresholds are doubles. The reader accepts either for the counts.
     values = {
         "whichSet": str(db.which_set),
         "dbImageFns": _cell(db.db_images),
         "utmDb": utm_db,
         "qImageFns": _cell(db.q_images),
         "utmQ": utm_q,
-        "numImages": np.array([[float(db.num_db)]]),
-        "numQueries": np.array([[float(db.num_q)]]),
+        "numImages": np.array([[db.num_db]], dtype=np.int32),
+        "numQueries": np.array([[db.num_q]], dtype=np.int32),
         "posDistThr": np.array([[float(db.pos_dist_thr)]]),
         "posDistSqThr": np.array([[float(db.pos_dist_sq_thr)]]),
         "nonTrivPosDistSqThr": np.array([[float(db.non_triv_pos_dist_sq_thr)]]),

@@ -5,8 +5,11 @@ a database image within ``threshold`` metres (25 m, inclusive) of the query. The
 fraction of *all* queries found, so a query without any positive counts as a miss. Two dataset
 rules ride on top:
 
-- TokyoTM: a positive must also have another capture time than the query (``db_times``,
-  ``query_times``); same-time images stay in the ranking, as non-positives.
+- TokyoTM (``db_times``, ``query_times``): every database image captured at the query's own
+  time is removed *from the ranking* before the 25 m test, as the MATLAB reference does
+  (``dbTokyoTimeMachine.nnSearchPostprocess`` in Relja Arandjelović's netvlad: it searches
+  10·N deep, drops same-time results and keeps the first N). TokyoTM's queries are images of its
+  own database, so without the rule a query's same-time panorama crops fill the top ranks.
 - Tokyo 24/7: each database panorama is cut into 12 views that share a place; a panorama counts
   once, at the rank of its best view (NetVLAD's ``nnSearchPostprocess``), so the ranking is
   deduplicated by ``db_groups`` after searching deep enough to keep N distinct panoramas.
@@ -25,6 +28,9 @@ from icsa.evaluate.search import search
 
 RECALL_VALUES = (1, 5, 10, 20)
 TOKYO247_CUTOUTS = 12
+# The reference's first search depth per wanted result under the time rule ("roughly up to 5
+# panoramas at different times per location, so a very conservative estimate").
+TIME_RULE_DEPTH_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,65 @@ def _rows(arr: np.ndarray | None, expected: int, name: str) -> None:
         raise InputError(f"{name}: {len(arr)} rows, expected {expected} (one per descriptor)")
 
 
+def drop_same_time(
+    indices: np.ndarray,
+    distances: np.ndarray,
+    db_times: np.ndarray,
+    query_times: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove from each row the database images captured at its query's time (order kept).
+
+    Rows are compacted to the left and padded with −1 / +inf, so row width is unchanged.
+    """
+    valid = indices >= 0
+    same = valid & (np.asarray(db_times)[np.where(valid, indices, 0)] == query_times[:, None])
+    keep = valid & ~same
+    # A stable sort on "dropped" moves the kept entries left in their original order.
+    order = np.argsort(~keep, axis=1, kind="stable")
+    out_i = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(indices, order, 1), -1)
+    out_d = np.where(
+        np.take_along_axis(keep, order, 1), np.take_along_axis(distances, order, 1), np.inf
+    )
+    return out_i.astype(np.int64), out_d.astype(np.float32)
+
+
+def _filtered_ranking(
+    db: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    depth: int,
+    db_times: np.ndarray | None,
+    query_times: np.ndarray | None,
+    group_ids: np.ndarray | None,
+    search_kwargs: dict,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of each query after the dataset's filters (time rule, then panorama dedup).
+
+    Searches ``depth`` deep; a query whose filtered list is shorter than k while deeper database
+    rows exist is searched again four times deeper (repeatedly), so the result is exactly the
+    first k entries of the filtered full ranking.
+    """
+    num_db = len(db)
+    out_i = np.full((len(queries), k), -1, dtype=np.int64)
+    out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+    todo = np.arange(len(queries))
+    while len(todo):
+        depth = min(depth, num_db)
+        subset = queries if len(todo) == len(queries) else queries[todo]
+        distances, indices = search(db, subset, depth, **search_kwargs)
+        if db_times is not None:
+            indices, distances = drop_same_time(indices, distances, db_times, query_times[todo])
+        if group_ids is not None:
+            indices, distances = dedup_by_group(indices, distances, group_ids, k)
+        width = min(k, indices.shape[1])
+        out_i[todo, :width], out_d[todo, :width] = indices[:, :width], distances[:, :width]
+        short = (indices[:, :width] >= 0).sum(axis=1) < k
+        if depth >= num_db or not short.any():
+            break
+        todo, depth = todo[short], depth * 4
+    return out_i, out_d
+
+
 def retrieve(
     db_descriptors: np.ndarray,
     query_descriptors: np.ndarray,
@@ -99,7 +164,16 @@ def retrieve(
     db_groups: np.ndarray | None = None,
     **search_kwargs,
 ) -> Retrieval:
-    """Search the top-k of every query and locate its first positive under the dataset's rules."""
+    """Search the top-k of every query and locate its first positive under the dataset's rules.
+
+    With ``db_times``/``query_times`` (TokyoTM) same-time database images leave the ranking.
+    The first search is ``TIME_RULE_DEPTH_FACTOR`` × k deep, as the reference's; unlike the
+    reference (which then returns fewer than k results), a query left with fewer than k
+    other-time results is searched deeper until k remain or the database is exhausted, so the
+    result equals the reference's whenever 10·k was deep enough and is exact otherwise.
+    With ``db_groups`` (Tokyo 24/7) k distinct groups are certainly among the k × (largest
+    group) nearest rows, which is the first depth.
+    """
     num_db, num_q = len(db_descriptors), len(query_descriptors)
     _rows(db_utm, num_db, "db_utm")
     _rows(query_utm, num_q, "query_utm")
@@ -110,17 +184,23 @@ def retrieve(
         raise InputError("db_times and query_times: got one of them, expected both or neither")
     if num_q == 0 or num_db == 0:
         raise InputError(f"{num_db} database and {num_q} query descriptors; expected at least 1")
-    depth = k
+    depth, group_ids = k, None
     if db_groups is not None:
         _, group_ids = np.unique(np.asarray(db_groups), return_inverse=True)
         group_ids = group_ids.ravel()
-        # k distinct groups are certainly among the k × (largest group) nearest rows.
         depth = k * int(np.bincount(group_ids).max())
-    distances, indices = search(db_descriptors, query_descriptors, depth, **search_kwargs)
-    if db_groups is not None:
-        indices, distances = dedup_by_group(indices, distances, group_ids, k)
+    if db_times is not None:
+        db_times = np.asarray(db_times).ravel()
+        query_times = np.asarray(query_times).ravel()
+        depth *= TIME_RULE_DEPTH_FACTOR
+    indices, distances = _filtered_ranking(
+        db_descriptors, query_descriptors, k, depth, db_times, query_times, group_ids,
+        search_kwargs,
+    )  # fmt: skip
     positives = positives_within(db_utm, query_utm, threshold)
     if db_times is not None:
+        # Same-time images are no longer ranked; counting them as positives would only inflate
+        # num_positives for queries whose every neighbour shares their time.
         positives = different_time(positives, db_times, query_times)
     ranks = first_hit_ranks(indices, positives, num_db)
     num_pos = np.array([len(p) for p in positives], dtype=np.int64)

@@ -1,8 +1,8 @@
 """The embedded synthetic city: a procedural street world rendered in the NetVLAD layout.
 
 ``generate(out_dir, seed)`` writes ``out_dir/pitts30k/`` (a Pittsburgh-like city, train/val/test
-from disjoint areas) and ``out_dir/tokyotm/`` (a differently styled city with capture times, in
-the TokyoTM role), each with its ``datasets/*.mat`` dbStructs, so that real and synthetic data
+from disjoint areas) and ``out_dir/tokyotm/`` (a differently styled city in the TokyoTM role: a
+time machine captured in several years whose queries are database images, ``time_machine.py``), each with its ``datasets/*.mat`` dbStructs, so that real and synthetic data
 share one code path (DESIGN §4). Same seed and settings give byte-identical files.
 """
 
@@ -45,11 +45,12 @@ def plan_cities(
     )  # fmt: skip
     w_t, plans_t, jobs_t = plan_city(
         TOKYO, ["tokyoTM_train", "tokyoTM_val"],
-        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)], s, rng_tokyo, 1,
+        [(s.tokyo_train_db, s.tokyo_train_q), (s.tokyo_val_db, s.tokyo_val_q)], s, rng_tokyo,
+        len(w_p),
     )  # fmt: skip
     jobs = [replace(j, path=f"pitts30k/{j.path}") for j in jobs_p]
     jobs += [replace(j, path=f"tokyotm/{j.path}") for j in jobs_t]
-    return [w_p, w_t], {"pitts30k": plans_p, "tokyotm": plans_t}, jobs
+    return [*w_p, *w_t], {"pitts30k": plans_p, "tokyotm": plans_t}, jobs
 
 
 def generate(

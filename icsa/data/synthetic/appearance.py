@@ -48,12 +48,14 @@ def db_appearance(
     s: CitySettings,
     sun_azimuth_deg: float | None = None,
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    occluders: int = 0,
 ) -> Appearance:
-    """Daytime; ``sun_azimuth_deg``/``gain`` set a capture time's look (TokyoTM role)."""
+    """Daytime; ``sun_azimuth_deg``/``gain``/``occluders`` set a capture time's look (TokyoTM
+    role: parked cars and passers-by differ between captures)."""
     exposure = 1.0 + rng.uniform(-s.db_brightness_jitter, s.db_brightness_jitter)
     return Appearance(
         time="day", ambient=1.0, exposure=float(exposure), gain=gain,
-        sun_azimuth_deg=sun_azimuth_deg, lit_fraction=0.0, blur=0.0, noise=0.0, occluders=0,
+        sun_azimuth_deg=sun_azimuth_deg, lit_fraction=0.0, blur=0.0, noise=0.0, occluders=occluders,
         jpeg_quality=s.db_jpeg_quality, seed=int(rng.integers(2**31)),
     )  # fmt: skip
 

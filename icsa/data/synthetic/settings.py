@@ -2,7 +2,8 @@
 
 The defaults give the embedded default task (DESIGN §4): about 1,000 database + 1,000 training
 queries, a validation split, 600 database + 400 test queries at 120×160, and a second city in
-the TokyoTM role. They were tuned so that a randomly initialised VGG16+NetVLAD reaches a test
+the TokyoTM role: a time machine whose places are captured in several years and whose queries
+are database images (``time_machine.py``). They were tuned so that a randomly initialised VGG16+NetVLAD reaches a test
 Recall@1 inside 10–50 % (measured 19–21 % at seed 0, chance 7.7 %) while 8×6-pixel thumbnails
 reach 14.5 % (``benchmarks/results/synthetic.md``): the task is neither noise nor trivial.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from icsa.errors import InputError
+
+MAX_CAPTURE_TIMES = 4  # capture years of the TokyoTM-role city (time_machine.CAPTURE_YEARS)
 
 
 @dataclass(frozen=True)
@@ -58,16 +61,22 @@ class CitySettings:
     tint_jitter: float = 0.10  # per-building colour variation around the template
     sign_fraction: float = 0.25  # buildings with a distinctive sign board
     split_gap: float = 40.0  # metres of unvisited street between splits (> 25 m threshold)
+    # --- the TokyoTM role: a time machine (time_machine.py) -----------------------------------
+    tokyo_capture_times: int = 3  # captures ("years") of each place in the database, 2..4
+    tokyo_capture_offset: float = 3.0  # metres: captures of one place lie within this radius
+    tokyo_change_fraction: float = 0.25  # buildings repainted / signs changed between years
+    tokyo_occluders_max: int = 2  # parked cars and passers-by per database image, 0..this
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value, low = getattr(self, field.name), 0 if field.name == "occluders_max" else 1
+            value = getattr(self, field.name)
+            low = 0 if field.name.endswith("occluders_max") else 1
             bad = not isinstance(value, int) or isinstance(value, bool) or value < low
             if field.type == "int" and bad:
                 raise InputError(
                     f"CitySettings.{field.name}: got {value!r}, expected an integer >= {low}"
                 )
-        for name in ("night_fraction", "dusk_fraction", "sign_fraction"):
+        for name in ("night_fraction", "dusk_fraction", "sign_fraction", "tokyo_change_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"CitySettings.{name}: got {value!r}, expected 0 <= x <= 1")
@@ -81,6 +90,23 @@ class CitySettings:
                 f"CitySettings.place_spacing/query_offset_max: got {self.place_spacing}/"
                 f"{self.query_offset_max}, expected spacing > 0 and offset >= 0"
             )
+        if not 2 <= self.tokyo_capture_times <= MAX_CAPTURE_TIMES:
+            raise InputError(
+                f"CitySettings.tokyo_capture_times: got {self.tokyo_capture_times}, expected "
+                f"2..{MAX_CAPTURE_TIMES} (a time machine needs another capture of each place)"
+            )
+        if not 0.0 <= self.tokyo_capture_offset <= 10.0:
+            raise InputError(
+                f"CitySettings.tokyo_capture_offset: got {self.tokyo_capture_offset}, expected "
+                "0..10 metres (captures of one place stay well inside the 25 m radius)"
+            )
+        for split in ("train", "val"):
+            n_db, n_q = getattr(self, f"tokyo_{split}_db"), getattr(self, f"tokyo_{split}_q")
+            if n_q > n_db:
+                raise InputError(
+                    f"CitySettings.tokyo_{split}_q: got {n_q}, expected <= tokyo_{split}_db = "
+                    f"{n_db} (TokyoTM's queries are images of its database)"
+                )
         if self.split_gap <= 25.0:
             raise InputError(
                 f"CitySettings.split_gap: got {self.split_gap}, expected > 25 (the positive "

@@ -279,3 +279,30 @@ def _add_signs(style: Style, b: dict, sign_fraction: float, rng: np.random.Gener
     cb = (ca + rng.integers(1, len(pal), size=nb)) % len(pal)  # always a different colour
     b["sign_a"], b["sign_b"] = pal[ca], pal[cb]
     b["sign_bits"] = rng.random((nb, SIGN_CELLS, SIGN_CELLS)) < 0.5
+
+
+def renovate(world: World, fraction: float, rng: np.random.Generator) -> World:
+    """The same street grid some years later: about ``fraction`` of the buildings repainted and
+    as many sign boards replaced (new bitmap and colours), put up or taken down.
+
+    Geometry (footprints, storeys, windows) is unchanged, as a city is between Street View
+    captures a few years apart; the input world is not modified.
+    """
+    b = {k: v.copy() for k, v in world.b.items()}
+    nb = len(b["width"])
+    paint = rng.random(nb) < fraction
+    tint = np.clip(1.0 + rng.normal(0.0, 0.3, (nb, 3)), 0.5, 1.6).astype(np.float32)
+    for key in ("wall", "trim"):
+        b[key][paint] = np.clip(b[key][paint] * tint[paint], 0.0, 1.0)
+    fits = (b["sign_u1"] - b["sign_u0"] > 0.8) & (b["sign_v1"] - b["sign_v0"] > 0.6)
+    change = (rng.random(nb) < fraction) & fits
+    flip = change & (rng.random(nb) < 0.3)  # a third of the changes: a sign appears or goes
+    b["sign"] = np.where(flip, ~b["sign"], b["sign"] | change)
+    pal = np.asarray(world.style.sign_palette, dtype=np.float32)
+    ca = rng.integers(len(pal), size=nb)
+    cb = (ca + rng.integers(1, len(pal), size=nb)) % len(pal)
+    b["sign_a"][change], b["sign_b"][change] = pal[ca][change], pal[cb][change]
+    bits = rng.random(b["sign_bits"].shape) < 0.5
+    b["sign_bits"][change] = bits[change]
+    return World(world.style, world.nx, world.ny, world.seg_p0, world.seg_p1, world.seg_normal,
+                 world.seg_building, world.seg_side, b)  # fmt: skip

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from icsa.data.dbstruct import DbStruct
+from icsa.data.synthetic import time_machine
 from icsa.data.synthetic.appearance import (
     Appearance,
     apply_appearance,
@@ -38,20 +38,15 @@ from icsa.data.synthetic.world import Style, World, build_world
 
 POS_DIST_THR = 25.0
 NON_TRIV_POS_DIST_SQ_THR = 100.0
-# TokyoTM role: the database comes from three capture times (each with its own sun and colour
-# cast, like seasons), queries from any capture time that no database image within 25 m has.
-TOKYO_DB_TIMES = {
-    20090701: (20.0, (1.05, 1.0, 0.92)),
-    20110401: (-60.0, (0.95, 1.0, 1.05)),
-    20130101: (140.0, (1.0, 0.97, 1.0)),
-}
-TOKYO_EXTRA_TIME = 20141001
+# Pittsburgh-like city: the draw that once chose a capture time per street edge is kept so that
+# this city's images stay byte-identical to earlier versions (the regression baseline).
+_LEGACY_EDGE_DRAWS = 3
 
 
 @dataclass(frozen=True)
 class Job:
     path: str  # relative to the output root
-    city: int
+    city: int  # index into the list of worlds (a TokyoTM-role city has one world per year)
     camera: Camera
     appearance: Appearance
 
@@ -76,9 +71,13 @@ def plan_city(
     s: CitySettings,
     rng: np.random.Generator,
     city: int,
-) -> tuple[World, list[SplitPlan], list[Job]]:
-    """The world of one city, its splits (dbStructs) and the render jobs of all its images."""
-    h = s.headings_per_place
+) -> tuple[list[World], list[SplitPlan], list[Job]]:
+    """The worlds of one city (one per capture year in the TokyoTM role), its splits and jobs.
+
+    ``city`` is the index of this city's first world in the list the renderer gets.
+    """
+    tokyo = style.name == "tokyo"
+    h = s.headings_per_place * (s.tokyo_capture_times if tokyo else 1)
     n_places = [-(-n_db // h) for n_db, _ in counts]
     nx, ny = city_size(style, n_places, s)
     places = street_places(style, nx, ny, s.place_spacing, rng)
@@ -88,68 +87,76 @@ def plan_city(
         places = street_places(style, nx, ny, s.place_spacing, rng)
         areas = split_areas(places, n_places, s.split_gap)
     world = build_world(style, nx, ny, s.template_count, s.tint_jitter, s.sign_fraction, rng)
-    tokyo = style.name == "tokyo"
-    edge_time = np.asarray(list(TOKYO_DB_TIMES))[
-        rng.integers(len(TOKYO_DB_TIMES), size=places.edge.max() + 1)
-    ]
+    if tokyo:
+        worlds = time_machine.year_worlds(world, s.tokyo_change_fraction, rng)
+    else:
+        worlds = [world]
+        rng.integers(_LEGACY_EDGE_DRAWS, size=places.edge.max() + 1)
     origin = np.asarray(style.utm_origin)
     plans, jobs = [], []
     place_base = q_base = 0
     for name, (n_db, n_q), idx in zip(split_names, counts, areas):
-        db = database_poses(places, idx, n_db, s)
-        q = query_poses(places, idx, n_q, s, style, rng)
-        db_names, q_names, db_ts, q_ts = [], [], None, None
+        which = name.rsplit("_", 1)[1]
         if tokyo:
-            db_ts = edge_time[places.edge[db.place]].astype(np.float64)
-            near = cKDTree(db.xy).query_ball_point(q.xy, POS_DIST_THR)
-            q_ts = np.empty(n_q)
-        for i, cam in enumerate(_cameras(db)):
-            pid = place_base + int(np.searchsorted(idx, db.place[i]))
-            if tokyo:
-                sun, gain = TOKYO_DB_TIMES[int(db_ts[i])]
-                rel = f"images/db/{int(db_ts[i])}/{pid:06d}_yaw{db.yaw[i] + 1}.jpg"
-                app = db_appearance(rng, s, style.sun_azimuth_deg + sun, gain)
-            else:
-                rel = f"{pid // 1000:03d}/{pid:06d}_pitch1_yaw{db.yaw[i] + 1}.jpg"
-                app = db_appearance(rng, s)
-            db_names.append(rel.removeprefix("images/"))
-            jobs.append(Job(rel, city, cam, app))
-        for i, cam in enumerate(_cameras(q)):
-            qid = q_base + i
-            app = query_appearance(rng, s, style.sun_azimuth_deg)
-            if tokyo:
-                seen = {int(db_ts[j]) for j in near[i]}
-                free = [t for t in TOKYO_DB_TIMES if t not in seen] + [TOKYO_EXTRA_TIME]
-                q_ts[i] = free[rng.integers(len(free))]
-                rel = f"images/query/{int(q_ts[i])}/{qid:06d}.jpg"
-                q_names.append(rel.removeprefix("images/"))
-            else:
-                rel = f"queries_real/{qid // 1000:03d}/{qid:06d}_pitch1_yaw{q.yaw[i] + 1}.jpg"
-                q_names.append(rel.removeprefix("queries_real/"))
-            jobs.append(Job(rel, city, cam, app))
+            split = time_machine.plan_split(places, idx, n_db, n_q, s, style, rng, place_base)
+            jobs += [Job(path, city + year, cam, app) for path, year, cam, app in split.jobs]
+            rows = split.query_rows
+            db = DbStruct(
+                which_set=which,
+                db_images=split.db_names,
+                db_utm=split.db_xy + origin,
+                q_images=[split.db_names[i] for i in rows],
+                q_utm=split.db_xy[rows] + origin,
+                num_db=n_db,
+                num_q=n_q,
+                pos_dist_thr=POS_DIST_THR,
+                pos_dist_sq_thr=POS_DIST_THR**2,
+                non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
+                db_timestamps=split.db_times,
+                q_timestamps=split.db_times[rows],
+            )
+        else:
+            db, split_jobs = _plan_pittsburgh_split(
+                places, idx, n_db, n_q, s, style, rng, city, place_base, q_base, which, origin
+            )
+            jobs += split_jobs
+        plans.append(SplitPlan(f"datasets/{name}.mat", db))
         place_base += len(idx)
         q_base += n_q
-        which = name.rsplit("_", 1)[1]
-        plans.append(
-            SplitPlan(
-                f"datasets/{name}.mat",
-                DbStruct(
-                    which_set=which,
-                    db_images=db_names,
-                    db_utm=db.xy + origin,
-                    q_images=q_names,
-                    q_utm=q.xy + origin,
-                    num_db=n_db,
-                    num_q=n_q,
-                    pos_dist_thr=POS_DIST_THR,
-                    pos_dist_sq_thr=POS_DIST_THR**2,
-                    non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
-                    db_timestamps=db_ts,
-                    q_timestamps=q_ts,
-                ),
-            )
-        )
-    return world, plans, jobs
+    return worlds, plans, jobs
+
+
+def _plan_pittsburgh_split(
+    places, idx, n_db, n_q, s, style, rng, city, place_base, q_base, which, origin
+) -> tuple[DbStruct, list[Job]]:
+    """Street View database (daytime) and separately taken queries (any time of day)."""
+    db = database_poses(places, idx, n_db, s)
+    q = query_poses(places, idx, n_q, s, style, rng)
+    db_names, q_names, jobs = [], [], []
+    for i, cam in enumerate(_cameras(db)):
+        pid = place_base + int(np.searchsorted(idx, db.place[i]))
+        rel = f"{pid // 1000:03d}/{pid:06d}_pitch1_yaw{db.yaw[i] + 1}.jpg"
+        db_names.append(rel)
+        jobs.append(Job(rel, city, cam, db_appearance(rng, s)))
+    for i, cam in enumerate(_cameras(q)):
+        qid = q_base + i
+        app = query_appearance(rng, s, style.sun_azimuth_deg)
+        rel = f"queries_real/{qid // 1000:03d}/{qid:06d}_pitch1_yaw{q.yaw[i] + 1}.jpg"
+        q_names.append(rel.removeprefix("queries_real/"))
+        jobs.append(Job(rel, city, cam, app))
+    db_struct = DbStruct(
+        which_set=which,
+        db_images=db_names,
+        db_utm=db.xy + origin,
+        q_images=q_names,
+        q_utm=q.xy + origin,
+        num_db=n_db,
+        num_q=n_q,
+        pos_dist_thr=POS_DIST_THR,
+        pos_dist_sq_thr=POS_DIST_THR**2,
+        non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
+    )
+    return db_struct, jobs
 
 
 # --- rendering (possibly in worker processes) ------------------------------------------------
