@@ -1,7 +1,8 @@
 """Tables 1–6 of the paper from the workflow's metrics files, with the paper's numbers beside ours.
 
-``stats`` (mean ± std over seeds, paired bootstrap over queries), ``compose`` (tables from metrics
-and efficiency files), ``render`` (Markdown, CSV, JSON). The CLI is ``icsa tables build``.
+``stats`` (mean ± std over seeds, paired bootstraps over seeds × queries), ``compose`` (tables
+from metrics and efficiency files), ``render`` (Markdown, CSV, JSON). The CLI is
+``icsa tables build``.
 """
 
 from icsa.tables.compose import (
@@ -11,7 +12,14 @@ from icsa.tables.compose import (
     load_paper,
     network_label,
 )
-from icsa.tables.stats import MeanStd, format_mean_std, hits_at, mean_std, paired_bootstrap
+from icsa.tables.stats import (
+    MeanStd,
+    format_mean_std,
+    hits_at,
+    mean_std,
+    paired_bootstrap,
+    seed_query_bootstrap,
+)
 
 __all__ = [
     "MeanStd",
@@ -24,4 +32,5 @@ __all__ = [
     "mean_std",
     "network_label",
     "paired_bootstrap",
+    "seed_query_bootstrap",
 ]
