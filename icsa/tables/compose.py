@@ -26,7 +26,8 @@ import yaml
 
 from icsa.errors import InputError
 from icsa.io import read_json
-from icsa.tables.stats import hits_at, mean_std, paired_bootstrap
+from icsa.tables.comparisons import compare_columns, empty_columns
+from icsa.tables.stats import hits_at, mean_std
 
 BACKBONE_LABELS = {"vgg16": "VGG16", "resnet18": "ResNet18", "alexnet": "AlexNet"}
 ATTENTION_LABELS = {
@@ -145,26 +146,32 @@ def build_run_table(
             "attention": row["attention"],
             "block": block_label(row["block"]),
             "evalset": evalset,
+            "evalset_label": spec.get("evalset_label") or evalset,
             "seeds": len(row["runs"]),
         }
         for n in ns:
             stat = mean_std([100.0 * r[n] for r in recalls])
             rec[f"R@{n}"], rec[f"R@{n}_std"] = stat.mean, stat.std
+        # ΔR@1 vs the baseline attention and vs the block baseline (icsa/tables/comparisons.py).
+        boot = (statistics.bootstrap_samples, statistics.confidence, statistics.seed)
         base_index = by_key.get((row["backbone"], row["block"], baseline))
-        rec.update({"baseline": "", "dR@1": math.nan, "dR@1_low": math.nan, "dR@1_high": math.nan})
+        rec.update({"baseline": "", **empty_columns("dR@1")})
         if row["attention"] != baseline and base_index is not None:
             base_row = spec["rows"][base_index]
-            interval = paired_bootstrap(
-                hits, loaded[base_index][1], statistics.bootstrap_samples,
-                statistics.confidence, statistics.seed,
-            )  # fmt: skip
             rec["baseline"] = network_label(base_row["backbone"], base_row["attention"])
-            rec["dR@1"] = 100.0 * interval.difference
-            rec["dR@1_low"], rec["dR@1_high"] = 100.0 * interval.low, 100.0 * interval.high
+            rec.update(compare_columns("dR@1", hits, loaded[base_index][1], *boot))
+        block_base = spec.get("block_baseline")
+        block_index = by_key.get((row["backbone"], str(block_base), row["attention"]))
+        rec.update({"block_baseline": "", **empty_columns("dR@1_block")})
+        if block_index is not None and str(row["block"]) != str(block_base):
+            rec["block_baseline"] = block_label(block_base)
+            rec.update(compare_columns("dR@1_block", hits, loaded[block_index][1], *boot))
         theirs = paper_row(paper, table, backbone=row["backbone"], attention=row["attention"],
                            block=row["block"]) or {}  # fmt: skip
         for n in PAPER_NS:
             rec[f"paper_R@{n}"] = float(theirs[f"R@{n}"]) if f"R@{n}" in theirs else math.nan
+        # Where the paper's numbers come from (real data), never to be read as our evaluation set.
+        rec["paper_evalset"] = str((paper.get(table) or {}).get("evaluated_on", ""))
         out.append(rec)
     return pd.DataFrame(out)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from icsa.io import atomic_path, write_json
+from icsa.tables.comparisons import format_difference, format_query_interval, interval_note
 from icsa.tables.compose import Statistics
 from icsa.tables.stats import MeanStd, format_mean_std
 
@@ -36,11 +37,16 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
     """Tables 1, 3–6: network, block, then per N ours and (where the paper has it) the paper's."""
     ns = recall_columns(df)
     header = ["network", "lowest trained block"]
+    paper_on = _paper_evalset(df)
     for n in ns:
         header.append(f"R@{n}")
         if f"paper_R@{n}" in df.columns:
-            header.append(f"R@{n} paper")
-    header.append(f"ΔR@1 vs baseline [{stats.confidence:.0%} CI]")
+            header.append(f"R@{n} paper ({paper_on})" if paper_on else f"R@{n} paper")
+    ci = f"{stats.confidence:.0%} CI"
+    header += [f"ΔR@1 vs baseline [{ci}]", "(queries only)"]
+    by_block = "dR@1_block" in df.columns and df["block_baseline"].fillna("").astype(bool).any()
+    if by_block:
+        header += [f"ΔR@1 vs block {spec.get('block_baseline')} [{ci}]", "(queries only)"]
     rows = []
     for rec in df.to_dict("records"):
         cells = [rec["network"], rec["block"]]
@@ -49,27 +55,37 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
             if f"paper_R@{n}" in rec:
                 cells.append(_fmt(rec[f"paper_R@{n}"]))
         if rec["baseline"]:
-            cells.append(
-                f"{rec['dR@1']:+.1f} [{rec['dR@1_low']:+.1f}, {rec['dR@1_high']:+.1f}]"
-                f" vs {rec['baseline']}"
-            )
+            cells += [f"{format_difference(rec, 'dR@1')} vs {rec['baseline']}",
+                      format_query_interval(rec, "dR@1")]  # fmt: skip
         else:
-            cells.append("(baseline)" if rec["attention"] == spec.get("baseline") else "–")
+            cells += ["(baseline)" if rec["attention"] == spec.get("baseline") else "–", ""]
+        if by_block:
+            own = str(rec.get("block_baseline") or "") == ""
+            cells += [format_difference(rec, "dR@1_block") or ("(baseline)" if own else "–"),
+                      format_query_interval(rec, "dR@1_block")]  # fmt: skip
         rows.append(cells)
     seeds = spec.get("seeds", [])
+    label = spec.get("evalset_label") or spec["evalset"]
     notes = [
-        f"Evaluation set: {spec['evalset']}. Recall@N in %; seeds: {', '.join(map(str, seeds))}"
+        f"Evaluation set (ours): {label} (`{spec['evalset']}`). Recall@N in %; seeds: "
+        f"{', '.join(map(str, seeds))}"
         + (" (cells: mean ± std over seeds)." if len(seeds) > 1 else "."),
-        f"ΔR@1: Recall@1 minus the baseline row's (same backbone, block and seed), percentage "
-        f"points, with a paired bootstrap {stats.confidence:.0%} interval over queries "
-        f"({stats.bootstrap_samples} resamples, seed {stats.seed}). With several seeds each model "
-        "is paired with the baseline of its own seed and the per-query differences are averaged "
-        "over seeds before resampling: the interval reflects query sampling; the ± std shows "
-        "the seed-to-seed spread.",
-        "Paper: the published numbers (Pitts30k-test; Table 6: TokyoTM), config/paper_values.yaml.",
-    ]
+        interval_note(stats.confidence, stats.bootstrap_samples, stats.seed, len(seeds)),
+        f"Paper: the published numbers, measured on {paper_on or 'the paper’s data'} "
+        "(config/paper_values.yaml)"
+        + (f", not on our {label}: compare trends, not values." if label != spec["evalset"]
+           else "."),
+    ]  # fmt: skip
     title = f"### Table {spec['table'].removeprefix('table')}: {spec.get('title', '')}".rstrip(": ")
     return "\n\n".join([title, _markdown_grid(header, rows), *notes]) + "\n"
+
+
+def _paper_evalset(df: pd.DataFrame) -> str:
+    """The paper's evaluation data for a table ("real Pitts30k-test"), '' if not recorded."""
+    if "paper_evalset" not in df.columns:
+        return ""
+    values = sorted({str(v) for v in df["paper_evalset"].fillna("") if str(v)})
+    return ", ".join(values)
 
 
 def efficiency_markdown(df: pd.DataFrame, spec: dict[str, Any], metadata: dict[str, Any]) -> str:

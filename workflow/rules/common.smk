@@ -76,6 +76,19 @@ def dataset_source(wildcards):
     return dataset_root(wildcards.dataset)
 
 
+# What each dataset stands in for, in the synthetic city's labels (the generator writes these).
+SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM"}
+
+
+def evalset_label(evalset):
+    """How tables, figures and the report name an evaluation set: the synthetic city is never
+    called by the real dataset's name ("synthetic Pitts30k-role city, test")."""
+    dataset, split = split_evalset(evalset)
+    if config.get("synthetic") and dataset in SYNTHETIC_ROLES:
+        return f"synthetic {SYNTHETIC_ROLES[dataset]}-role city, {split}"
+    return evalset
+
+
 def evalset_index(wildcards):
     return INDEX.format(dataset=split_evalset(wildcards.evalset)[0])
 
@@ -138,11 +151,15 @@ def table_spec(name):
                         ],
                     }
                 )
+    blocks = {row["block"] for row in rows}
     return {
         "table": name,
         "title": spec.get("title", name),
         "evalset": evalset,
+        "evalset_label": evalset_label(evalset),
         "baseline": spec["baseline"],
+        # Rows trained from a block are also compared with only attention + NetVLAD trained.
+        "block_baseline": "none" if "none" in blocks and len(blocks) > 1 else None,
         "seeds": config["seeds"],
         "rows": rows,
     }
