@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from icsa.centroids import IDENTITY_AT_INIT, centroid_source
 from icsa.cli import main
 from icsa.data import ImageDataset, load_split
 from icsa.errors import InputError
-from icsa.models import build_backbone, build_model
+from icsa.models import ATTENTION_REGISTRY, build_backbone, build_model
 from icsa.train.kmeans import (
     compute_centroids,
     load_centroids,
@@ -142,3 +144,42 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
             iterations=5,
         )
     assert not (tmp_path / "d.npz").exists()
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTION_REGISTRY))
+def test_identity_at_init_set_matches_every_module(attention):
+    """icsa.centroids.IDENTITY_AT_INIT must hold exactly the modules whose untrained output
+    equals their input (up to a positive per-location scale, which NetVLAD's L2 removes)."""
+    model = build_model("vgg16", attention, 4, SIZE, "none", "none", 0)
+    x = torch.randn(3, *model.feature_shape)
+    with torch.no_grad():
+        y = model.attention(x)
+    same = torch.allclose(F.normalize(y, dim=1), F.normalize(x, dim=1), atol=1e-6)
+    assert same == (attention in IDENTITY_AT_INIT)
+    assert centroid_source(attention) == ("backbone" if same else attention)
+
+
+def test_se_centroids_are_sampled_through_the_untrained_module(city, tmp_path):
+    common = dict(root=city, dataset="pitts30k", split="train", backbone="vgg16",
+                  weights="none", init_seed=0, image_size=SIZE, num_clusters=4, max_images=6,
+                  iterations=5)  # fmt: skip
+    plain = compute_centroids(out=tmp_path / "b.npz", **common)
+    icsa = compute_centroids(out=tmp_path / "i.npz", attention="icsa", **common)
+    se = compute_centroids(out=tmp_path / "s.npz", attention="se", **common)
+    assert (plain["source"], icsa["source"], se["source"]) == ("backbone", "backbone", "se")
+    assert (tmp_path / "b.npz").read_bytes() == (tmp_path / "i.npz").read_bytes()
+    # The sample equals an independent pass through the SE model's backbone + untrained module.
+    model = build_model("vgg16", "se", 4, SIZE, "none", "none", 0).eval()
+    split = load_split(city, "pitts30k", "train")
+    ref = sample_local_descriptors(
+        torch.nn.Sequential(model.backbone, model.attention), ImageDataset(split.db_paths, SIZE),
+        6, 100, np.random.default_rng(0),
+    )  # fmt: skip
+    got = np.load(tmp_path / "s.npz")["descriptors"]
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert not np.allclose(got, np.load(tmp_path / "b.npz")["descriptors"], atol=1e-3)
+    load_centroids(tmp_path / "s.npz", 4, 512, "vgg16", "se")
+    with pytest.raises(InputError, match="sampled through backbone, expected se"):
+        load_centroids(tmp_path / "b.npz", 4, 512, "vgg16", "se")
+    with pytest.raises(InputError, match="sampled through se, expected backbone"):
+        load_centroids(tmp_path / "s.npz", 4, 512, "vgg16", "icsa")

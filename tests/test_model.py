@@ -149,3 +149,13 @@ def test_spatial_weights_get_no_gradient_in_the_full_model() -> None:
     channel = model.attention.channel_weight.grad.abs().max()
     assert channel > 0
     assert model.attention.spatial_weight.grad.abs().max() <= 1e-4 * channel
+
+
+def test_weights_none_means_random_init_and_bad_types_name_the_argument():
+    a = build_model("vgg16", "icsa", 4, (32, 32), "5", None, 3)
+    b = build_model("vgg16", "icsa", 4, (32, 32), "5", "none", 3)
+    assert a.config["weights"] == "none"
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(InputError, match=r"weights=3: expected 'none'.*'imagenet'"):
+        build_model("vgg16", "icsa", 4, (32, 32), "5", 3, 0)

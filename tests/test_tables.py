@@ -149,14 +149,28 @@ def test_run_table_from_metrics_with_paper_values(tmp_path):
     assert icsa5[["paper_R@1", "paper_R@5", "paper_R@10"]].tolist() == [85.3, 94.5, 96.8]
 
 
+def write_histories(runs_dir: Path, spec: dict) -> None:
+    """Each run's history.json as `icsa train` writes it: epoch 0 logged, best epoch 2 of 3."""
+    for row in spec["rows"]:
+        for run in row["runs"]:
+            history = [{"epoch": 0, "recall@5": 0.5}] + [
+                {"epoch": e, "recall@5": r, "best_epoch": b, "stopped_early": False}
+                for e, r, b in ((1, 0.6, 1), (2, 0.7, 2), (3, 0.65, 2))
+            ]
+            (runs_dir / run).mkdir(parents=True, exist_ok=True)
+            (runs_dir / run / "history.json").write_text(json.dumps(history))
+
+
 def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     spec = table5_spec([0])
     make_metrics(tmp_path / "metrics", spec)
+    write_histories(tmp_path / "runs", spec)
     out = tmp_path / "out"
     code = icsa_main([
         "tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
         "--statistics", json.dumps({"bootstrap_samples": 300, "confidence": 0.9, "seed": 1}),
-        "--metrics-dir", str(tmp_path / "metrics"), "--out-csv", str(out / "t5.csv"),
+        "--metrics-dir", str(tmp_path / "metrics"), "--runs-dir", str(tmp_path / "runs"),
+        "--out-csv", str(out / "t5.csv"),
         "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
     ])  # fmt: skip
     assert code == 0
@@ -166,6 +180,7 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     assert md.startswith("### Table 5: Partial")
     assert "| VGG16+ICSA | block5 |" in md and "| 85.3 |" in md and "[90% CI]" in md
     assert f"{df.iloc[3]['R@1']:.1f}" in md
+    assert list(df["best_epoch"].astype(str)) == ["2"] * 4 and "| 2 / 3 |" in md
     summary = json.loads((out / "t5.json").read_text())
     assert summary["VGG16+ICSA block5"]["R@1"] == pytest.approx(df.iloc[3]["R@1"])
 

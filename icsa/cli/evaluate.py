@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-perquery", type=Path, default=None)
     p.add_argument("--memory-budget-mb", type=float, default=None, help="shard the database")
     p.add_argument("--time-rule", choices=list(TIME_RULES), default="auto",
-                   help="TokyoTM's other-capture-time rule (auto: where times exist)")  # fmt: skip
+                   help="TokyoTM: drop same-time images (auto: where times exist)")  # fmt: skip
     p.add_argument(
         "--panorama-cutouts", type=int, default=None,
         help="views per database panorama (default 12 for tokyo247, else none)",

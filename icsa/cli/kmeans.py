@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="pitts30k, pitts250k, tokyotm, ...")
     p.add_argument("--split", default="train", help="split whose database images are sampled")
     p.add_argument("--backbone", required=True)
+    p.add_argument("--attention", default="none",
+                   help="module NetVLAD sits behind (SE/CBAM: sampled through it)")  # fmt: skip
     p.add_argument("--weights", default="none", help="none, imagenet or a state-dict path")
     p.add_argument("--init-seed", type=int, default=0, help="seed of the random backbone init")
     p.add_argument("--image-size", type=int, nargs=2, required=True, metavar=("H", "W"))
@@ -51,6 +53,7 @@ def _kmeans(args: argparse.Namespace) -> int:
         image_size=tuple(args.image_size),
         num_clusters=args.num_clusters,
         out=args.out,
+        attention=args.attention,
         max_images=args.max_images,
         descriptors_per_image=args.descriptors_per_image,
         iterations=args.iterations,

@@ -1,7 +1,8 @@
 """`icsa tables build`: one of the paper's tables from metrics files (what the workflow calls).
 
     icsa tables build --spec JSON|@FILE [--statistics JSON] --paper config/paper_values.yaml
-        --metrics-dir results/metrics [--efficiency results/efficiency.json]
+        --metrics-dir results/metrics [--runs-dir results/runs]
+        [--efficiency results/efficiency.json]
         --out-csv results/table5.csv --out-md results/table5.md [--out-json results/table5.json]
 
 The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--paper", required=True, type=Path, help="config/paper_values.yaml")
     p.add_argument("--metrics-dir", type=Path, default=Path("results/metrics"))
+    p.add_argument("--runs-dir", type=Path, default=Path("results/runs"),
+                   help="run folders (their history.json gives each row's best epoch)")  # fmt: skip
     p.add_argument("--efficiency", type=Path, default=Path("results/efficiency.json"),
                    help="output of `icsa efficiency` (Table 2 only)")  # fmt: skip
     p.add_argument("--out-csv", required=True, type=Path)
@@ -55,7 +58,7 @@ def _build(args: argparse.Namespace) -> int:
         df = build_efficiency_table(spec, args.efficiency, paper)
         markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
     elif spec.get("rows"):
-        df = build_run_table(spec, args.metrics_dir, paper, stats)
+        df = build_run_table(spec, args.metrics_dir, paper, stats, args.runs_dir)
         markdown = run_table_markdown(df, spec, stats)
     else:
         raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "

@@ -20,7 +20,7 @@ from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.memmap import read_rows
 from icsa.evaluate.pca import PCAWhitening
-from icsa.evaluate.recall import RECALL_VALUES, check_ns, panorama_groups, retrieve
+from icsa.evaluate.recall import RECALL_VALUES, TIME_RULE, check_ns, panorama_groups, retrieve
 from icsa.io import atomic_path, write_json
 
 
@@ -74,8 +74,9 @@ def evaluate_split(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Recall@N of ``split`` from its descriptor files → (metrics dict, per-query arrays).
 
-    ``time_rule=None`` applies TokyoTM's other-capture-time rule wherever the dbStruct has time
-    stamps; ``panorama_cutouts=None`` groups Tokyo 24/7's database in panoramas of 12 views.
+    ``time_rule=None`` applies TokyoTM's rule (same-time database images leave each query's
+    ranking, :func:`icsa.evaluate.recall.retrieve`) wherever the dbStruct has time stamps;
+    ``panorama_cutouts=None`` groups Tokyo 24/7's database in panoramas of 12 views.
     """
     ns = check_ns(ns)
     t0 = time.perf_counter()
@@ -128,7 +129,8 @@ def evaluate_split(
         "descriptor_dim": descriptor_dim,
         "pca": None if pca_path is None else str(pca_path),
         "threshold": float(threshold),
-        "time_rule": bool(use_times),
+        # The TokyoTM rule in force: same-time database images removed from the ranking.
+        "time_rule": TIME_RULE if use_times else None,
         "panorama_cutouts": panorama_cutouts,
         "recalls": {str(n): r for n, r in result.recalls(ns).items()},
         "found": {str(n): result.found(n) for n in ns},

@@ -31,6 +31,7 @@ TOKYO247_CUTOUTS = 12
 # The reference's first search depth per wanted result under the time rule ("roughly up to 5
 # panoramas at different times per location, so a very conservative estimate").
 TIME_RULE_DEPTH_FACTOR = 10
+TIME_RULE = "drop-same-time"  # how metrics files name the rule
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def _filtered_ranking(
     first k entries of the filtered full ranking.
     """
     num_db = len(db)
+    if group_ids is None:
+        k = min(k, num_db)  # as search(): a row is never wider than the database
     out_i = np.full((len(queries), k), -1, dtype=np.int64)
     out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
     todo = np.arange(len(queries))

@@ -185,10 +185,22 @@ def _load_into(name: str, full: nn.Module, state: dict, source: str) -> None:
         )
 
 
+def weights_name(weights: str | os.PathLike | None) -> str:
+    """``weights`` as a string: ``None`` means ``"none"``; anything else not str/path is bad."""
+    if weights is None:
+        return "none"
+    if not isinstance(weights, (str, os.PathLike)):
+        raise InputError(
+            f"weights={weights!r}: expected 'none' (random init), 'imagenet' or a path to a "
+            "state dict (None is taken as 'none')"
+        )
+    return os.fspath(weights)
+
+
 def build_backbone(
     name: str,
     lowest_trained_block: str | int | None = "none",
-    weights: str = "none",
+    weights: str | os.PathLike | None = "none",
     init_seed: int = 0,
 ) -> Backbone:
     """Build a cut torchvision backbone.
@@ -199,8 +211,9 @@ def build_backbone(
         weights: ``"none"`` (random init from ``init_seed``, deterministic), ``"imagenet"``
             (torchvision weights API; honours ``TORCH_HOME``) or a path to a state dict of
             the full torchvision model (the classifier may be left out).
-        init_seed: seed of the random init for ``weights="none"``.
+        init_seed: seed of the random init for ``weights="none"`` (also ``weights=None``).
     """
+    weights = weights_name(weights)
     full, blocks = _meta_blocks(name)
     backbone = Backbone(name, blocks)
     if weights == "none":

@@ -8,6 +8,7 @@ cached prefix gives bit-identical descriptors.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from icsa.errors import InputError
 from icsa.models.attention import build_attention
-from icsa.models.backbones import Backbone, build_backbone, feature_shape_for
+from icsa.models.backbones import Backbone, build_backbone, feature_shape_for, weights_name
 from icsa.models.netvlad import NetVLAD
 
 
@@ -83,7 +84,7 @@ def build_model(
     num_clusters: int,
     image_size: Sequence[int],
     lowest_trained_block: str | int | None = "none",
-    weights: str = "none",
+    weights: str | os.PathLike | None = "none",
     init_seed: int = 0,
 ) -> PlaceModel:
     """Build backbone + attention + NetVLAD for images of ``image_size`` = (H, W).
@@ -95,6 +96,7 @@ def build_model(
     ``lowest_trained_block`` on do too.
     """
     size = _parse_image_size(image_size)
+    weights = weights_name(weights)  # None → "none"; other non-strings: InputError
     net = build_backbone(backbone, lowest_trained_block, weights, init_seed=init_seed)
     try:
         shape = feature_shape_for(backbone, size)

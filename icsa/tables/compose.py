@@ -107,9 +107,56 @@ def read_ranks(metrics_dir: str | os.PathLike, run: str, evalset: str) -> np.nda
         return np.asarray(data["first_hit_rank"])
 
 
+def read_selection(runs_dir: str | os.PathLike, run: str) -> dict[str, Any]:
+    """Which epoch a run's checkpoint is and how it was chosen, from its ``history.json``.
+
+    ``best_epoch``: the trained epoch ``icsa train`` selected (never 0, the untrained model);
+    ``trained_epochs``; ``stopped_early``; ``untrained_better``: the untrained model (epoch 0,
+    when validated) had a higher validation Recall@5 than the selected epoch.
+    """
+    path = Path(runs_dir) / run / "history.json"
+    if not path.is_file():
+        raise InputError(f"training history {path} not found, expected `icsa train` output")
+    history = read_json(path)
+    trained = [row for row in history if int(row.get("epoch", 0)) > 0]
+    if not trained or trained[-1].get("best_epoch") is None:
+        raise InputError(
+            f"{path}: no trained epoch with a best_epoch record; expected the history of a "
+            "finished `icsa train` run (retrain runs made before best epochs were recorded)"
+        )
+    best = int(trained[-1]["best_epoch"])
+    best_recall = next(r["recall@5"] for r in trained if int(r["epoch"]) == best)
+    untrained = [row for row in history if int(row.get("epoch", 0)) == 0]
+    return {
+        "best_epoch": best,
+        "trained_epochs": len(trained),
+        "stopped_early": bool(trained[-1].get("stopped_early", False)),
+        "untrained_better": bool(untrained and untrained[0]["recall@5"] > best_recall),
+    }
+
+
+SELECTION_FLAGS = {
+    "first-epoch": "best epoch = first trained epoch",
+    "stopped-early": "training stopped early",
+    "untrained-better": "the untrained model validated better than every trained epoch",
+}
+
+
+def selection_flags(selections: list[dict[str, Any]]) -> list[str]:
+    """Flags (keys of SELECTION_FLAGS) that hold for at least one seed of a row."""
+    flags = []
+    if any(sel["best_epoch"] == 1 for sel in selections):
+        flags.append("first-epoch")
+    if any(sel["stopped_early"] for sel in selections):
+        flags.append("stopped-early")
+    if any(sel["untrained_better"] for sel in selections):
+        flags.append("untrained-better")
+    return flags
+
+
 def _load_row(spec_row: dict[str, Any], evalset: str, metrics_dir: str | os.PathLike):
-    """Recalls [seeds, ns] (fractions) and Found@1 [seeds, queries] of one table row."""
-    recalls, hits = [], []
+    """Recalls [seeds, ns] (fractions), Found@1 [seeds, queries] and the time rule of a row."""
+    recalls, hits, rules = [], [], set()
     for run in spec_row["runs"]:
         metrics = read_metrics(metrics_dir, run, evalset)
         ranks = read_ranks(metrics_dir, run, evalset)
@@ -122,7 +169,13 @@ def _load_row(spec_row: dict[str, Any], evalset: str, metrics_dir: str | os.Path
             )
         recalls.append({int(n): float(v) for n, v in metrics["recalls"].items()})
         hits.append(found1)
-    return recalls, np.stack(hits)
+        rules.add(str(metrics.get("time_rule") or ""))
+    if len(rules) > 1:
+        raise InputError(
+            f"{evalset}: the runs of one row were evaluated with different time rules "
+            f"{sorted(rules)}; expected one evaluation protocol per table"
+        )
+    return recalls, np.stack(hits), rules.pop()
 
 
 def build_run_table(
@@ -130,15 +183,17 @@ def build_run_table(
     metrics_dir: str | os.PathLike,
     paper: dict[str, Any],
     statistics: Statistics,
+    runs_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """One row per spec row: mean (± std) recalls in %, ΔR@1 vs baseline with its interval,
-    and the paper's recalls."""
+    and the paper's recalls. With ``runs_dir`` each row also records its models' best epochs
+    (seeds joined by "/") and the flags of :data:`SELECTION_FLAGS` (see :func:`read_selection`)."""
     table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
     loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
-    ns = sorted(set.intersection(*(set(r) for recs, _ in loaded for r in recs)))
+    ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
     by_key = {(r["backbone"], r["block"], r["attention"]): i for i, r in enumerate(spec["rows"])}
     out = []
-    for row, (recalls, hits) in zip(spec["rows"], loaded):
+    for row, (recalls, hits, time_rule) in zip(spec["rows"], loaded):
         rec = {
             "table": table,
             "network": network_label(row["backbone"], row["attention"]),
@@ -148,7 +203,13 @@ def build_run_table(
             "evalset": evalset,
             "evalset_label": spec.get("evalset_label") or evalset,
             "seeds": len(row["runs"]),
+            "time_rule": time_rule,
         }
+        if runs_dir is not None:
+            selections = [read_selection(runs_dir, run) for run in row["runs"]]
+            rec["best_epoch"] = "/".join(str(sel["best_epoch"]) for sel in selections)
+            rec["trained_epochs"] = "/".join(str(sel["trained_epochs"]) for sel in selections)
+            rec["selection_flags"] = ";".join(selection_flags(selections))
         for n in ns:
             stat = mean_std([100.0 * r[n] for r in recalls])
             rec[f"R@{n}"], rec[f"R@{n}_std"] = stat.mean, stat.std

@@ -11,7 +11,7 @@ import pandas as pd
 
 from icsa.io import atomic_path, write_json
 from icsa.tables.comparisons import format_difference, format_query_interval, interval_note
-from icsa.tables.compose import Statistics
+from icsa.tables.compose import SELECTION_FLAGS, Statistics
 from icsa.tables.stats import MeanStd, format_mean_std
 
 
@@ -47,6 +47,9 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
     by_block = "dR@1_block" in df.columns and df["block_baseline"].fillna("").astype(bool).any()
     if by_block:
         header += [f"ΔR@1 vs block {spec.get('block_baseline')} [{ci}]", "(queries only)"]
+    selection = "best_epoch" in df.columns
+    if selection:
+        header.append("best epoch / trained")
     rows = []
     for rec in df.to_dict("records"):
         cells = [rec["network"], rec["block"]]
@@ -63,6 +66,10 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
             own = str(rec.get("block_baseline") or "") == ""
             cells += [format_difference(rec, "dR@1_block") or ("(baseline)" if own else "–"),
                       format_query_interval(rec, "dR@1_block")]  # fmt: skip
+        if selection:
+            flags = [f for f in str(rec.get("selection_flags") or "").split(";") if f]
+            marks = "".join(f" ⚑{f}" for f in flags)
+            cells.append(f"{rec['best_epoch']} / {rec['trained_epochs']}{marks}")
         rows.append(cells)
     seeds = spec.get("seeds", [])
     label = spec.get("evalset_label") or spec["evalset"]
@@ -76,6 +83,7 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
         + (f", not on our {label}: compare trends, not values." if label != spec["evalset"]
            else "."),
     ]  # fmt: skip
+    notes += protocol_notes(df, spec)
     title = f"### Table {spec['table'].removeprefix('table')}: {spec.get('title', '')}".rstrip(": ")
     return "\n\n".join([title, _markdown_grid(header, rows), *notes]) + "\n"
 
@@ -86,6 +94,37 @@ def _paper_evalset(df: pd.DataFrame) -> str:
         return ""
     values = sorted({str(v) for v in df["paper_evalset"].fillna("") if str(v)})
     return ", ".join(values)
+
+
+def protocol_notes(df: pd.DataFrame, spec: dict[str, Any]) -> list[str]:
+    """What a reader must know to read the rows: checkpoint selection, rules, inert halves."""
+    notes = []
+    if "best_epoch" in df.columns:
+        flagged = sorted(
+            {f for v in df["selection_flags"].fillna("") for f in str(v).split(";") if f}
+        )
+        notes.append(
+            "Best epoch: the trained epoch (>= 1; the untrained model is never selected) with the "
+            "highest validation Recall@5, per seed, out of the epochs trained."
+            + "".join(f" ⚑{f}: {SELECTION_FLAGS[f]}." for f in flagged)
+        )
+    if "time_rule" in df.columns and df["time_rule"].fillna("").astype(str).ne("").any():
+        notes.append(
+            "TokyoTM rule: for each query, the database images captured at the query's own time "
+            "are removed from the ranking before the 25 m test (the MATLAB reference's "
+            "nnSearchPostprocess); a query's same-time images are neither hits nor misses."
+        )
+    attentions = {row["attention"] for row in spec.get("rows", [])}
+    if {"icsa", "ch"} <= attentions:
+        notes.append(
+            "ICSA vs CH: under NetVLAD ICSA's spatial half is exactly inert (every local "
+            "descriptor is L2-normalised first, so a positive per-location scale changes nothing "
+            "and its gradient is zero). ICSA and CH trained from the same start with the same "
+            "seed give the same descriptors (tests/test_inertness.py); an ICSA-vs-CH difference "
+            "can only be numerical noise, not an effect of spatial attention — the paper's "
+            "ICSA-vs-CH row does not show that spatial attention helps."
+        )
+    return notes
 
 
 def efficiency_markdown(df: pd.DataFrame, spec: dict[str, Any], metadata: dict[str, Any]) -> str:

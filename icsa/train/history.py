@@ -40,7 +40,11 @@ COLUMNS = (
     "train_s",
     "cache_refresh_s",
     "val_s",
+    "best_epoch",
+    "stopped_early",
 )
+# Bookkeeping columns: in the files, not logged to dvclive as metrics.
+NOT_METRICS = ("best_epoch", "stopped_early")
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -87,6 +91,8 @@ class RunLogger:
         self.live.step = int(row["epoch"])
         for key in COLUMNS[1:]:
             value = row.get(key)
+            if key in NOT_METRICS:
+                continue
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if number and math.isfinite(value):
                 prefix = "val" if key.startswith("recall") else "train"

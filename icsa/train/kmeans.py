@@ -2,8 +2,11 @@
 
 As in pytorch-NetVlad's ``get_clusters``: at most ``max_images`` database images of the training
 split are picked at random, each contributes ``descriptors_per_image`` random locations of the
-L2-normalised backbone output (before attention; NetVLAD normalises each local descriptor
-too), and faiss k-means (``iterations`` rounds, fixed seed) clusters them. The file keeps the
+L2-normalised local features that NetVLAD receives at initialisation (NetVLAD normalises each
+local descriptor too), and faiss k-means (``iterations`` rounds, fixed seed) clusters them.
+For modules that are the identity when untrained that is the backbone's output; SE and CBAM
+rescale channels from the start, so their sample is taken through the untrained module
+(``attention``; :mod:`icsa.centroids`). The file keeps the
 sample (``descriptors``) because NetVLAD's α is derived from it, and records what it was
 computed from so that training can refuse a file made for another backbone.
 """
@@ -21,10 +24,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from icsa.centroids import BACKBONE_SOURCE, centroid_source
 from icsa.data import ImageDataset, load_split
 from icsa.errors import InputError
 from icsa.io import atomic_path
-from icsa.models import build_backbone
+from icsa.models import build_backbone, build_model
 
 
 @torch.no_grad()
@@ -81,6 +85,7 @@ def compute_centroids(
     image_size: tuple[int, int],
     num_clusters: int,
     out: str | os.PathLike,
+    attention: str = "none",
     max_images: int = 500,
     descriptors_per_image: int = 100,
     iterations: int = 100,
@@ -88,12 +93,23 @@ def compute_centroids(
     threads: int | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Sample descriptors of ``split``'s database with the untrained backbone, cluster, save."""
+    """Sample descriptors of ``split``'s database with the untrained network, cluster, save.
+
+    ``attention`` names the module NetVLAD will sit behind; only a module that is not the
+    identity at initialisation (:func:`icsa.centroids.centroid_source`) changes the sample.
+    """
     if threads:
         faiss.omp_set_num_threads(threads)
     place = load_split(root, dataset, split)
     images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
+    source = centroid_source(attention)
     net = build_backbone(backbone, "none", weights, init_seed=init_seed)
+    if source != BACKBONE_SOURCE:
+        # The untrained module exactly as build_model makes it for this init seed.
+        model = build_model(
+            backbone, attention, num_clusters, image_size, "none", weights, init_seed
+        )
+        net = torch.nn.Sequential(model.backbone, model.attention)
     rng = np.random.default_rng(seed)
     descriptors = sample_local_descriptors(
         net, images, max_images, descriptors_per_image, rng, device=device
@@ -105,6 +121,7 @@ def compute_centroids(
             centroids=centroids,
             descriptors=descriptors,
             backbone=np.str_(backbone),
+            source=np.str_(source),
             weights=np.str_(weights),
             init_seed=np.int64(init_seed),
             image_size=np.asarray(image_size, dtype=np.int64),
@@ -114,14 +131,23 @@ def compute_centroids(
         "num_descriptors": len(descriptors),
         "num_clusters": num_clusters,
         "dim": int(descriptors.shape[1]),
+        "source": source,
         "out": str(out),
     }
 
 
 def load_centroids(
-    path: str | os.PathLike, num_clusters: int, channels: int, backbone: str | None = None
+    path: str | os.PathLike,
+    num_clusters: int,
+    channels: int,
+    backbone: str | None = None,
+    attention: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(centroids [K,C], descriptors [N,C]) from a ``compute_centroids`` file, checked."""
+    """(centroids [K,C], descriptors [N,C]) from a ``compute_centroids`` file, checked.
+
+    With ``attention``, a file sampled through another module (or through none where one is
+    needed) is refused: its centroids would not describe what this NetVLAD receives.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"centroids file {path} not found; expected the output of `icsa kmeans`")
@@ -129,6 +155,7 @@ def load_centroids(
         data = np.load(path, allow_pickle=False)
         centroids, descriptors = data["centroids"], data["descriptors"]
         made_for = str(data["backbone"]) if "backbone" in data.files else None
+        source = str(data["source"]) if "source" in data.files else BACKBONE_SOURCE
     except (KeyError, ValueError, OSError) as err:
         raise InputError(
             f"centroids file {path}: unreadable or without 'centroids'/'descriptors' ({err})"
@@ -146,5 +173,10 @@ def load_centroids(
     if backbone is not None and made_for is not None and made_for != backbone:
         raise InputError(
             f"centroids file {path}: made for backbone {made_for}, expected {backbone}"
+        )
+    if attention is not None and source != centroid_source(attention):
+        raise InputError(
+            f"centroids file {path}: sampled through {source}, expected "
+            f"{centroid_source(attention)} for attention {attention} (`icsa kmeans --attention`)"
         )
     return centroids, descriptors

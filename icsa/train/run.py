@@ -90,7 +90,9 @@ def train_run(
         weights,
         seed if init_seed is None else init_seed,
     )
-    cents, descs = load_centroids(centroids, num_clusters, model.feature_shape[0], backbone)
+    cents, descs = load_centroids(
+        centroids, num_clusters, model.feature_shape[0], backbone, attention
+    )
     model.netvlad.init_from_centroids(cents, descs)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

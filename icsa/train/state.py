@@ -177,14 +177,22 @@ class TrainState:
         self.stopped = bool(checkpoint["early_stop"]["stopped"])
 
     def end_epoch(self, row: dict[str, Any]) -> None:
-        """Record an epoch: early-stopping counters, checkpoints (last, and best), logs."""
+        """Record an epoch: early-stopping counters, checkpoints (last, and best), logs.
+
+        Only trained epochs (>= 1) can become the best checkpoint, as in the public code: epoch
+        0 (the untrained model, ``validate_untrained``) is logged for the curves, never selected,
+        so a module that never beats its initialisation cannot report the initial model's
+        numbers (for ``icsa``/``ch``/``ia`` those equal the ``none`` baseline's bit for bit).
+        Each row records the best epoch so far and whether training stopped early, so the last
+        row of the history says which epoch the tables' numbers come from.
+        """
         self.epoch = int(row["epoch"])
-        self.history.append(row)
-        improved = row["recall@5"] > self.best_recall
+        trained = self.epoch > 0
+        improved = trained and row["recall@5"] > self.best_recall
         if improved:
             self.best_recall, self.best_epoch = float(row["recall@5"]), self.epoch
             self.epochs_without_improvement = 0
-        elif self.epoch > 0:
+        elif trained:
             self.epochs_without_improvement += 1
             patience = self.settings.patience
             if patience > 0 and self.epochs_without_improvement >= patience:
@@ -197,6 +205,9 @@ class TrainState:
                     patience,
                 )
                 self.stopped = True
+        row["best_epoch"] = self.best_epoch if self.best_epoch > 0 else None
+        row["stopped_early"] = self.stopped
+        self.history.append(row)
         checkpoint = self.checkpoint()
         if improved:
             save_checkpoint(self.run_dir / CHECKPOINT_BEST, checkpoint)

@@ -12,11 +12,14 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from icsa.centroids import centroid_source
+
 
 # ---- path patterns (docs/architecture.md, "Run naming and results layout") -------------------
 RUN = "{dataset}-{backbone}-{attention}-b{block}-s{seed}"
 INDEX = "results/datasets/{dataset}.json"
-CENTROIDS = "results/centroids/{dataset}-{backbone}-s{seed}.npz"
+# {source}: "backbone", or the module k-means samples through (icsa.centroids.centroid_source)
+CENTROIDS = "results/centroids/{dataset}-{backbone}-{source}-s{seed}.npz"
 RUN_DIR = f"results/runs/{RUN}"
 CHECKPOINT = f"results/runs/{RUN}/checkpoint_best.pt"
 DESCRIPTORS_DB = f"results/descriptors/{RUN}/{{evalset}}-db.npy"
@@ -91,6 +94,16 @@ def evalset_label(evalset):
 
 def evalset_index(wildcards):
     return INDEX.format(dataset=split_evalset(wildcards.evalset)[0])
+
+
+def run_centroids(wildcards):
+    """The centroids a run's NetVLAD starts from (shared by modules that are identity at init)."""
+    return CENTROIDS.format(
+        dataset=wildcards.dataset,
+        backbone=wildcards.backbone,
+        source=centroid_source(wildcards.attention),
+        seed=wildcards.seed,
+    )
 
 
 def run_id(dataset, backbone, attention, block, seed):
@@ -176,12 +189,18 @@ def table_metrics(name):
     return files
 
 
+def table_histories(name):
+    """Training histories of a run table's models: each row records its best epoch."""
+    spec = table_spec(name)
+    return sorted({f"results/runs/{run}/history.json" for row in spec["rows"] for run in row["runs"]})
+
+
 def table_inputs(wildcards):
     if wildcards.table not in config["tables"]:
         raise config_error("tables", wildcards.table, f"one of {sorted(config['tables'])}")
     if wildcards.table == "table2":
         return [EFFICIENCY]
-    return table_metrics(wildcards.table)
+    return table_metrics(wildcards.table) + table_histories(wildcards.table)
 
 
 def table_params(wildcards):

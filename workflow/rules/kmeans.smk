@@ -1,7 +1,9 @@
-"""NetVLAD initialisation: k-means centroids of local descriptors of the untrained backbone.
+"""NetVLAD initialisation: k-means centroids of what NetVLAD receives at initialisation.
 
-One centroids file per (dataset, backbone, seed) serves every attention module and lowest trained
-block: the backbone's initial weights depend only on the weights setting and the seed.
+{source} is "backbone" for every module that is the identity when untrained (one file per
+dataset, backbone and seed serves them and every lowest trained block: the backbone's initial
+weights depend only on the weights setting and the seed), or "se"/"cbam", sampled through the
+untrained module (icsa/centroids.py).
 """
 
 
@@ -11,11 +13,12 @@ rule kmeans:
     output:
         CENTROIDS,
     log:
-        f"{LOGS}/kmeans/{{dataset}}-{{backbone}}-s{{seed}}.log",
+        f"{LOGS}/kmeans/{{dataset}}-{{backbone}}-{{source}}-s{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/kmeans/{{dataset}}-{{backbone}}-s{{seed}}.tsv"
+        f"{BENCHMARKS}/kmeans/{{dataset}}-{{backbone}}-{{source}}-s{{seed}}.tsv"
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
+        attention=lambda wildcards: "none" if wildcards.source == "backbone" else wildcards.source,
         weights=config["model"]["weights"],
         image_size=" ".join(str(v) for v in config["model"]["image_size"]),
         num_clusters=config["model"]["num_clusters"],
@@ -31,7 +34,8 @@ rule kmeans:
         ENV
     shell:
         "{params.gpu}icsa kmeans --root {params.root:q} --dataset {wildcards.dataset}"
-        " --split train --backbone {wildcards.backbone} --weights {params.weights:q}"
+        " --split train --backbone {wildcards.backbone} --attention {params.attention}"
+        " --weights {params.weights:q}"
         " --init-seed {wildcards.seed} --seed {wildcards.seed}"
         " --image-size {params.image_size} --num-clusters {params.num_clusters}"
         " --max-images {params.max_images} --descriptors-per-image {params.per_image}"

@@ -56,5 +56,6 @@ rule table:
         ENV
     shell:
         "icsa tables build --spec {params.spec:q} --statistics {params.statistics:q}"
-        " --paper {input.paper} --metrics-dir results/metrics --efficiency {params.efficiency}"
+        " --paper {input.paper} --metrics-dir results/metrics --runs-dir results/runs"
+        " --efficiency {params.efficiency}"
         " --out-csv {output.csv} --out-md {output.md} --out-json {output.json} > {log} 2>&1"

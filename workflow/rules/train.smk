@@ -10,7 +10,7 @@ interrupted run), never a run made with other settings, centroids or data.
 rule train:
     input:
         index=INDEX,
-        centroids=CENTROIDS,
+        centroids=run_centroids,
     output:
         checkpoint=CHECKPOINT,
         history_csv=f"results/runs/{RUN}/history.csv",
