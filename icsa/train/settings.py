@@ -6,6 +6,18 @@ SGD lr 1e-4, momentum 0.9, weight decay 1e-3, lr halved every 5 epochs, 4 querie
 1000 sampled negatives of which the 10 hardest margin-violating ones are kept, a descriptor
 cache refreshed every 1000 queries, early stopping on validation Recall@5 after 10 epochs
 without improvement.
+
+Where the two reference implementations differ, icsa follows Relja Arandjelović's MATLAB
+netvlad rather than the PyTorch port, and says so here:
+
+- **lr step**: the lr is multiplied by ``lr_gamma`` after every ``lr_step`` trained epochs
+  (epochs 1-5 at ``lr``, 6-10 at half, ...). pytorch-NetVlad calls ``scheduler.step()`` at the
+  *start* of each epoch, which (with current torch semantics) halves one epoch earlier.
+- **early stopping**: training stops after ``patience`` trained epochs in a row without a
+  better validation Recall@5; pytorch-NetVlad stops only when ``not_improved > patience``,
+  i.e. after ``patience + 1`` such epochs.
+- **checkpoint selection** agrees with both: only trained epochs (>= 1) can be best; epoch 0
+  (``validate_untrained``) is logged for the curves, never selected (``state.end_epoch``).
 """
 
 from __future__ import annotations
