@@ -253,8 +253,10 @@ def test_bad_centroids_or_foreign_checkpoint_are_input_errors(tiny, tmp_path):
         _run(tiny, tmp_path / "a", num_clusters=8)
     run = tmp_path / "b"
     _run(tiny, run, {**QUICK, "validate_untrained": False})
-    with pytest.raises(InputError, match="attention: expected 'se', found 'icsa'"):
-        _run(tiny, run, attention="se")
+    with pytest.raises(InputError, match="attention: expected 'ch', found 'icsa'"):
+        _run(tiny, run, attention="ch")
+    with pytest.raises(InputError, match="sampled through backbone, expected se"):
+        _run(tiny, tmp_path / "c", attention="se")  # SE needs centroids made through it
     with pytest.raises(InputError, match="lr: checkpoint 0.01, now 0.02"):
         _run(tiny, run, {**QUICK, "lr": 0.02, "validate_untrained": False})
 

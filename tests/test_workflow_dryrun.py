@@ -91,9 +91,14 @@ def expected_jobs(table: str, seeds: list[int]) -> tuple[Counter, set[str]]:
     }
     eval_dataset = TINY["evalsets"][spec["evalset"]].split("-")[0]
     checks = len({"pitts30k", eval_dataset})
+    # One k-means per backbone for the modules that are the identity at init, one more per
+    # backbone for each module that is not (SE, CBAM: sampled through the untrained module).
+    identity = {"none", "ia", "icsa", "ch", "sp"}
+    sources = {(bb, "backbone" if att in identity else att)
+               for bb in spec["backbones"] for att in spec["attentions"]}  # fmt: skip
     n = len(runs)
     counts = Counter(
-        prepare_synthetic=1, check_dataset=checks, kmeans=len(spec["backbones"]) * len(seeds),
+        prepare_synthetic=1, check_dataset=checks, kmeans=len(sources) * len(seeds),
         train=n, extract=n, evaluate=n, table=1,
     )  # fmt: skip
     return counts, runs

@@ -2,8 +2,8 @@
 
 {source} is "backbone" for every module that is the identity when untrained (one file per
 dataset, backbone and seed serves them and every lowest trained block: the backbone's initial
-weights depend only on the weights setting and the seed), or "se"/"cbam", sampled through the
-untrained module (icsa/centroids.py).
+weights depend only on the weights setting and the seed), or se or cbam, sampled through the
+untrained module (see icsa.centroids).
 """
 
 
