@@ -67,8 +67,7 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
             cells += [format_difference(rec, "dR@1_block") or ("(baseline)" if own else "–"),
                       format_query_interval(rec, "dR@1_block")]  # fmt: skip
         if selection:
-            flags = [f for f in str(rec.get("selection_flags") or "").split(";") if f]
-            marks = "".join(f" ⚑{f}" for f in flags)
+            marks = "".join(f" ⚑{f}" for f in _flags(rec.get("selection_flags")))
             cells.append(f"{rec['best_epoch']} / {rec['trained_epochs']}{marks}")
         rows.append(cells)
     seeds = spec.get("seeds", [])
@@ -96,13 +95,18 @@ def _paper_evalset(df: pd.DataFrame) -> str:
     return ", ".join(values)
 
 
+def _flags(value: Any) -> list[str]:
+    """A row's ``selection_flags`` cell ("first-epoch;stopped-early", '' or NaN) as a list."""
+    if not isinstance(value, str):
+        return []
+    return [flag for flag in value.split(";") if flag]
+
+
 def protocol_notes(df: pd.DataFrame, spec: dict[str, Any]) -> list[str]:
     """What a reader must know to read the rows: checkpoint selection, rules, inert halves."""
     notes = []
     if "best_epoch" in df.columns:
-        flagged = sorted(
-            {f for v in df["selection_flags"].fillna("") for f in str(v).split(";") if f}
-        )
+        flagged = sorted({f for value in df["selection_flags"] for f in _flags(value)})
         notes.append(
             "Best epoch: the trained epoch (>= 1; the untrained model is never selected) with the "
             "highest validation Recall@5, per seed, out of the epochs trained."

@@ -103,9 +103,9 @@ def compute_centroids(
     place = load_split(root, dataset, split)
     images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
     source = centroid_source(attention)
-    net = build_backbone(backbone, "none", weights, init_seed=init_seed)
-    if source != BACKBONE_SOURCE:
-        # The untrained module exactly as build_model makes it for this init seed.
+    if source == BACKBONE_SOURCE:
+        net = build_backbone(backbone, "none", weights, init_seed=init_seed)
+    else:  # the untrained module exactly as build_model makes it for this init seed
         model = build_model(
             backbone, attention, num_clusters, image_size, "none", weights, init_seed
         )

@@ -274,11 +274,17 @@ def _add_signs(style: Style, b: dict, sign_fraction: float, rng: np.random.Gener
     b["sign_v0"], b["sign_v1"] = v0, v0 + sh
     b["sign_cols"] = np.where(vertical, rng.integers(2, 4, nb), rng.integers(6, SIGN_CELLS + 1, nb))
     b["sign_rows"] = np.where(vertical, rng.integers(6, SIGN_CELLS + 1, nb), rng.integers(2, 5, nb))
-    pal = np.asarray(style.sign_palette)
-    ca = rng.integers(len(pal), size=nb)
-    cb = (ca + rng.integers(1, len(pal), size=nb)) % len(pal)  # always a different colour
-    b["sign_a"], b["sign_b"] = pal[ca], pal[cb]
+    b["sign_a"], b["sign_b"] = _sign_colours(np.asarray(style.sign_palette), nb, rng)
     b["sign_bits"] = rng.random((nb, SIGN_CELLS, SIGN_CELLS)) < 0.5
+
+
+def _sign_colours(
+    palette: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two colours per sign from ``palette`` [P, 3], always different from each other."""
+    ca = rng.integers(len(palette), size=count)
+    cb = (ca + rng.integers(1, len(palette), size=count)) % len(palette)
+    return palette[ca], palette[cb]
 
 
 def renovate(world: World, fraction: float, rng: np.random.Generator) -> World:
@@ -298,10 +304,8 @@ def renovate(world: World, fraction: float, rng: np.random.Generator) -> World:
     change = (rng.random(nb) < fraction) & fits
     flip = change & (rng.random(nb) < 0.3)  # a third of the changes: a sign appears or goes
     b["sign"] = np.where(flip, ~b["sign"], b["sign"] | change)
-    pal = np.asarray(world.style.sign_palette, dtype=np.float32)
-    ca = rng.integers(len(pal), size=nb)
-    cb = (ca + rng.integers(1, len(pal), size=nb)) % len(pal)
-    b["sign_a"][change], b["sign_b"][change] = pal[ca][change], pal[cb][change]
+    colour_a, colour_b = _sign_colours(np.asarray(world.style.sign_palette, np.float32), nb, rng)
+    b["sign_a"][change], b["sign_b"][change] = colour_a[change], colour_b[change]
     bits = rng.random(b["sign_bits"].shape) < 0.5
     b["sign_bits"][change] = bits[change]
     return World(world.style, world.nx, world.ny, world.seg_p0, world.seg_p1, world.seg_normal,

@@ -101,20 +101,10 @@ def plan_city(
             split = time_machine.plan_split(places, idx, n_db, n_q, s, style, rng, place_base)
             jobs += [Job(path, city + year, cam, app) for path, year, cam, app in split.jobs]
             rows = split.query_rows
-            db = DbStruct(
-                which_set=which,
-                db_images=split.db_names,
-                db_utm=split.db_xy + origin,
-                q_images=[split.db_names[i] for i in rows],
-                q_utm=split.db_xy[rows] + origin,
-                num_db=n_db,
-                num_q=n_q,
-                pos_dist_thr=POS_DIST_THR,
-                pos_dist_sq_thr=POS_DIST_THR**2,
-                non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
-                db_timestamps=split.db_times,
-                q_timestamps=split.db_times[rows],
-            )
+            db = _split_struct(
+                which, split.db_names, split.db_xy + origin, [split.db_names[i] for i in rows],
+                split.db_xy[rows] + origin, split.db_times, split.db_times[rows],
+            )  # fmt: skip
         else:
             db, split_jobs = _plan_pittsburgh_split(
                 places, idx, n_db, n_q, s, style, rng, city, place_base, q_base, which, origin
@@ -144,19 +134,25 @@ def _plan_pittsburgh_split(
         rel = f"queries_real/{qid // 1000:03d}/{qid:06d}_pitch1_yaw{q.yaw[i] + 1}.jpg"
         q_names.append(rel.removeprefix("queries_real/"))
         jobs.append(Job(rel, city, cam, app))
-    db_struct = DbStruct(
+    return _split_struct(which, db_names, db.xy + origin, q_names, q.xy + origin), jobs
+
+
+def _split_struct(which, db_names, db_utm, q_names, q_utm, db_times=None, q_times=None):
+    """The dbStruct of a synthetic split: NetVLAD's radii, counts from the lists."""
+    return DbStruct(
         which_set=which,
         db_images=db_names,
-        db_utm=db.xy + origin,
+        db_utm=db_utm,
         q_images=q_names,
-        q_utm=q.xy + origin,
-        num_db=n_db,
-        num_q=n_q,
+        q_utm=q_utm,
+        num_db=len(db_names),
+        num_q=len(q_names),
         pos_dist_thr=POS_DIST_THR,
         pos_dist_sq_thr=POS_DIST_THR**2,
         non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
+        db_timestamps=db_times,
+        q_timestamps=q_times,
     )
-    return db_struct, jobs
 
 
 # --- rendering (possibly in worker processes) ------------------------------------------------
