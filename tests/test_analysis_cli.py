@@ -185,7 +185,7 @@ def test_analysis_cli_figures(tiny, tmp_path):
     )
 
 
-def test_analysis_cli_retrieval_curves_table(tiny, tmp_path):
+def test_analysis_cli_retrieval_curves(tiny, tmp_path):
     root, _ = tiny
     # a per-query file as `icsa evaluate` writes it: exact top-k by UTM distance + 10 m jitter
     db_utm = np.stack([np.arange(8) * 20.0, np.zeros(8)], axis=1)
@@ -247,40 +247,3 @@ def test_analysis_cli_retrieval_curves_table(tiny, tmp_path):
     )
     long = pd.read_csv(tmp_path / "c.csv")
     assert set(long["run"]) == {run.name} and len(long) == 2 + 3 + 3
-
-    (tmp_path / "t.csv").write_text("network,R@1\nVGG16<b>,84.1\n")
-    assert (
-        main(
-            [
-                "analysis",
-                "table-html",
-                "--csv",
-                str(tmp_path / "t.csv"),
-                "--title",
-                "T1",
-                "--out",
-                str(tmp_path / "t.html"),
-            ]
-        )
-        == 0
-    )
-    page = (tmp_path / "t.html").read_text()
-    assert "84.1" in page and "VGG16&lt;b&gt;" in page
-    assert (
-        main(
-            [
-                "analysis",
-                "table-html",
-                "--csv",
-                str(tmp_path / "none.csv"),
-                "--title",
-                "T",
-                "--out",
-                str(tmp_path / "x.html"),
-            ]
-        )
-        == 2
-    )
-    t = str(tmp_path / "t.csv")
-    args = ["analysis", "table-html", "--csv", t, t, "--title", "A", "--out", "a.html", "b.html"]
-    assert main(args) == 2  # one title for two tables

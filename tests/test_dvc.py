@@ -8,7 +8,9 @@ sources the stages depend on) whose config/config.yaml is the tiny config limite
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,6 +51,7 @@ def make_repo(base: Path) -> Path:
     (repo / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
         shutil.copy2(ROOT / ".dvc" / name, repo / ".dvc" / name)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")  # plot templates
     config = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
     config["tables"] = {"table6": config["tables"]["table6"]}
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -58,12 +61,53 @@ def make_repo(base: Path) -> Path:
     return repo
 
 
+def _numbers(tree, path=()):
+    """(key path, value) of every number in a JSON tree."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _numbers(value, (*path, key))
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
+
+
+def check_what_dvc_users_see(repo: Path) -> None:
+    """`dvc metrics show`: Recall@N and ΔR@1 per row only; `dvc plots show`: the table's Recall@N
+    and training curves with their data; `dvc params diff`: a changed list shown once."""
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
+    numbers = list(_numbers(shown))
+    table = json.loads((repo / "results" / "table6.json").read_text())
+    assert {path[-1] for path, _ in numbers} == {k for row in table.values() for k in row}
+    assert all(re.fullmatch(r"R@(1|5|10|20)|dR@1", path[-1]) for path, _ in numbers), numbers
+    assert {"VGG16 block5", "VGG16+ICSA block5"} <= {path[-2] for path, _ in numbers}
+
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo))["data"]
+    recall = plots["Recall@N per row (Table 6)"][0]["content"]
+    points = recall["data"]["values"]
+    assert {p["row"] for p in points} == {"VGG16 block5", "VGG16+ICSA block5"}
+    assert sorted({int(p["N"]) for p in points}) == [1, 5, 10, 20]
+    assert recall["encoding"]["color"]["field"] == "row"  # .dvc/plots/by_row.json
+    curves = plots["Training curves (Table 6 runs)"][0]["content"]["data"]["values"]
+    assert {p["run"] for p in curves} == {"pitts30k-vgg16-none-b5-s0", "pitts30k-vgg16-icsa-b5-s0"}
+
+    config_path = repo / "config" / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["tables"]["table6"]["attentions"] = ["icsa", "none"]
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    diff = json.loads(run(["dvc", "params", "diff", "--json"], repo))["config/config.yaml"]
+    assert diff == {
+        "tables.table6.attentions": {"old": ["none", "icsa"], "new": ["icsa", "none"]}
+    }, diff  # listed once, each list as it is (not concatenated over the stages tracking it)
+    config_path.write_text(original)
+
+
 def test_pull_in_fresh_clone_reuses_checkpoints(tmp_path):
     repo = make_repo(tmp_path)
     # The default remote of .dvc/config is ../icsa-dvc-remote, beside the clone.
     assert "icsa-dvc-remote" in run(["dvc", "remote", "list"], repo)
     run(["dvc", "repro"], repo)
     assert "up to date" in run(["dvc", "repro"], repo)  # an immediate rerun runs nothing
+    check_what_dvc_users_see(repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "results"], repo)
     run(["dvc", "push"], repo)

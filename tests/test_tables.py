@@ -172,6 +172,7 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
         "--metrics-dir", str(tmp_path / "metrics"), "--runs-dir", str(tmp_path / "runs"),
         "--out-csv", str(out / "t5.csv"),
         "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
+        "--out-html", str(out / "t5.html"),
     ])  # fmt: skip
     assert code == 0
     df = pd.read_csv(out / "t5.csv")
@@ -183,6 +184,13 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     assert list(df["best_epoch"].astype(str)) == ["2"] * 4 and "| 2 / 3 |" in md
     summary = json.loads((out / "t5.json").read_text())
     assert summary["VGG16+ICSA block5"]["R@1"] == pytest.approx(df.iloc[3]["R@1"])
+    # `dvc metrics show`: Recall@N and ΔR@1 per row, not the paper's constants or bookkeeping.
+    recalls = {"R@1", "R@5", "R@10", "R@20"}
+    assert set(summary["VGG16+ICSA block5"]) == recalls | {"dR@1"}
+    assert set(summary["VGG16 block5"]) == set(summary["VGG16 none"]) == recalls
+    page = (out / "t5.html").read_text()
+    assert page.count("<tr>") == 1 + len(df) and "<th class=paper>R@1 paper" in page
+    assert f"<td>{df.iloc[3]['R@1']:.1f}</td>" in page and "<script" not in page
 
 
 def test_mismatched_perquery_file_is_an_error(tmp_path):

@@ -129,20 +129,37 @@ def test_seeds_multiply_the_runs_and_table5_has_twelve_per_seed(workdir):
     assert "pitts30k-vgg16-icsa-b1-s3" in planned_runs(result.stdout) == runs
 
 
-def test_default_config_table5_is_twelve_trainings_and_lint_is_clean(workdir):
+def test_default_config_table5_is_twelve_trainings_per_seed_and_lint_is_clean(workdir):
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     result = snakemake(workdir, "-n", "--cores", "8", "results/table5.csv", config="")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert job_counts(result.stdout)["train"] == 12
-    # --cores 8 on this machine: a 2-thread training claims a share of the 8 cores that matches
-    # its share of the physical CPUs, so that the scheduler never oversubscribes them.
+    assert len(default["seeds"]) >= 3  # intervals that cover training randomness (issue 12)
+    assert job_counts(result.stdout)["train"] == 12 * len(default["seeds"])
+    # --cores 8 on this machine: a training claims a share of the 8 cores that matches its
+    # share of the physical CPUs, so that the scheduler never oversubscribes them.
     threads = {int(t) for t in re.findall(r"rule train:.*?threads: (\d+)", result.stdout, re.S)}
     cpus = len(os.sched_getaffinity(0))
-    job = min(2, cpus)  # resources.train.cpus of config.yaml, capped by the machine
+    job = min(default["resources"]["train"]["cpus"], cpus)  # capped by the machine
     expected = min(8, math.ceil(job * 8 / cpus)) if cpus < 8 else job
     assert threads == {expected}
     lint = snakemake(workdir, "--lint", config="")
     assert "Lints for" not in lint.stdout, lint.stdout[-3000:]
     assert "your workflow is in a good condition" in lint.stdout
+
+
+def test_figures_name_the_synthetic_data_they_draw(workdir):
+    from icsa.cli import build_parser
+
+    result = snakemake(workdir, "-n", "-p", "--cores", "2", "figures")
+    assert result.returncode == 0, result.stdout[-3000:]
+    labels = {}
+    for cmd in re.findall(r"Shell command: (icsa analysis .*)", result.stdout):
+        args = build_parser().parse_args(shlex.split(cmd.split(" > ")[0])[1:])
+        labels[args.figure] = getattr(args, "data_label", None)
+    assert labels["svd"] == labels["tsne"] == labels["retrieval"] == (
+        "synthetic Pitts30k-role city, test"
+    )  # fmt: skip
+    assert labels["curves"] == "validation: synthetic Pitts30k-role city, val"
 
 
 def test_every_shell_command_parses_with_the_icsa_cli(workdir):

@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.browser import report_table_text
+from tests.test_report import FIGURES, check_report, report_results
 from tests.test_workflow_dryrun import ROOT, job_counts, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow
@@ -83,6 +85,23 @@ def test_metrics_match_the_baseline(tiny_run):
         a = np.array([ours["recalls"][n] for n in sorted(theirs["recalls"])])
         b = np.array([theirs["recalls"][n] for n in sorted(theirs["recalls"])])
         assert np.abs(a - b).max() <= tol, (key, ours["recalls"], theirs["recalls"], tol)
+
+
+def test_report_right_after_the_tables_target(tiny_run, tmp_path):
+    # No figure exists yet: the report (no target) shows what exists, here every table page.
+    result = snakemake(tiny_run, "--report", "results/report.html")
+    assert result.returncode == 0, result.stdout[-3000:]
+    tables = [f"{name}.html" for name in TABLES]
+    check_report(tiny_run, figures=[], tables=tables)
+    assert not set(FIGURES) & set(report_results(tiny_run / "results" / "report.html"))
+    # In a real browser: Results → Tables → table5 shows Table 5, ours beside the paper's.
+    shot = tmp_path / "report-table5.png"
+    text = report_table_text(tiny_run / "results" / "report.html", "Tables", "table5", shot)
+    t5 = pd.read_csv(tiny_run / "results" / "table5.csv")
+    assert text.startswith("Table 5: Partially trained VGG16")
+    assert "R@1 paper (real Pitts30k-test)" in text and "ΔR@1 vs block none" in text
+    assert f"VGG16+ICSA block5 {t5.iloc[3]['R@1']:.1f}" in text, text[:2000]
+    assert "synthetic" in text and shot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_immediate_rerun_runs_nothing(tiny_run):

@@ -51,7 +51,11 @@ def primary_recall(columns: list[str]) -> str | None:
     return columns[0] if columns else None
 
 
-def plot_training_curves(histories: Mapping[str, pd.DataFrame], out_png: str | os.PathLike) -> None:
+def plot_training_curves(
+    histories: Mapping[str, pd.DataFrame],
+    out_png: str | os.PathLike,
+    data_label: str | None = None,
+) -> None:
     """Left: loss columns per run; right: the primary validation recall per run."""
     fig, (ax_loss, ax_rec) = plt.subplots(1, 2, figsize=(10, 3.8))
     for run, df in histories.items():
@@ -71,7 +75,7 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], out_png: str | o
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if ax.lines:
             ax.legend(fontsize=6)
-    save_figure(fig, out_png)
+    save_figure(fig, out_png, data_label=data_label)
 
 
 def write_curves_csv(histories: Mapping[str, pd.DataFrame], out_csv: str | os.PathLike) -> None:

@@ -84,6 +84,7 @@ def plot_examples(
     q_paths: Sequence[str | os.PathLike],
     db_paths: Sequence[str | os.PathLike],
     out_png: str | os.PathLike,
+    data_label: str | None = None,
 ) -> None:
     """One row per query: the query (black frame) then its top-k, green = hit, red = miss."""
     if not examples:
@@ -96,7 +97,7 @@ def plot_examples(
         _show(row[0], q_paths[ex.query], "black", f"query {ex.query}")
         for j, (db, d, hit) in enumerate(zip(ex.db, ex.dist_m, ex.hit)):
             _show(row[j + 1], db_paths[db], "green" if hit else "red", f"#{j + 1}: {d:.0f} m")
-    save_figure(fig, out_png, dpi=110)
+    save_figure(fig, out_png, dpi=110, data_label=data_label)
 
 
 def write_examples_csv(

@@ -56,6 +56,7 @@ def plot_singular_value_ratios(
     out_png: str | os.PathLike,
     thresholds: Sequence[float] = THRESHOLDS,
     max_rank: int | None = 100,
+    data_label: str | None = None,
 ) -> None:
     """One curve per model (log y), the counts above each threshold in the legend."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -71,7 +72,7 @@ def plot_singular_value_ratios(
     ax.set_ylabel("σ_i / σ_1")
     ax.set_title("Singular values of the local descriptors entering NetVLAD")
     ax.legend(fontsize=8)
-    save_figure(fig, out_png)
+    save_figure(fig, out_png, data_label=data_label)
 
 
 def write_svd_data(

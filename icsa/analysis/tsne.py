@@ -65,6 +65,7 @@ def plot_tsne_panel(
     label: str,
     out_png: str | os.PathLike,
     title: str | None = None,
+    data_label: str | None = None,
 ) -> None:
     """Draw ``label``'s points over the common limits of all embeddings (others in light grey)."""
     allpts = np.concatenate(list(embeddings.values()), axis=0)
@@ -81,7 +82,7 @@ def plot_tsne_panel(
     ax.set_title(title or f"t-SNE of local descriptors: {label} ({len(pts)} points)", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    save_figure(fig, out_png)
+    save_figure(fig, out_png, data_label=data_label)
 
 
 def save_embeddings(embeddings: Mapping[str, np.ndarray], out_npz: str | os.PathLike) -> None:

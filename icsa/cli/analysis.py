@@ -8,7 +8,6 @@
     icsa analysis retrieval --perquery X.npz --dataset-root R --dataset D --split S \
         --out-png P --out-csv C                                                         (Fig. 4)
     icsa analysis curves --history H1.csv H2.csv ... --out-png P --out-csv C
-    icsa analysis table-html --csv T1.csv ... [--md T1.md ...] --title A ... --out H1.html ...
 
 ``local-stats`` makes one pass over a split's images per model; ``svd`` and ``tsne`` combine
 several such files, so a model's images are read once for both figures.
@@ -26,6 +25,10 @@ from icsa.utils import seed_everything, set_threads  # light: torch loads inside
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+
+
+def _data_label(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-label", default=None, help="the data drawn, as a footnote of the figure")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-json", required=True)
+    _data_label(p)
     _common(p)
     p.set_defaults(func=_svd)
 
@@ -64,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points", type=int, default=2000, help="points per model (default 2000)")
     p.add_argument("--out-png", nargs="+", required=True, help="one PNG per --stats file")
     p.add_argument("--out-npz", required=True, help="points[N,2] and labels[N]")
+    _data_label(p)
     _common(p)
     p.set_defaults(func=_tsne)
 
@@ -87,22 +92,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=25.0, help="hit radius, metres")
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-csv", required=True)
+    _data_label(p)
     _common(p)
     p.set_defaults(func=_retrieval)
-
-    p = sub.add_parser("table-html", help="render results tables (CSV + Markdown) as HTML")
-    p.add_argument("--csv", nargs="+", required=True, help="one or more tables")
-    p.add_argument("--md", nargs="+", default=None, help="their Markdown (shown below each)")
-    p.add_argument("--title", nargs="+", required=True, help="one title per --csv")
-    p.add_argument("--out", nargs="+", required=True, help="one output .html per --csv")
-    _common(p)
-    p.set_defaults(func=_table_html)
 
     p = sub.add_parser("curves", help="training loss and validation recall per epoch")
     p.add_argument("--history", nargs="+", required=True, help="runs' history.csv files")
     p.add_argument("--labels", nargs="+", default=None, help="default: the run folder names")
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-csv", required=True)
+    _data_label(p)
     _common(p)
     p.set_defaults(func=_curves)
 
@@ -155,7 +154,8 @@ def _svd(args: argparse.Namespace) -> int:
     stats = _load_all(args.stats, args.labels)
     sv = {k: svd.singular_values_from_gram(s.gram, s.count) for k, s in stats.items()}
     ratios = {k: svd.singular_value_ratios(v) for k, v in sv.items()}
-    svd.plot_singular_value_ratios(ratios, args.out_png, max_rank=args.max_rank)
+    svd.plot_singular_value_ratios(ratios, args.out_png, max_rank=args.max_rank,
+                                   data_label=args.data_label)  # fmt: skip
     extra = {k: {"num_images": s.num_images, "num_locations": s.count} for k, s in stats.items()}
     svd.write_svd_data(sv, args.out_csv, args.out_json, extra=extra)
     return 0
@@ -178,7 +178,7 @@ def _tsne(args: argparse.Namespace) -> int:
         max_points_per_model=args.max_points or None,
     )
     for label, png in zip(emb, args.out_png):
-        tsne.plot_tsne_panel(emb, label, png)
+        tsne.plot_tsne_panel(emb, label, png, data_label=args.data_label)
     tsne.save_embeddings(emb, args.out_npz)
     return 0
 
@@ -233,7 +233,7 @@ def _retrieval(args: argparse.Namespace) -> int:
         indices, first_hit = z["indices"], z["first_hit_rank"]
     chosen = rx.select_queries(first_hit, args.num_queries, seed=args.seed)
     ex = rx.build_examples(chosen, indices, place.db.db_utm, place.db.q_utm, args.k, args.threshold)
-    rx.plot_examples(ex, place.q_paths, place.db_paths, args.out_png)
+    rx.plot_examples(ex, place.q_paths, place.db_paths, args.out_png, data_label=args.data_label)
     rx.write_examples_csv(ex, place.q_paths, place.db_paths, args.out_csv)
     return 0
 
@@ -245,24 +245,6 @@ def _curves(args: argparse.Namespace) -> int:
 
     labels = _labels(args.labels, [Path(h).parent.name for h in args.history], "--history")
     hist = {label: curves.read_history(h) for label, h in zip(labels, args.history)}
-    curves.plot_training_curves(hist, args.out_png)
+    curves.plot_training_curves(hist, args.out_png, data_label=args.data_label)
     curves.write_curves_csv(hist, args.out_csv)
-    return 0
-
-
-def _table_html(args: argparse.Namespace) -> int:
-    from icsa.analysis.report_tables import render_table_html
-    from icsa.errors import InputError
-
-    set_threads(args.threads)
-
-    mds = args.md if args.md is not None else [None] * len(args.csv)
-    for flag, values in (("--md", mds), ("--title", args.title), ("--out", args.out)):
-        if len(values) != len(args.csv):
-            raise InputError(
-                f"{flag}: {len(values)} given; expected one per --csv ({len(args.csv)})"
-            )
-    # One process for all tables: the CLI's start-up (torch import) dominates each call.
-    for csv_path, md, title, out in zip(args.csv, mds, args.title, args.out):
-        render_table_html(csv_path, out, title, md_path=md)
     return 0

@@ -4,6 +4,11 @@
         --metrics-dir results/metrics [--runs-dir results/runs]
         [--efficiency results/efficiency.json]
         --out-csv results/table5.csv --out-md results/table5.md [--out-json results/table5.json]
+        [--out-html results/table5.html]
+        [--out-recall-csv results/table5_recall.csv --out-curves-csv results/table5_curves.csv]
+
+The two CSVs are the data of the table's DVC plots (icsa/tables/plots.py); Table 2 measures
+modules, not trained runs, so its plot files hold the header only.
 
 The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
 evaluation set and the runs of every row; ``table2`` lists modules and reads --efficiency.
@@ -38,11 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-csv", required=True, type=Path)
     p.add_argument("--out-md", required=True, type=Path)
     p.add_argument("--out-json", type=Path, default=None, help="flat metrics for DVC")
+    p.add_argument("--out-html", type=Path, default=None,
+                   help="the table as an HTML page (for the Snakemake report)")  # fmt: skip
+    p.add_argument("--out-recall-csv", type=Path, default=None,
+                   help="Recall@N per row, long format (a DVC plot)")  # fmt: skip
+    p.add_argument("--out-curves-csv", type=Path, default=None,
+                   help="training curve of every run behind the rows (a DVC plot)")  # fmt: skip
     p.set_defaults(func=_build)
 
 
 def _build(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from icsa.io import read_json
+    from icsa.tables import plots
     from icsa.tables.compose import (
         Statistics,
         build_efficiency_table,
@@ -57,12 +71,24 @@ def _build(args: argparse.Namespace) -> int:
     if spec.get("table") == "table2":
         df = build_efficiency_table(spec, args.efficiency, paper)
         markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
+        recall = pd.DataFrame(columns=plots.RECALL_COLUMNS)
+        curves = pd.DataFrame(columns=plots.CURVE_COLUMNS)
     elif spec.get("rows"):
         df = build_run_table(spec, args.metrics_dir, paper, stats, args.runs_dir)
         markdown = run_table_markdown(df, spec, stats)
+        recall = plots.recall_curves(df)
+        curves = plots.training_curves(df, spec, args.runs_dir)
     else:
         raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "
                          "spec with rows, or table2 with attentions")  # fmt: skip
     write_outputs(df, markdown, args.out_csv, args.out_md, args.out_json)
+    if args.out_html is not None:
+        from icsa.tables.html import write_table_html
+
+        write_table_html(markdown, args.out_html)
+    if args.out_recall_csv is not None:
+        plots.write_plot_csv(recall, args.out_recall_csv)
+    if args.out_curves_csv is not None:
+        plots.write_plot_csv(curves, args.out_curves_csv)
     print(markdown)
     return 0

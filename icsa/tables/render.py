@@ -12,6 +12,7 @@ import pandas as pd
 from icsa.io import atomic_path, write_json
 from icsa.tables.comparisons import format_difference, format_query_interval, interval_note
 from icsa.tables.compose import SELECTION_FLAGS, Statistics
+from icsa.tables.plots import row_label
 from icsa.tables.stats import MeanStd, format_mean_std
 
 
@@ -161,15 +162,23 @@ def efficiency_markdown(df: pd.DataFrame, spec: dict[str, Any], metadata: dict[s
     return "\n\n".join([title, _markdown_grid(header, rows), *notes]) + "\n"
 
 
+# What `dvc metrics show` lists per row: the numbers a reader compares between commits (not the
+# paper's constants, interval bounds or bookkeeping such as best epochs).
+SUMMARY_METRIC = re.compile(r"R@\d+|dR@1|dR@1_block|params|size_kb|time_vs_icsa")
+
+
 def summary_json(df: pd.DataFrame) -> dict[str, Any]:
-    """A flat {row label: {metric: value}} view for `dvc metrics show` (nan → None)."""
+    """A flat {row label: {metric: value}} view for `dvc metrics show` (a row's ΔR@1 only where
+    it is compared: NaN values are left out)."""
     out: dict[str, Any] = {}
     for rec in df.to_dict("records"):
-        label = rec.get("module") or f"{rec['network']} {rec['block']}"
-        out[label] = {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
+        out[row_label(rec)] = {
+            k: v
             for k, v in rec.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            if SUMMARY_METRIC.fullmatch(str(k))
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and not (isinstance(v, float) and math.isnan(v))
         }
     return out
 

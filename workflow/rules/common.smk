@@ -8,6 +8,7 @@ each other, block numbers per backbone). Both run at parse time, before any job 
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -210,7 +211,24 @@ def table_params(wildcards):
 
 
 def table_targets():
-    return [f"results/{name}.{ext}" for name in sorted(config["tables"]) for ext in ("csv", "md")]
+    return [
+        f"results/{name}.{ext}" for name in sorted(config["tables"]) for ext in ("csv", "md", "html")
+    ]
+
+
+# `snakemake --report results/report.html` without a target reports the default target, and
+# Snakemake refuses a report in which a file marked for it does not exist yet. So that the report
+# builds after any target (after the main command only Table 5 and none of the figures exist),
+# the default target of a report is what exists of `all`; after `all` that is everything.
+REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
+def default_targets(*targets):
+    """`targets` (nested lists of paths); under --report only the paths that exist."""
+    flat = []
+    for target in targets:
+        flat += [target] if isinstance(target, str) else default_targets(*target)
+    return [f for f in flat if Path(f).exists()] if REPORTING else flat
 
 
 def all_checkpoints():

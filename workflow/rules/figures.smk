@@ -1,4 +1,4 @@
-# Figures of the paper (Figs. 4-10), training curves, and the report's copies of Tables 1-6.
+# Figures of the paper (Figs. 4-10) and training curves.
 #
 # Every figure is marked with report(...) and a caption in workflow/report/*.rst, so that
 #   snakemake --report results/report.html
@@ -41,21 +41,16 @@ FIG_RUN = {
 FIG_RUNS = [FIG_RUN[att] for att in FIG["attentions"]]
 FIG_EVALSET = resolve_evalset(FIG["evalset"], "figures.evalset")
 FIG_DATASET, FIG_SPLIT = split_evalset(FIG_EVALSET)
+# What the figures' footnotes call their data (the synthetic city never by the real name).
+FIG_DATA_LABEL = evalset_label(FIG_EVALSET)
+FIG_VAL_LABEL = f"validation: {evalset_label(config['dataset'] + '-val')}"
 # Figs. 6, 7, 8 for the three models of the paper; further models continue the numbering.
 FIG_TSNE = [f"results/figures/fig{6 + i}_tsne_{a}.png" for i, a in enumerate(FIG["attentions"])]
-FIG_TABLES = sorted(config["tables"])
-# workflow/report/<table>.rst; a table added to the config gets the generic caption.
-FIG_TABLE_CAPTIONS = {
-    t: f"../report/{t}.rst"
-    if (Path(workflow.basedir) / "report" / f"{t}.rst").is_file()
-    else "../report/table_generic.rst"
-    for t in FIG_TABLES
-}
 FIG_LOGS = f"{LOGS}/figures"
 
 
 rule figures:
-    """Every figure and the report's table pages (what `snakemake --report` shows)."""
+    """Every figure and every table's page (what `snakemake --report` shows after `all`)."""
     input:
         "results/figures/fig4_retrieval_examples.png",
         "results/figures/fig5_singular_values.png",
@@ -63,7 +58,7 @@ rule figures:
         "results/figures/fig9_channel_weights.png",
         "results/figures/fig10_spatial_weights.png",
         "results/figures/training_curves.png",
-        expand("results/report/{table}.html", table=FIG_TABLES),
+        expand("results/{table}.html", table=sorted(config["tables"])),
 
 
 rule fig_local_stats:
@@ -109,6 +104,8 @@ rule fig5_singular_values:
         json="results/figures/fig5_singular_values.json",
     log:
         f"{FIG_LOGS}/fig5.log",
+    params:
+        data_label=FIG_DATA_LABEL,
     threads: job_threads("figures")
     resources:
         **job_resources("figures"),
@@ -116,7 +113,8 @@ rule fig5_singular_values:
         ENV
     shell:
         "icsa analysis svd --stats {input} --out-png {output.png} --out-csv {output.csv}"
-        " --out-json {output.json} --threads {resources.cpus_per_task} > {log} 2>&1"
+        " --out-json {output.json} --data-label {params.data_label:q}"
+        " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule fig6_8_tsne:
@@ -137,6 +135,7 @@ rule fig6_8_tsne:
     log:
         f"{FIG_LOGS}/fig6_8.log",
     params:
+        data_label=FIG_DATA_LABEL,
         perplexity=FIG["tsne_perplexity"],
         max_points=FIG["tsne_max_points"],
     threads: job_threads("figures")
@@ -147,6 +146,7 @@ rule fig6_8_tsne:
     shell:
         "icsa analysis tsne --stats {input} --out-png {output.png} --out-npz {output.npz}"
         " --perplexity {params.perplexity} --max-points {params.max_points}"
+        " --data-label {params.data_label:q}"
         " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
@@ -202,6 +202,7 @@ rule fig4_retrieval_examples:
     log:
         f"{FIG_LOGS}/fig4.log",
     params:
+        data_label=FIG_DATA_LABEL,
         root=dataset_root(FIG_DATASET),
         dataset=FIG_DATASET,
         split=FIG_SPLIT,
@@ -216,6 +217,7 @@ rule fig4_retrieval_examples:
         "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
         " --dataset {params.dataset} --split {params.split} --num-queries {params.num_queries}"
         " --k 5 --threshold {params.threshold} --out-png {output.png} --out-csv {output.csv}"
+        " --data-label {params.data_label:q}"
         " --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
@@ -232,6 +234,8 @@ rule training_curves:
         csv="results/figures/training_curves.csv",
     log:
         f"{FIG_LOGS}/training_curves.log",
+    params:
+        data_label=FIG_VAL_LABEL,
     threads: job_threads("figures")
     resources:
         **job_resources("figures"),
@@ -239,38 +243,5 @@ rule training_curves:
         ENV
     shell:
         "icsa analysis curves --history {input} --out-png {output.png} --out-csv {output.csv}"
+        " --data-label {params.data_label:q}"
         " --threads {resources.cpus_per_task} > {log} 2>&1"
-
-
-rule report_tables:
-    """Every table (CSV + Markdown) as an HTML page, so that the report shows it inline.
-
-    One job for all tables: each `icsa` call spends most of its time importing torch."""
-    input:
-        csv=expand("results/{table}.csv", table=FIG_TABLES),
-        md=expand("results/{table}.md", table=FIG_TABLES),
-    output:
-        [
-            report(
-                f"results/report/{table}.html",
-                caption=FIG_TABLE_CAPTIONS[table],
-                category="Tables",
-                labels={"table": table.replace("table", "Table ")},
-            )
-            for table in FIG_TABLES
-        ],
-    log:
-        f"{FIG_LOGS}/report_tables.log",
-    params:
-        titles=[
-            "{}: {}".format(t.replace("table", "Table "), config["tables"][t].get("title", ""))
-            for t in FIG_TABLES
-        ],
-    threads: job_threads("figures")
-    resources:
-        **job_resources("figures"),
-    conda:
-        ENV
-    shell:
-        "icsa analysis table-html --csv {input.csv} --md {input.md} --title {params.titles:q}"
-        " --out {output} --threads {resources.cpus_per_task} > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""Tables 1–6 of the paper: results/tableN.csv, .md (the paper's numbers beside ours) and .json.
+"""Tables 1–6 of the paper: results/tableN.csv, .md (the paper's numbers beside ours), .json
+(what `dvc metrics show` lists) and .html (the page of the Snakemake report).
 
 Which runs a table needs comes from config `tables` (see common.smk: table_spec); the resolved
 spec reaches `icsa tables build` as a JSON param, so editing one table's rows rebuilds only that
@@ -43,6 +44,18 @@ rule table:
         csv="results/{table}.csv",
         md="results/{table}.md",
         json="results/{table}.json",
+        # The page the Snakemake report shows inline (a CSV or Markdown would only be offered
+        # for download): the paper-style table as HTML, intervals that exclude 0 highlighted.
+        html=report(
+            "results/{table}.html",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        # The data of the table's DVC plots (dvc.yaml `plots:`): Recall@N per row, and the
+        # training curve of every run behind the rows.
+        recall="results/{table}_recall.csv",
+        curves="results/{table}_curves.csv",
     log:
         f"{LOGS}/tables/{{table}}.log",
     params:
@@ -58,4 +71,6 @@ rule table:
         "icsa tables build --spec {params.spec:q} --statistics {params.statistics:q}"
         " --paper {input.paper} --metrics-dir results/metrics --runs-dir results/runs"
         " --efficiency {params.efficiency}"
-        " --out-csv {output.csv} --out-md {output.md} --out-json {output.json} > {log} 2>&1"
+        " --out-csv {output.csv} --out-md {output.md} --out-json {output.json}"
+        " --out-html {output.html} --out-recall-csv {output.recall}"
+        " --out-curves-csv {output.curves} > {log} 2>&1"

@@ -1,0 +1,57 @@
+"""A real headless browser for the report tests: Debian's chromium driven by selenium.
+
+`report_table_text` opens a Snakemake HTML report the way a reader does (Results → a category →
+the eye button of one result), switches into the frame the report shows the result in, saves a
+screenshot and returns the text on screen. Where no browser is installed (`.ci/run` installs
+Debian's chromium and chromium-driver where it can) or it cannot start, the calling test skips.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+BROWSER = ("chromium", "chromium-browser")
+DRIVER = "chromedriver"
+
+
+def _driver():
+    binary = next((p for name in BROWSER if (p := shutil.which(name))), None)
+    driver = shutil.which(DRIVER)
+    if binary is None or driver is None:
+        pytest.skip(f"no headless browser here: need one of {BROWSER} and {DRIVER} on PATH")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    try:
+        return webdriver.Chrome(service=Service(driver), options=options)
+    except WebDriverException as err:  # e.g. a chromium that cannot start in this container
+        pytest.skip(f"{binary} did not start headless: {err.msg}")
+
+
+def report_table_text(report: Path, category: str, label: str, screenshot: Path) -> str:
+    """The text of the result labelled `label` in `category`, as the report displays it."""
+    from selenium.webdriver.common.by import By
+
+    browser = _driver()
+    try:
+        browser.implicitly_wait(20)
+        browser.get(report.resolve().as_uri())
+        for text in ("Results", category):
+            browser.find_element(By.XPATH, f"//a[normalize-space()='{text}']").click()
+        row = browser.find_element(By.XPATH, f"//tr[td[normalize-space()='{label}']]")
+        row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
+        browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+        text = browser.find_element(By.TAG_NAME, "body").text
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(screenshot))
+        return text
+    finally:
+        browser.quit()
