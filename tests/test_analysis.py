@@ -295,3 +295,22 @@ def test_gather_local_stats_on_place_model_matches_svd():
     ref = np.linalg.svd(x, compute_uv=False)
     np.testing.assert_allclose(sv[:10], ref[:10], rtol=1e-6)
     assert sv.shape == (48,) and np.all(np.diff(sv) <= 0) and np.all(sv >= 0)
+
+
+def test_figures_carry_the_name_of_their_data(tmp_path, monkeypatch):
+    # save_figure writes the data label as a footnote: the figure object keeps the text.
+    from icsa.analysis import plotting
+
+    seen = []
+    real = plotting.save_figure
+    monkeypatch.setattr(
+        svd, "save_figure", lambda fig, out, **kw: (seen.append(fig), real(fig, out, **kw))
+    )
+    ratios = {"VGG16": np.array([1.0, 0.5, 0.1])}
+    svd.plot_singular_value_ratios(ratios, tmp_path / "a.png", data_label="synthetic X city, test")
+    svd.plot_singular_value_ratios(ratios, tmp_path / "b.png")
+    assert [t.get_text() for t in seen[0].texts] == ["data: synthetic X city, test"]
+    assert (
+        seen[1].texts == []
+        and (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+    )

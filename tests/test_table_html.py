@@ -8,7 +8,7 @@ from icsa.tables.html import markdown_table_html, write_table_html
 
 MARKDOWN = """### Table 5: Partially <trained> VGG16
 
-| network | lowest trained block | R@1 | R@1 paper (real Pitts30k-test) | ΔR@1 vs baseline [95% CI] |
+| network | block | R@1 | R@1 paper (real Pitts30k-test) | ΔR@1 vs baseline [95% CI] |
 |---|---|---|---|---|
 | VGG16 | none | 28.1 ± 0.4 | 80.5 | (baseline) |
 | VGG16+ICSA | none | 31.0 ± 0.9 | 76.7 | +2.9 [+1.1, +4.6]* vs VGG16 |

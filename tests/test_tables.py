@@ -172,7 +172,8 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
         "--metrics-dir", str(tmp_path / "metrics"), "--runs-dir", str(tmp_path / "runs"),
         "--out-csv", str(out / "t5.csv"),
         "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
-        "--out-html", str(out / "t5.html"),
+        "--out-html", str(out / "t5.html"), "--out-recall-csv", str(out / "t5_recall.csv"),
+        "--out-curves-csv", str(out / "t5_curves.csv"),
     ])  # fmt: skip
     assert code == 0
     df = pd.read_csv(out / "t5.csv")
@@ -188,6 +189,17 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     recalls = {"R@1", "R@5", "R@10", "R@20"}
     assert set(summary["VGG16+ICSA block5"]) == recalls | {"dR@1"}
     assert set(summary["VGG16 block5"]) == set(summary["VGG16 none"]) == recalls
+    # The data of the DVC plots: Recall@N per row; every run's history, one line per epoch.
+    recall = pd.read_csv(out / "t5_recall.csv")
+    assert len(recall) == 4 * 4 and list(recall["N"][:4]) == [1, 5, 10, 20]
+    icsa = recall[recall["row"] == "VGG16+ICSA block5"].set_index("N")["recall"]
+    assert icsa[1] == pytest.approx(df.iloc[3]["R@1"]) and icsa[20] == pytest.approx(
+        df.iloc[3]["R@20"]
+    )
+    curves = pd.read_csv(out / "t5_curves.csv")
+    assert len(curves) == 4 * 4 and set(curves["run"]) == {r["runs"][0] for r in spec["rows"]}
+    assert list(curves["val_recall@5"][:4]) == pytest.approx([50, 60, 70, 65])
+    assert curves["loss"].isna().all() and set(curves["epoch"]) == {0, 1, 2, 3}
     page = (out / "t5.html").read_text()
     assert page.count("<tr>") == 1 + len(df) and "<th class=paper>R@1 paper" in page
     assert f"<td>{df.iloc[3]['R@1']:.1f}</td>" in page and "<script" not in page
