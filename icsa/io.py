@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,19 +22,34 @@ def _current_umask() -> int:
     return mask
 
 
+# Every temporary an icsa step writes is named ".{target name}.{8 random}.icsa-tmp{suffix}":
+# .gitignore and .dvcignore ignore the pattern, and the next write of the same target sweeps
+# what a killed writer left (a kill -9 runs no cleanup).
+TEMP_MARK = ".icsa-tmp"
+
+
+def stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Temporaries of ``target`` left behind by writers that were killed."""
+    target = Path(target)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_MARK}*"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` when the block succeeds.
 
     The temporary keeps ``path``'s suffix (or ``suffix``) so that writers which dispatch on the
     extension (numpy, matplotlib) behave the same. On an exception the temporary is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was; temporaries of ``path`` that a killed writer left are removed
+    first (one writer per target: Snakemake gives every output one job).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temporaries(target):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.",
-        suffix=suffix if suffix is not None else target.suffix,
+        suffix=TEMP_MARK + (suffix if suffix is not None else target.suffix),
         dir=target.parent,
     )
     os.close(fd)
@@ -45,6 +62,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def require_free_space(path: str | os.PathLike, nbytes: int) -> None:
+    """Fail with a message before a memory-mapped write of ``nbytes`` into ``path``: a mapped
+    write into a full disk ends in SIGBUS (no message, no cleanup)."""
+    folder = Path(path).parent
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise InputError(
+            f"{path}: needs {nbytes:,} bytes, {folder} has {free:,} free; free space or "
+            "write the results elsewhere"
+        )
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -102,3 +102,23 @@ def test_missing_data_root_fails_before_any_job(tmp_path):
     assert_failed_before_any_job(workdir, result)
     assert "datasets.pitts30k.root = '/nonexistent/pitts'" in result.stdout
     assert "expected an existing folder in the NetVLAD layout" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("train: {epoch: 3}\n", ["unknown keys ['epoch']", "valid keys are", "'epochs'"]),
+        ("train: {neg_kept: 0}\n", ["neg_kept=0", "expected an integer >= 1"]),
+        ("model: {num_clusters: 1}\n", ["num_clusters", "minimum", "2"]),
+    ],
+    ids=["typo", "no-negatives", "one-cluster"],
+)
+def test_recipe_errors_fail_before_any_job(tmp_path, override, needles):
+    # Issue 16: these passed validation and failed only in the first training job, after data
+    # preparation and k-means had run.
+    workdir = scratch_workdir(tmp_path)
+    result = snakemake(workdir, "--cores", "2", "results/table5.csv",
+                       config=write_override(workdir, override))  # fmt: skip
+    assert_failed_before_any_job(workdir, result)
+    for needle in needles:
+        assert needle in result.stdout, (needle, result.stdout[-2000:])

@@ -169,6 +169,16 @@ def test_bad_files_raise_input_error_naming_file_and_problem(tmp_path):
     ):
         read_dbstruct(shape)
 
+    # Issue 16: NaN/inf or absurd coordinates used to pass and fail later in a KD-tree.
+    for value, name in ((np.nan, "nan"), (np.inf, "inf"), (3e9, "absurd")):
+        utm = db.q_utm.T.copy()
+        utm[1, 2] = value
+        path = tmp_path / f"utm_{name}.mat"
+        scipy.io.savemat(path, {"dbStruct": raw_struct(db, FIELDS_10, override={"utmQ": utm})})
+        with pytest.raises(InputError, match=rf"utm_{name}\.mat: field utmQ has 1 non-finite or "
+                           r"absurd coordinate\(s\) \(first: column 3 = "):  # fmt: skip
+            read_dbstruct(path)
+
 
 def test_writer_rejects_inconsistent_struct_and_writes_nothing(tmp_path):
     db = make_db()

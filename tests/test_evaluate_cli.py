@@ -175,3 +175,26 @@ def test_dataset_rules_reach_the_metrics(dataset, tmp_path):
     assert metrics["time_rule"] == ("drop-same-time" if timed else None)
     assert metrics["panorama_cutouts"] == (None if timed else 12)
     assert expected != recall_at_n(db, q, db_utm, q_utm, (1, 2, 5))  # the rule mattered
+
+
+def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_path, capsys):
+    # Issue 16: without times the rule used to fall away silently (each query finds itself).
+    rng = np.random.default_rng(3)
+    db = rng.standard_normal((8, 4)).astype(np.float32)
+    utm = rng.uniform(0, 500, (8, 2))
+    write_dbstruct(tmp_path / "datasets" / "tokyoTM_val.mat", DbStruct(
+        "val", [f"d{i}.png" for i in range(8)], utm, [f"q{i}.png" for i in range(3)], utm[:3],
+        8, 3, 25.0, 625.0, 100.0,
+    ))  # fmt: skip
+    np.save(tmp_path / "db.npy", db)
+    np.save(tmp_path / "q.npy", db[:3])  # the queries are database images, as in TokyoTM
+    args = ["evaluate", "--root", str(tmp_path), "--dataset", "tokyotm", "--split", "val",
+            "--db", str(tmp_path / "db.npy"), "--q", str(tmp_path / "q.npy"), "--model-id",
+            "x", "--out-metrics", str(tmp_path / "m.json"), "--ns", "1"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tokyoTM_val.mat: a tokyotm dbStruct without capture times" in err
+    assert "--time-rule off" in err and not (tmp_path / "m.json").exists()
+    assert main([*args, "--time-rule", "off"]) == 0  # explicit: each query finds itself
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["time_rule"] is None and metrics["recalls"] == {"1": 1.0}

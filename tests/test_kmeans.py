@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,14 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
         load_centroids(out, 4, 256)
     with pytest.raises(InputError, match="made for backbone vgg16, expected resnet18"):
         load_centroids(out, 4, 512, "resnet18")
+    # Issue 16: other weights, random init or image size describe other features.
+    made = {"weights": "none", "init_seed": 0, "image_size": list(SIZE)}
+    load_centroids(out, 4, 512, "vgg16", made_with=made)  # the same: accepted
+    for key, other in (("weights", "imagenet"), ("init_seed", 3), ("image_size", [8, 8])):
+        with pytest.raises(
+            InputError, match=rf"made with {key}=.*expected {re.escape(repr(other))}; rerun"
+        ):
+            load_centroids(out, 4, 512, "vgg16", made_with={**made, key: other})
     with pytest.raises(InputError, match="16 descriptors for num_clusters=64"):
         compute_centroids(
             city,

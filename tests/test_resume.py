@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
+from icsa.errors import InputError
+from icsa.train import state as state_module
 from icsa.train.loop import TripletTrainer
 from tests.test_train import QUICK, _run, tiny  # noqa: F401 - tiny is a fixture
 
@@ -72,3 +75,77 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, mon
     assert c["epoch"] == 2 and all(
         torch.equal(v, c["model_state"][k]) for k, v in b["model_state"].items()
     )
+
+
+def _same_checkpoint(a_path, b_path) -> None:
+    a = torch.load(a_path, weights_only=True)
+    b = torch.load(b_path, weights_only=True)
+    untimed = [[{k: v for k, v in row.items() if k not in TIMINGS} for row in c["history"]]
+               for c in (a, b)]  # fmt: skip
+    assert a["epoch"] == b["epoch"] and untimed[0] == untimed[1]
+    assert a["model_state"].keys() == b["model_state"].keys()
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+
+
+def test_best_checkpoint_survives_reruns_and_interruptions(tiny, tmp_path, monkeypatch):  # noqa: F811
+    """Issue 16: Snakemake deletes checkpoint_best.pt before it reruns a job; a run resumed
+    past its best epoch used never to write it again. Now it is rewritten from the resumable
+    state, equal to an uninterrupted run's, however the run was interrupted."""
+    settings = {**QUICK, "epochs": 3}
+    straight = tmp_path / "straight"
+    _run(tiny, straight, settings)
+    best = torch.load(straight / "checkpoint_best.pt", weights_only=True)
+    last = torch.load(straight / "checkpoint_last.pt", weights_only=True)
+    assert 1 <= best["epoch"] <= 3 and last["best_checkpoint"]["epoch"] == best["epoch"]
+    assert "best_checkpoint" not in best  # the declared output is the plain checkpoint
+
+    # 1. A finished run rerun (--forcerun, a changed rule): the best file is deleted first.
+    rerun = tmp_path / "rerun"
+    shutil.copytree(straight, rerun)
+    (rerun / "checkpoint_best.pt").unlink()
+    _run(tiny, rerun, settings)
+    _same_checkpoint(straight / "checkpoint_best.pt", rerun / "checkpoint_best.pt")
+
+    # 2. Killed inside the last epoch, after the best epoch: the rerun deletes the best file.
+    # 3. Killed while saving: after the best file, before checkpoint_last of that epoch.
+    original_loss, original_save = TripletTrainer._loss, state_module.save_checkpoint
+    for case in ("during the last epoch", "between the saves of an epoch"):
+        run_dir, calls = tmp_path / case.replace(" ", "_"), []
+
+        def dying_loss(self, triplets, calls=calls):
+            if self.epoch == 2:
+                calls.append(1)
+                if len(calls) == 2:
+                    raise KeyboardInterrupt
+            return original_loss(self, triplets)
+
+        def dying_save(path, checkpoint):
+            if path.name == "checkpoint_last.pt" and checkpoint["epoch"] == best["epoch"]:
+                raise KeyboardInterrupt
+            return original_save(path, checkpoint)
+
+        if case == "during the last epoch":
+            monkeypatch.setattr(TripletTrainer, "_loss", dying_loss)
+        else:
+            monkeypatch.setattr(state_module, "save_checkpoint", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            _run(tiny, run_dir, settings)
+        monkeypatch.setattr(TripletTrainer, "_loss", original_loss)
+        monkeypatch.setattr(state_module, "save_checkpoint", original_save)
+        (run_dir / "checkpoint_best.pt").unlink(missing_ok=True)  # as Snakemake does
+        _run(tiny, run_dir, settings)
+        _same_checkpoint(straight / "checkpoint_best.pt", run_dir / "checkpoint_best.pt")
+        _same_checkpoint(straight / "checkpoint_last.pt", run_dir / "checkpoint_last.pt")
+        assert not list(run_dir.glob(".*tmp*")), case  # no temporary left beside them
+
+
+def test_missing_best_with_an_old_resumable_state_is_a_clear_error(tiny, tmp_path):  # noqa: F811
+    run_dir = tmp_path / "old"
+    _run(tiny, run_dir, QUICK)
+    last = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    del last["best_checkpoint"]  # as written before the best epoch travelled with it
+    torch.save(last, run_dir / "checkpoint_last.pt")
+    (run_dir / "checkpoint_best.pt").unlink()
+    with pytest.raises(InputError, match="checkpoint_best.pt is missing.*delete the run folder"):
+        _run(tiny, run_dir, QUICK)

@@ -124,3 +124,19 @@ def test_one_training_parameter_reruns_only_what_it_affects(tiny_run):
                        config="config/tiny.yaml k.yaml")  # fmt: skip
     assert job_counts(result.stdout) == {"kmeans": 1, "train": 2, "extract": 2, "evaluate": 2,
                                          "table": 1}  # fmt: skip
+
+
+def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run):
+    # Snakemake deletes the declared outputs (checkpoint_best.pt) before it reruns the job;
+    # `icsa train` resumes the finished run and rewrites the best checkpoint from its state.
+    # (Last in this file: it makes the run's downstream files older than the checkpoint.)
+    run = tiny_run / "results" / "runs" / "pitts30k-vgg16-icsa-b5-s0"
+    before = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    target = "results/runs/pitts30k-vgg16-icsa-b5-s0/checkpoint_best.pt"
+    result = snakemake(tiny_run, "--cores", "1", "--forcerun", "train", "--", target)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout) == {"train": 1}
+    after = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert after["epoch"] == before["epoch"]
+    for key, value in before["model_state"].items():
+        assert torch.equal(value, after["model_state"][key]), key

@@ -33,13 +33,22 @@ def _check_size(image_size: Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def load_image(path: str | os.PathLike, image_size: tuple[int, int] | None) -> torch.Tensor:
-    """Decode one image → float32 [3, H, W], resized to ``image_size`` and ImageNet-normalised."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if image_size is not None and img.size != (image_size[1], image_size[0]):
-            # PIL's bilinear with antialiasing; PIL takes (width, height).
-            img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-        tensor = TF.pil_to_tensor(img)  # [3, H, W] uint8
+    """Decode one image → float32 [3, H, W], resized to ``image_size`` and ImageNet-normalised.
+
+    A file that cannot be read or decoded (missing, truncated, not an image) is an
+    :class:`InputError` naming it, wherever it is read (training, k-means, extraction)."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if image_size is not None and img.size != (image_size[1], image_size[0]):
+                # PIL's bilinear with antialiasing; PIL takes (width, height).
+                img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            tensor = TF.pil_to_tensor(img)  # [3, H, W] uint8
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's decode errors
+        raise InputError(
+            f"{path}: cannot decode the image ({type(err).__name__}: {err}); expected a readable "
+            "image file (run `icsa prepare check` on the dataset)"
+        ) from err
     tensor = tensor.to(torch.float32).div_(255.0)
     return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD)
 

@@ -87,11 +87,23 @@ def _names(value: np.ndarray) -> list[str]:
     return [_text(cell) for cell in np.asarray(value, dtype=object).ravel()]
 
 
+# UTM eastings are below 1e6 m and northings below 1e7 m; anything beyond 1e8 is not a position.
+UTM_LIMIT = 1e8
+
+
 def _utm(value: np.ndarray, field: str, where: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != 2:
         raise InputError(
             f"{where}: field {field} has shape {arr.shape}, expected 2×N (easting; northing)"
+        )
+    # A NaN/inf (or absurd) coordinate would fail much later, in a KD-tree, naming no file.
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=0) | (np.abs(arr) > UTM_LIMIT).any(axis=0))
+    if bad.size:
+        raise InputError(
+            f"{where}: field {field} has {bad.size} non-finite or absurd coordinate(s) (first: "
+            f"column {bad[0] + 1} = {arr[:, bad[0]].tolist()}); expected finite UTM metres "
+            f"within ±{UTM_LIMIT:.0e}"
         )
     return np.ascontiguousarray(arr.T)
 

@@ -59,6 +59,11 @@ def load_descriptors(path: str | os.PathLike, expected_rows: int, what: str) -> 
     return arr
 
 
+# Datasets whose protocol is defined by capture times (the time machine): evaluating one without
+# them is an error unless the rule is switched off explicitly (time_rule=False, --time-rule off).
+TIME_MACHINE_DATASETS = frozenset({"tokyotm"})
+
+
 def evaluate_split(
     split: PlaceSplit,
     db_path: str | os.PathLike,
@@ -75,7 +80,8 @@ def evaluate_split(
     """Recall@N of ``split`` from its descriptor files → (metrics dict, per-query arrays).
 
     ``time_rule=None`` applies TokyoTM's rule (same-time database images leave each query's
-    ranking, :func:`icsa.evaluate.recall.retrieve`) wherever the dbStruct has time stamps;
+    ranking, :func:`icsa.evaluate.recall.retrieve`) wherever the dbStruct has time stamps, and
+    refuses a TokyoTM dbStruct without them; ``False`` evaluates without the rule;
     ``panorama_cutouts=None`` groups Tokyo 24/7's database in panoramas of 12 views.
     """
     ns = check_ns(ns)
@@ -98,6 +104,13 @@ def evaluate_split(
             )
         db, q = pca.apply(db), pca.apply(q)
     t_pca = time.perf_counter()
+    if time_rule is None and split.dataset in TIME_MACHINE_DATASETS and not split.db.has_timestamps:
+        # Without capture times the time rule would silently fall away and a query would find
+        # its own capture: R@1 33 % instead of 0 % on the same descriptors (issue 16).
+        raise InputError(
+            f"{split.mat_path}: a {split.dataset} dbStruct without capture times (dbTimeStamp, "
+            "qTimeStamp); expected them for its time rule, or evaluate with --time-rule off"
+        )
     use_times = split.db.has_timestamps if time_rule is None else time_rule
     if use_times and not split.db.has_timestamps:
         raise InputError(f"{split.mat_path}: time_rule asked for, but the dbStruct has no times")

@@ -3,25 +3,20 @@
 See docs/architecture.md ("Training") for the files a run writes and DESIGN §2 for the recipe.
 """
 
-from icsa.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from icsa.train.kmeans import compute_centroids, load_centroids
-from icsa.train.loop import NonFiniteLossError, TripletTrainer
-from icsa.train.mining import HardNegativeMiner, TripletGeometry, build_geometry
-from icsa.train.run import run_name, train_run
-from icsa.train.settings import TrainSettings
+from icsa.lazy import lazy_exports
 
-__all__ = [
-    "HardNegativeMiner",
-    "NonFiniteLossError",
-    "TrainSettings",
-    "TripletGeometry",
-    "TripletTrainer",
-    "build_geometry",
-    "compute_centroids",
-    "load_centroids",
-    "load_checkpoint",
-    "load_model",
-    "run_name",
-    "save_checkpoint",
-    "train_run",
-]
+# Imported on first use (icsa/lazy.py): most submodules need torch, while the workflow checks
+# the recipe with icsa.train.settings (torch-free) when it parses the config.
+_EXPORTS = {
+    "icsa.train.checkpoint": ["load_checkpoint", "load_model", "save_checkpoint"],
+    "icsa.train.kmeans": ["compute_centroids", "load_centroids"],
+    "icsa.train.loop": ["DivergedError", "NonFiniteLossError", "TripletTrainer"],
+    "icsa.train.mining": ["HardNegativeMiner", "TripletGeometry", "build_geometry"],
+    "icsa.train.run": ["run_name", "train_run"],
+    "icsa.train.settings": ["TrainSettings"],
+}
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: module for module, names in _EXPORTS.items() for name in names}
+)
+
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -142,11 +142,14 @@ def load_centroids(
     channels: int,
     backbone: str | None = None,
     attention: str | None = None,
+    made_with: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(centroids [K,C], descriptors [N,C]) from a ``compute_centroids`` file, checked.
 
     With ``attention``, a file sampled through another module (or through none where one is
     needed) is refused: its centroids would not describe what this NetVLAD receives.
+    ``made_with`` (``weights``, ``init_seed``, ``image_size``) must match what the file records:
+    centroids of other weights, another random init or image size describe other features.
     """
     path = Path(path)
     if not path.is_file():
@@ -179,4 +182,13 @@ def load_centroids(
             f"centroids file {path}: sampled through {source}, expected "
             f"{centroid_source(attention)} for attention {attention} (`icsa kmeans --attention`)"
         )
+    for key, want in (made_with or {}).items():
+        if key not in data.files:
+            continue  # written before the key was recorded
+        found = data[key].tolist()
+        if found != (list(want) if isinstance(want, (tuple, list)) else want):
+            raise InputError(
+                f"centroids file {path}: made with {key}={found!r}, expected {want!r}; rerun "
+                "`icsa kmeans` for this model"
+            )
     return centroids, descriptors

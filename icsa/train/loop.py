@@ -28,8 +28,19 @@ from icsa.train.state import TrainState
 log = logging.getLogger(__name__)
 
 
+# Training stops as diverged when the trainable weights' L2 norm leaves [0, 1000 ×] its value at
+# the start of the run (or is not finite). Weight decay keeps a sound run near its initial norm
+# (tiny city, 3 epochs: within a factor of 2, tests/test_faults.py); lr 1e4 there reaches 3e7×. The
+# triplet loss of L2-normalised descriptors is bounded, so it cannot show the explosion itself.
+DIVERGENCE_FACTOR = 1000.0
+
+
 class NonFiniteLossError(InputError):
     """The loss became NaN/inf: the recipe (e.g. lr) or the data drive training to diverge."""
+
+
+class DivergedError(InputError):
+    """The weights exploded (or became NaN/inf): the epoch is never saved, training stops."""
 
 
 class TripletTrainer(TrainState):
@@ -154,6 +165,16 @@ class TripletTrainer(TrainState):
         bar.close()
         return stats
 
+    def _check_divergence(self, epoch: int) -> None:
+        norm, start = self.weight_norm(), self.initial_weight_norm
+        if not np.isfinite(norm) or norm > DIVERGENCE_FACTOR * max(start, 1e-12):
+            raise DivergedError(
+                f"{self.run_dir}: training diverged in epoch {epoch}: the trainable weights' L2 "
+                f"norm is {norm:.3g}, {norm / max(start, 1e-12):.3g}× its initial {start:.3g} "
+                f"(bound: {DIVERGENCE_FACTOR:g}×); lower train.lr ({self.settings.lr:g}). The "
+                "diverged epoch was not saved"
+            )
+
     def fit(self) -> dict:
         """Train until ``epochs`` or early stopping; returns the last history row."""
         s = self.settings
@@ -172,6 +193,7 @@ class TripletTrainer(TrainState):
             epoch = self.epoch + 1
             lr = self.optimizer.param_groups[0]["lr"]
             stats = self.train_epoch(epoch)
+            self._check_divergence(epoch)
             t0 = time.perf_counter()
             recalls = self.validate()
             self.scheduler.step()
@@ -191,6 +213,7 @@ class TripletTrainer(TrainState):
                 "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
+        self.write_best_checkpoint()  # a rerun may have deleted it (state.py)
         write_history(self.run_dir, self.history)  # also when a finished run is re-invoked
         logger.close()
         return self.history[-1] if self.history else {}

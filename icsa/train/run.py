@@ -90,8 +90,13 @@ def train_run(
         weights,
         seed if init_seed is None else init_seed,
     )
+    made_with = {
+        "weights": weights,
+        "init_seed": seed if init_seed is None else init_seed,
+        "image_size": list(image_size),
+    }
     cents, descs = load_centroids(
-        centroids, num_clusters, model.feature_shape[0], backbone, attention
+        centroids, num_clusters, model.feature_shape[0], backbone, attention, made_with
     )
     model.netvlad.init_from_centroids(cents, descs)
     run_dir = Path(run_dir)

@@ -5,10 +5,18 @@ cache, mining geometry and negative cache, SGD + StepLR, the logger) and turns t
 checkpoint dict of plain data and back. Resuming restores model, optimiser, scheduler, RNG
 states, the per-query hard-negative cache and the early-stopping counters; together with the
 per-epoch seeded Generators this makes an interrupted run end bit-identical on CPU.
+
+The resumable state (``checkpoint_last.pt``) also carries the best epoch's checkpoint. Snakemake
+deletes a job's declared outputs (``checkpoint_best.pt`` among them) before it reruns the job,
+and a resumed run past its best epoch may never improve again; so :meth:`write_best_checkpoint`
+rewrites the best file from the resumable state whenever it is missing, and a rerun after any
+interruption ends with the true best epoch's checkpoint. The price: ``checkpoint_last.pt``
+holds two models' states.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,7 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
+from icsa.errors import InputError
 from icsa.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
 from icsa.train.history import RunLogger
 from icsa.train.mining import HardNegativeMiner, build_geometry
@@ -82,6 +91,8 @@ class TrainState:
         self.history: list[dict[str, Any]] = []
         self.best_recall = -1.0
         self.best_epoch = -1
+        self.best_checkpoint: dict[str, Any] | None = None  # the best epoch's checkpoint
+        self.initial_weight_norm = self.weight_norm()  # the divergence check's reference
         self.epochs_without_improvement = 0
         self.stopped = False
         self.enable_dvclive = enable_dvclive
@@ -149,6 +160,7 @@ class TrainState:
             "scaler_state": self.scaler.state_dict(),
             "rng_state": get_rng_state(),
             "best_recall": self.best_recall,
+            "initial_weight_norm": self.initial_weight_norm,
             "best_epoch": self.best_epoch,
             "history": list(self.history),
             "mining_state": {"neg_cache": torch.from_numpy(self.miner.neg_cache.copy())},
@@ -170,6 +182,10 @@ class TrainState:
         self.history = list(checkpoint["history"])
         self.best_recall = float(checkpoint["best_recall"])
         self.best_epoch = int(checkpoint.get("best_epoch", -1))
+        self.best_checkpoint = checkpoint.get("best_checkpoint")
+        self.initial_weight_norm = float(
+            checkpoint.get("initial_weight_norm", self.initial_weight_norm)
+        )
         self.miner.neg_cache[...] = checkpoint["mining_state"]["neg_cache"].numpy()
         self.epochs_without_improvement = int(
             checkpoint["early_stop"]["epochs_without_improvement"]
@@ -210,7 +226,34 @@ class TrainState:
         self.history.append(row)
         checkpoint = self.checkpoint()
         if improved:
+            # A copy: the state dicts share storage with the model and optimiser, which train on.
+            self.best_checkpoint = copy.deepcopy(checkpoint)
             save_checkpoint(self.run_dir / CHECKPOINT_BEST, checkpoint)
-        # checkpoint_last goes last: once it names an epoch, everything of that epoch is on disk.
-        save_checkpoint(self.run_dir / CHECKPOINT_LAST, checkpoint)
+        # checkpoint_last goes last: once it names an epoch, everything of that epoch is on disk,
+        # the best epoch's checkpoint included.
+        save_checkpoint(
+            self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": self.best_checkpoint}
+        )
         self.logger.log_epoch(row, self.history)
+
+    def weight_norm(self) -> float:
+        """L2 norm of all trainable weights (what the divergence check watches)."""
+        squares = [
+            p.detach().double().pow(2).sum() for p in self.model.parameters() if p.requires_grad
+        ]
+        return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+
+    def write_best_checkpoint(self) -> None:
+        """Write ``checkpoint_best.pt`` from the resumable state if it is missing (deleted by a
+        rerun, or lost in an interruption between the two saves of an epoch)."""
+        path = self.run_dir / CHECKPOINT_BEST
+        if path.is_file() or self.best_epoch < 1:
+            return
+        if self.best_checkpoint is None:
+            raise InputError(
+                f"{path} is missing and {self.run_dir / CHECKPOINT_LAST} does not carry the best "
+                f"epoch ({self.best_epoch}): it was written by an older icsa; delete the run "
+                "folder to retrain the run"
+            )
+        log.info("rewriting %s (epoch %d) from the resumable state", path, self.best_epoch)
+        save_checkpoint(path, self.best_checkpoint)

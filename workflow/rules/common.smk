@@ -14,6 +14,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from icsa.centroids import centroid_source
+from icsa.errors import InputError
+from icsa.train.settings import TrainSettings  # torch-free: checks the recipe at parse time
 
 
 # ---- path patterns (docs/architecture.md, "Run naming and results layout") -------------------
@@ -142,6 +144,12 @@ def check_config():
         for backbone in spec["backbones"]:
             for block in spec["blocks"]:
                 normalise_block(backbone, block, f"tables.{name}.blocks")
+    # The recipe as `icsa train` will read it, so that a typo (`epoch: 3`) or an impossible
+    # value (`neg_kept: 0`) fails now, not in the first training job after data and k-means.
+    try:
+        TrainSettings.from_dict(config["train"], "train")
+    except InputError as err:
+        raise WorkflowError(f"config error: {err}") from err
 
 
 # ---- what each table needs -------------------------------------------------------------------

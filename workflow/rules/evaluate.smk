@@ -25,6 +25,14 @@ rule extract:
         workers=config["extract"]["workers"],
         device=job_device("extract"),
         gpu=gpu_prefix("extract"),
+        # The model the checkpoint must be (icsa extract refuses another backbone, K, size...).
+        run=lambda wildcards: RUN.format(**wildcards),
+        expect=lambda wildcards: [
+            f"num_clusters={config['model']['num_clusters']}",
+            f"image_size={json.dumps(config['model']['image_size'])}",
+            f"weights={config['model']['weights']}",
+            f"init_seed={wildcards.seed}",
+        ],
     threads: job_threads("extract")
     resources:
         **job_resources("extract"),
@@ -35,6 +43,7 @@ rule extract:
         " --dataset {params.dataset} --split {params.split}"
         " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
         " --batch-size {params.batch_size} --workers {params.workers}"
+        " --run {params.run} --expect {params.expect:q}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
 
 

@@ -1,0 +1,95 @@
+"""Faults a careful user meets, run for real on the tiny city (issue 16): each asserts the error,
+its message and the files left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import torch
+
+from icsa.train.loop import DIVERGENCE_FACTOR, DivergedError, NonFiniteLossError
+from tests.test_train import QUICK, _run, _trainer, tiny  # noqa: F401 - tiny is a fixture
+from tests.test_workflow_dryrun import ROOT
+
+torch.set_num_threads(1)
+
+
+def test_a_sound_run_stays_far_inside_the_divergence_bound(tiny, tmp_path):  # noqa: F811
+    trainer = _trainer(tiny, tmp_path / "sound", **{**QUICK, "epochs": 3})
+    trainer.fit()
+    ratio = trainer.weight_norm() / trainer.initial_weight_norm
+    assert 0.5 < ratio < 2.0 < DIVERGENCE_FACTOR  # weight decay holds the norm near its start
+
+
+@pytest.mark.parametrize(
+    "lr, error", [(1.0e4, DivergedError), (1.0e6, NonFiniteLossError)], ids=["explodes", "nan"]
+)
+def test_a_huge_learning_rate_stops_as_diverged_and_is_never_best(tiny, tmp_path, lr, error):  # noqa: F811
+    # lr 1e4: finite weights 3e7× their start (the issue's 7.7e13 at lr 1e6 on the default
+    # config); lr 1e6 on the tiny city: NaN loss within the first epoch. Either way the job fails
+    # with the reason, and no epoch of the diverged model is saved.
+    run_dir = tmp_path / "huge-lr"
+    with pytest.raises(error, match="diverged") as err:
+        _run(tiny, run_dir, {**QUICK, "epochs": 3, "lr": lr})
+    if error is DivergedError:
+        assert f"bound: {DIVERGENCE_FACTOR:g}×" in str(err.value)
+        assert "lower train.lr (10000)" in str(err.value) and "epoch 1" in str(err.value)
+    assert not (run_dir / "checkpoint_best.pt").exists()
+    # Only the untrained state (epoch 0, validated before training) may have been saved.
+    last = run_dir / "checkpoint_last.pt"
+    assert not last.exists() or torch.load(last, weights_only=True)["epoch"] == 0
+
+
+def test_a_killed_writers_temporary_is_swept_by_the_next_write(tmp_path):
+    from icsa.io import TEMP_MARK, atomic_path, stale_temporaries, write_json
+
+    target, other = tmp_path / "table5.json", tmp_path / "table6.json"
+    # What kill -9 inside atomic_path leaves: a temporary named after its target.
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        os.link(tmp, tmp_path / f".{target.name}.killed01{TEMP_MARK}.json")
+        os.link(tmp, tmp_path / f".{other.name}.killed02{TEMP_MARK}.json")
+        raise KeyboardInterrupt
+    assert not tmp.exists()  # an exception removes the writer's own temporary
+    assert [p.name for p in stale_temporaries(target)] == [f".table5.json.killed01{TEMP_MARK}.json"]
+    write_json(target, {"R@1": 1.0})
+    assert stale_temporaries(target) == [] and target.is_file()
+    assert len(stale_temporaries(other)) == 1  # another target's temporary is not this writer's
+    # git and DVC ignore the pattern.
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"results/.t.csv.x{TEMP_MARK}.csv"],
+                             cwd=ROOT)  # fmt: skip
+    assert ignored.returncode == 0
+    assert f".*{TEMP_MARK}*" in (ROOT / ".dvcignore").read_text()
+
+
+def test_a_mapped_write_that_cannot_fit_fails_with_the_path_and_the_bytes(tmp_path):
+    import shutil
+
+    from icsa.errors import InputError
+    from icsa.io import require_free_space
+
+    path = tmp_path / "pitts30k-test-db.npy"
+    free = shutil.disk_usage(tmp_path).free
+    require_free_space(path, 1024)  # fits: no error
+    with pytest.raises(InputError, match=rf"{path}: needs {free + 1:,} bytes"):
+        require_free_space(path, free + 1)
+    assert not path.exists()
+
+
+def test_an_undecodable_image_is_named_wherever_it_is_read(tmp_path):
+    from PIL import Image
+
+    from icsa.data.datasets import load_image
+    from icsa.errors import InputError
+
+    good = tmp_path / "000" / "good.jpg"
+    good.parent.mkdir()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(good, quality=90)
+    truncated = tmp_path / "000" / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    assert load_image(good, (48, 64)).shape == (3, 48, 64)
+    for bad in (truncated, tmp_path / "missing.jpg"):
+        with pytest.raises(InputError, match=rf"{bad}: cannot decode the image"):
+            load_image(bad, (48, 64))
