@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from icsa.errors import InputError
-from icsa.models import build_backbone, feature_shape_for
+from icsa.models import BACKBONES, build_backbone, feature_shape_for
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +124,21 @@ def test_bad_names_are_input_errors() -> None:
         build_backbone("vgg19")
     with pytest.raises(InputError, match="lowest_trained_block"):
         build_backbone("alexnet", lowest_trained_block=6)
+
+
+def test_minimum_image_sides_are_torchs_own():
+    from icsa.input_sizes import MIN_IMAGE_SIDE
+    from icsa.models.backbones import _meta_blocks
+
+    def map_shape(name, side):  # a batch of 2, as in training (BatchNorm needs > 1 value)
+        x = torch.empty(2, 3, side, side, device="meta")
+        for block in _meta_blocks(name)[1]:
+            x = block(x)
+        return x.shape[2], x.shape[3]
+
+    for name, side in MIN_IMAGE_SIDE.items():
+        assert min(map_shape(name, side)) >= 1, name
+        if side > 1:
+            with pytest.raises(RuntimeError):  # torch refuses an empty output
+                map_shape(name, side - 1)
+    assert set(MIN_IMAGE_SIDE) == set(BACKBONES)

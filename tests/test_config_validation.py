@@ -110,8 +110,12 @@ def test_missing_data_root_fails_before_any_job(tmp_path):
         ("train: {epoch: 3}\n", ["unknown keys ['epoch']", "valid keys are", "'epochs'"]),
         ("train: {neg_kept: 0}\n", ["neg_kept=0", "expected an integer >= 1"]),
         ("model: {num_clusters: 1}\n", ["num_clusters", "minimum", "2"]),
+        (
+            "model: {image_size: [8, 8]}\n",
+            ["model.image_size = [8, 8]", "at least 31×31 for alexnet"],
+        ),
     ],
-    ids=["typo", "no-negatives", "one-cluster"],
+    ids=["typo", "no-negatives", "one-cluster", "tiny-images"],
 )
 def test_recipe_errors_fail_before_any_job(tmp_path, override, needles):
     # Issue 16: these passed validation and failed only in the first training job, after data

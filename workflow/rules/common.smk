@@ -15,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 
 from icsa.centroids import centroid_source
 from icsa.errors import InputError
+from icsa.input_sizes import image_size_problem
 from icsa.train.settings import TrainSettings  # torch-free: checks the recipe at parse time
 
 
@@ -144,6 +145,10 @@ def check_config():
         for backbone in spec["backbones"]:
             for block in spec["blocks"]:
                 normalise_block(backbone, block, f"tables.{name}.blocks")
+    for backbone in sorted({b for n, t in config["tables"].items() if n != "table2" for b in t["backbones"]}):
+        problem = image_size_problem(backbone, config["model"]["image_size"])
+        if problem:
+            raise config_error("model.image_size", config["model"]["image_size"], problem)
     # The recipe as `icsa train` will read it, so that a typo (`epoch: 3`) or an impossible
     # value (`neg_kept: 0`) fails now, not in the first training job after data and k-means.
     try:
