@@ -190,3 +190,29 @@ def test_synthetic_cli_output_passes_the_check(tmp_path, capsys):
     for dataset in ("pitts30k", "tokyotm"):
         index = check_dataset(out / dataset, dataset, workers=1)
         assert all(info["ok"] for info in index["splits"].values())
+
+
+def test_duplicate_names_and_mixed_sizes_are_reported(tmp_path, capsys):
+    import dataclasses as dc
+
+    from PIL import Image
+
+    from icsa.data import read_dbstruct, write_dbstruct
+
+    root = tmp_path / "pitts"
+    make_dataset(root, "pitts30k", {"test": (6, 2)})
+    mat = root / "datasets" / "pitts30k_test.mat"
+    db = read_dbstruct(mat)
+    names = [*db.db_images[:5], db.db_images[0]]  # the first image listed twice
+    write_dbstruct(mat, dc.replace(db, db_images=names))
+    Image.new("RGB", (20, 10)).save(root / db.db_images[1])  # another size
+    index_path = tmp_path / "index.json"
+    rc, out, _ = run_cli(["prepare", "check", "--root", str(root), "--dataset", "pitts30k",
+                          "--split", "test", "--index-out", str(index_path), "--workers", "1"],
+                         capsys)  # fmt: skip
+    assert rc == 0
+    test = json.loads(index_path.read_text())["splits"]["test"]
+    assert (test["duplicate_db_images"], test["duplicate_q_images"]) == (1, 0)
+    assert test["image_size"] is None and test["image_sizes"] == {"10x20": 1, "12x16": 7}
+    assert "pitts30k-test lists 1 database and 0 query image names more than once" in out
+    assert "pitts30k-test mixes image sizes" in out

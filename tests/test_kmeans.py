@@ -139,6 +139,8 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
             InputError, match=rf"made with {key}=.*expected {re.escape(repr(other))}; rerun"
         ):
             load_centroids(out, 4, 512, "vgg16", made_with={**made, key: other})
+    with pytest.raises(InputError, match=r"image_size=\[8, 8\]; expected at least 16×16 for vgg16"):
+        compute_centroids(city, "pitts30k", "train", "vgg16", "none", 0, (8, 8), 4, out)
     with pytest.raises(InputError, match="16 descriptors for num_clusters=64"):
         compute_centroids(
             city,

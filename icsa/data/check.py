@@ -99,6 +99,9 @@ def check_dataset(
             "num_q": sp.db.num_q,
             "image_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
             "image_sizes": {f"{h}x{w}": n for (h, w), n in sorted(sizes.items())},
+            # Listed more than once: legal in a dbStruct, but it double-counts a place.
+            "duplicate_db_images": len(sp.db.db_images) - len(set(sp.db.db_images)),
+            "duplicate_q_images": len(sp.db.q_images) - len(set(sp.db.q_images)),
             "ok": True,
         }
     if index_out is not None:
@@ -107,8 +110,16 @@ def check_dataset(
 
 
 def summary_lines(index: dict) -> list[str]:
-    """The one-screen summary: ``< pitts30k-test - #q: 6816; #db: 10000 >`` per split."""
-    return [
-        f"< {info['name']} - #q: {info['num_q']}; #db: {info['num_db']} >"
-        for info in index["splits"].values()
-    ]
+    """The one-screen summary: ``< pitts30k-test - #q: 6816; #db: 10000 >`` per split, then a
+    warning for duplicate image names or mixed image sizes."""
+    lines = []
+    for info in index["splits"].values():
+        lines.append(f"< {info['name']} - #q: {info['num_q']}; #db: {info['num_db']} >")
+        dup_db, dup_q = info.get("duplicate_db_images", 0), info.get("duplicate_q_images", 0)
+        if dup_db or dup_q:
+            lines.append(f"  warning: {info['name']} lists {dup_db} database and {dup_q} query "
+                         "image names more than once")  # fmt: skip
+        if len(info.get("image_sizes", {})) > 1:
+            lines.append(f"  warning: {info['name']} mixes image sizes {info['image_sizes']} "
+                         "(the network resizes every image to model.image_size)")  # fmt: skip
+    return lines

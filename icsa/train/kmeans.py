@@ -27,6 +27,7 @@ from tqdm import tqdm
 from icsa.centroids import BACKBONE_SOURCE, centroid_source
 from icsa.data import ImageDataset, load_split
 from icsa.errors import InputError
+from icsa.input_sizes import image_size_problem
 from icsa.io import atomic_path
 from icsa.models import build_backbone, build_model
 
@@ -98,6 +99,9 @@ def compute_centroids(
     ``attention`` names the module NetVLAD will sit behind; only a module that is not the
     identity at initialisation (:func:`icsa.centroids.centroid_source`) changes the sample.
     """
+    problem = image_size_problem(backbone, image_size)
+    if problem:  # else the first convolution fails with a traceback
+        raise InputError(f"k-means: image_size={list(image_size)}; expected {problem}")
     if threads:
         faiss.omp_set_num_threads(threads)
     place = load_split(root, dataset, split)
