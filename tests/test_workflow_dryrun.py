@@ -184,3 +184,27 @@ def test_every_shell_command_parses_with_the_icsa_cli(workdir):
     assert commands == {"prepare synthetic", "prepare check", "kmeans", "train", "extract",
                         "evaluate", "efficiency", "tables build"}  # fmt: skip
     assert "--device cuda" in result.stdout and "icsa gpu run --lock-dir" in result.stdout
+
+
+def test_an_image_overwritten_in_place_reruns_the_dataset_check(tmp_path):
+    # Issue 16: user data changed in place (same name, new content) used to reuse stale results.
+    from PIL import Image
+
+    from tests.test_datasets import make_dataset
+
+    workdir = scratch_workdir(tmp_path)
+    make_dataset(workdir / "user" / "pitts", "pitts30k",
+                 {"train": (6, 4), "val": (5, 3), "test": (7, 2)})  # fmt: skip
+    make_dataset(workdir / "user" / "tokyo", "tokyotm", {"train": (6, 4), "val": (5, 3)})
+    (workdir / "user.yaml").write_text(
+        "synthetic: null\ndatasets: {pitts30k: {root: user/pitts}, tokyotm: {root: user/tokyo}}\n"
+    )
+    config, target = "config/tiny.yaml user.yaml", "results/datasets/pitts30k.json"
+    result = snakemake(workdir, "--cores", "1", target, config=config)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Nothing to be done" in snakemake(workdir, "-n", target, config=config).stdout
+    image = next((workdir / "user" / "pitts" / "test").rglob("*_db.jpg"))
+    Image.new("RGB", (16, 12), (250, 0, 0)).save(image)  # same name and size, new content
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    rerun = snakemake(workdir, "-n", target, config=config)
+    assert job_counts(rerun.stdout) == {"check_dataset": 1}, rerun.stdout[-3000:]

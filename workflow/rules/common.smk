@@ -14,6 +14,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from icsa.centroids import centroid_source
+from icsa.data.fingerprint import folder_fingerprint
 from icsa.errors import InputError
 from icsa.input_sizes import image_size_problem
 from icsa.train.settings import TrainSettings  # torch-free: checks the recipe at parse time

@@ -36,6 +36,10 @@ rule check_dataset:
         f"{LOGS}/check/{{dataset}}.log",
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
+        # User data: an image overwritten in place reruns the check (icsa/data/fingerprint.py).
+        content=lambda wildcards: (
+            "" if config.get("synthetic") else folder_fingerprint(dataset_root(wildcards.dataset))
+        ),
     threads: job_threads("prepare")
     resources:
         **job_resources("prepare"),
