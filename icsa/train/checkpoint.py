@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write ``checkpoint`` with ``torch.save`` to a temporary sibling, then rename it."""
+    """Write ``checkpoint`` with ``torch.save`` to a temporary sibling, then rename it.
+
+    A full disk makes torch.save fail deep in its zip writer ("unexpected pos ..."); that is
+    reported with the path and the free space, and the temporary is removed."""
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        try:
+            torch.save(checkpoint, tmp)
+        except (RuntimeError, OSError) as err:
+            free = shutil.disk_usage(Path(path).parent).free
+            raise InputError(
+                f"{path}: could not write the checkpoint ({free:,} bytes free in "
+                f"{Path(path).parent}; torch: {str(err).splitlines()[0]}); free space and rerun"
+            ) from err
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
