@@ -107,6 +107,14 @@ def read_ranks(metrics_dir: str | os.PathLike, run: str, evalset: str) -> np.nda
         return np.asarray(data["first_hit_rank"])
 
 
+def read_history(runs_dir: str | os.PathLike, run: str) -> list[dict[str, Any]]:
+    """A run's ``history.json`` (one row per logged epoch), as `icsa train` wrote it."""
+    path = Path(runs_dir) / run / "history.json"
+    if not path.is_file():
+        raise InputError(f"training history {path} not found, expected `icsa train` output")
+    return read_json(path)
+
+
 def read_selection(runs_dir: str | os.PathLike, run: str) -> dict[str, Any]:
     """Which epoch a run's checkpoint is and how it was chosen, from its ``history.json``.
 
@@ -115,9 +123,7 @@ def read_selection(runs_dir: str | os.PathLike, run: str) -> dict[str, Any]:
     when validated) had a higher validation Recall@5 than the selected epoch.
     """
     path = Path(runs_dir) / run / "history.json"
-    if not path.is_file():
-        raise InputError(f"training history {path} not found, expected `icsa train` output")
-    history = read_json(path)
+    history = read_history(runs_dir, run)
     trained = [row for row in history if int(row.get("epoch", 0)) > 0]
     if not trained or trained[-1].get("best_epoch") is None:
         raise InputError(

@@ -10,31 +10,24 @@ column) so that one Vega-Lite template (.dvc/plots/by_row.json) colours one line
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from icsa.errors import InputError
-from icsa.io import atomic_path, read_json
+from icsa.io import atomic_path
+from icsa.tables.compose import read_history
+from icsa.tables.render import recall_columns, row_label
 
 RECALL_COLUMNS = ["row", "N", "recall"]
 CURVE_COLUMNS = ["row", "run", "seed", "epoch", "loss", "val_recall@1", "val_recall@5"]
 
 
-def row_label(rec: dict[str, Any]) -> str:
-    """How plots and `dvc metrics show` name a table row: "VGG16+ICSA block5"."""
-    return rec.get("module") or f"{rec['network']} {rec['block']}"
-
-
 def recall_curves(df: pd.DataFrame) -> pd.DataFrame:
     """[row, N, recall]: each row's Recall@N (%, mean over seeds) for every N of the table."""
-    ns = sorted(int(m.group(1)) for c in df.columns if (m := re.fullmatch(r"R@(\d+)", c)))
     points = [
         {"row": row_label(rec), "N": n, "recall": rec[f"R@{n}"]}
         for rec in df.to_dict("records")
-        for n in ns
+        for n in recall_columns(df)
     ]
     return pd.DataFrame(points, columns=RECALL_COLUMNS)
 
@@ -48,10 +41,7 @@ def training_curves(
     points = []
     for rec, row in zip(df.to_dict("records"), spec["rows"]):
         for seed, run in zip(spec["seeds"], row["runs"]):
-            path = Path(runs_dir) / run / "history.json"
-            if not path.is_file():
-                raise InputError(f"training history {path} not found; expected `icsa train` output")
-            for entry in read_json(path):
+            for entry in read_history(runs_dir, run):
                 points.append(
                     {
                         "row": row_label(rec),

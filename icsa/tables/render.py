@@ -12,7 +12,6 @@ import pandas as pd
 from icsa.io import atomic_path, write_json
 from icsa.tables.comparisons import format_difference, format_query_interval, interval_note
 from icsa.tables.compose import SELECTION_FLAGS, Statistics
-from icsa.tables.plots import row_label
 from icsa.tables.stats import MeanStd, format_mean_std
 
 
@@ -28,6 +27,11 @@ def _markdown_grid(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def row_label(rec: dict[str, Any]) -> str:
+    """How plots and `dvc metrics show` name a table row: "VGG16+ICSA block5"."""
+    return rec.get("module") or f"{rec['network']} {rec['block']}"
 
 
 def recall_columns(df: pd.DataFrame) -> list[int]:
