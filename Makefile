@@ -1,6 +1,6 @@
 # Two entry points, each doing its own set-up on first use:
 #   make run    -> the main job: snakemake --cores 8 results/table5.csv on the embedded default
-#   make test   -> ruff (lint + format check) and the whole pytest suite
+#   make test   -> ruff (lint + format check), snakefmt --check and the whole pytest suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check workflow/
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -5,15 +5,17 @@ NetVLAD's centroids come from k-means on the local descriptors it receives at in
 is the backbone's output, so one centroids file per (dataset, backbone, seed) serves all of
 them. SE and CBAM are not the identity at initialisation (their gates rescale channels), so their
 centroids are computed through the untrained module (``icsa kmeans --attention``).
-``tests/test_kmeans.py`` checks this set against every registered module numerically.
+Each registry entry says which it is (``AttentionSpec.identity_at_init``);
+``tests/test_kmeans.py`` checks that against every registered module numerically.
 """
 
 from __future__ import annotations
 
-IDENTITY_AT_INIT = frozenset({"none", "ia", "icsa", "ch", "sp"})
+from icsa.registry import attention_spec
+
 BACKBONE_SOURCE = "backbone"
 
 
 def centroid_source(attention: str) -> str:
     """``"backbone"`` for modules that are the identity at init, else the module's own name."""
-    return BACKBONE_SOURCE if attention in IDENTITY_AT_INIT else attention
+    return BACKBONE_SOURCE if attention_spec(attention).identity_at_init else attention

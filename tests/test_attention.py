@@ -35,7 +35,7 @@ def test_sizes_match_paper_table2(name: str, kb: str) -> None:
 
 
 def test_registry_classes_and_names() -> None:
-    assert ATTENTIONS == ("none", "ia", "icsa", "ch", "sp", "se", "cbam")
+    assert tuple(ATTENTIONS) == ("none", "ia", "icsa", "ch", "sp", "se", "cbam")
     assert isinstance(build_attention("ia", 8, 3, 4), IndependentAttention)
     assert isinstance(build_attention("icsa", 8, 3, 4), ICSA)
     assert isinstance(build_attention("se", 32, 3, 4), SqueezeExcite)

@@ -127,7 +127,6 @@ def test_bad_names_are_input_errors() -> None:
 
 
 def test_minimum_image_sides_are_torchs_own():
-    from icsa.input_sizes import MIN_IMAGE_SIDE
     from icsa.models.backbones import _meta_blocks
 
     def map_shape(name, side):  # a batch of 2, as in training (BatchNorm needs > 1 value)
@@ -136,9 +135,9 @@ def test_minimum_image_sides_are_torchs_own():
             x = block(x)
         return x.shape[2], x.shape[3]
 
-    for name, side in MIN_IMAGE_SIDE.items():
+    for name, spec in BACKBONES.items():
+        side = spec.min_image_side
         assert min(map_shape(name, side)) >= 1, name
         if side > 1:
             with pytest.raises(RuntimeError):  # torch refuses an empty output
                 map_shape(name, side - 1)
-    assert set(MIN_IMAGE_SIDE) == set(BACKBONES)

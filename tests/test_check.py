@@ -13,10 +13,9 @@ import scipy.io
 import torch
 
 from icsa.cli import main
-from icsa.cli.prepare import build_settings
 from icsa.data import FIELDS_10, check_dataset
 from icsa.errors import InputError
-from tests.test_datasets import make_dataset
+from tests.helpers.datasets import make_dataset
 
 torch.set_num_threads(1)
 
@@ -131,27 +130,13 @@ def test_missing_and_undecodable_images_are_counted_and_named(tmp_path, capsys):
     )  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class Inner:
-    width: int = 4
+def test_city_settings_report_unknown_keys_and_convert_lists(tmp_path, capsys):
+    from icsa.data.synthetic import CitySettings
 
-
-@dataclasses.dataclass(frozen=True)
-class Toy:
-    size: int = 1
-    fov: tuple[float, float] = (1.0, 2.0)
-    inner: Inner = Inner()
-
-
-def test_build_settings_reports_unknown_keys_and_converts_lists(tmp_path, capsys):
-    got = build_settings(Toy, {"size": 3, "fov": [5, 6], "inner": {"width": 9}})
-    assert got == Toy(3, (5, 6), Inner(9))
-    with pytest.raises(
-        InputError, match=r"unknown Toy key\(s\) \['colour'\]; valid keys: \['size'"
-    ):
-        build_settings(Toy, {"colour": 1})
-    with pytest.raises(InputError, match=r"--settings.inner: unknown key\(s\) \['height'\]"):
-        build_settings(Toy, {"inner": {"height": 2}})
+    got = CitySettings.from_dict({"train_db": 9, "query_fov_range": [40, 50]})
+    assert got.train_db == 9 and got.query_fov_range == (40, 50)
+    with pytest.raises(InputError, match=r"unknown keys \['colour'\]; valid keys are \["):
+        CitySettings.from_dict({"colour": 1})
     bad = tmp_path / "s.json"
     bad.write_text("[1, 2]")
     rc, _, err = run_cli(["prepare", "synthetic", "--out", str(tmp_path / "o"),
@@ -160,9 +145,8 @@ def test_build_settings_reports_unknown_keys_and_converts_lists(tmp_path, capsys
 
 
 def test_synthetic_settings_errors_list_valid_keys(tmp_path, capsys):
-    settings = pytest.importorskip("icsa.data.synthetic")
-    if not hasattr(settings, "CitySettings"):
-        pytest.skip("icsa.data.synthetic.CitySettings has not landed yet")
+    from icsa.data import synthetic as settings
+
     rc, _, err = run_cli(["prepare", "synthetic", "--out", str(tmp_path / "o"),
                           "--settings", '{"no_such_knob": 1}'], capsys)  # fmt: skip
     assert rc == 2 and "no_such_knob" in err and "valid keys" in err
@@ -172,9 +156,8 @@ def test_synthetic_settings_errors_list_valid_keys(tmp_path, capsys):
 
 def test_synthetic_cli_output_passes_the_check(tmp_path, capsys):
     """End to end: `icsa prepare synthetic` on a tiny city, then `icsa prepare check` on it."""
-    synthetic = pytest.importorskip("icsa.data.synthetic")
-    if not hasattr(synthetic, "generate"):
-        pytest.skip("icsa.data.synthetic.generate has not landed yet")
+    from icsa.data import synthetic
+
     known = {f.name for f in dataclasses.fields(synthetic.CitySettings)}
     tiny = {k: v for k, v in {
         "train_db": 8, "train_q": 4, "val_db": 8, "val_q": 4, "test_db": 8, "test_q": 4,

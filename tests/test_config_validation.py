@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from icsa import pipeline
+from icsa.errors import InputError
 from icsa.models import ATTENTIONS, BACKBONES
-from tests.test_workflow_dryrun import ROOT, scratch_workdir, snakemake
+from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -44,19 +47,56 @@ def test_shipped_configs_are_valid(extra):
     assert config["extract"]["dtype"] in ("float32", "float16")  # defaults were filled in
 
 
-def test_schema_names_equal_the_model_registries():
+def test_the_schema_lists_no_names_the_registries_own():
+    # Names are checked against icsa.registry (which plugins extend), not a copy in the schema.
     schema = yaml.safe_load(SCHEMA.read_text())
-    assert tuple(schema["definitions"]["attention"]["enum"]) == ATTENTIONS
-    assert tuple(schema["definitions"]["backbone"]["enum"]) == BACKBONES
+    for kind in ("attention", "backbone"):
+        assert "enum" not in schema["definitions"][kind]
+    assert "num_blocks" not in schema["properties"]  # comes from each BackboneSpec
 
 
 @pytest.mark.parametrize(
     ("edit", "needles"),
     [
         (lambda c: c["tables"]["table1"]["attentions"].append("senet"),
-         ["'senet' is not one of", str(list(ATTENTIONS)), "table1", "attentions"]),
+         ["tables.table1.attentions = 'senet'", str(list(ATTENTIONS))]),
         (lambda c: c["tables"]["table4"]["backbones"].append("vgg19"),
-         ["'vgg19' is not one of", str(list(BACKBONES)), "table4", "backbones"]),
+         ["tables.table4.backbones = 'vgg19'", str(list(BACKBONES))]),
+        (lambda c: c["tables"]["table5"]["blocks"].append(6),
+         ["tables.table5.blocks = '6'", "none, last or 1..5 for vgg16"]),
+        (lambda c: c.update(figures={"attention": ["icsa"]}),
+         ["figures: unknown keys ['attention']", "'attentions'"]),
+        (lambda c: c.update(figures={"retrieval_attention": "gem"}),
+         ["figures.retrieval_attention = 'gem'"]),
+        (lambda c: c["synthetic"]["settings"].update(image_hieght=3),
+         ["unknown keys ['image_hieght']", "image_height"]),
+        (lambda c: c["train"].update(epoch=3),
+         ["train: unknown keys ['epoch']", "'epochs'"]),
+    ],
+)  # fmt: skip
+def test_parse_time_checks_name_the_key_and_the_valid_values(edit, needles):
+    config = copy.deepcopy(load("config.yaml"))
+    edit(config)
+    validate(config, str(SCHEMA))  # the schema lets these through: shapes are right
+    with pytest.raises(InputError) as err:
+        pipeline.check(config)
+    for needle in needles:
+        assert needle in str(err.value), (needle, str(err.value))
+
+
+def test_every_rule_that_asks_for_resources_may_be_configured():
+    config = copy.deepcopy(load("config.yaml"))
+    steps = set()
+    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+        steps |= set(re.findall(r'job_resources\("([a-z_]+)"\)', rules.read_text()))
+    assert {"train", "figures"} <= steps
+    config["resources"].update({step: {"cpus": 1} for step in steps})
+    validate(config, str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
         (lambda c: c["train"].update(lr=-0.001),
          ["-0.001", "exclusiveMinimum", "'lr'"]),
         (lambda c: c.update(device="tpu"),
@@ -90,18 +130,25 @@ def test_unknown_attention_fails_before_any_job(tmp_path):
     bad = write_override(workdir, "tables: {table5: {attentions: [none, icsa2]}}\n")
     result = snakemake(workdir, "--cores", "2", "results/table5.csv", config=bad)
     assert_failed_before_any_job(workdir, result)
-    assert "'icsa2' is not one of" in result.stdout and str(list(ATTENTIONS)) in result.stdout
+    assert "tables.table5.attentions = 'icsa2'" in result.stdout
+    assert str(list(ATTENTIONS)) in result.stdout
 
 
-def test_missing_data_root_fails_before_any_job(tmp_path):
+def test_the_papers_config_lints_and_plans_on_a_fresh_clone(tmp_path):
+    """No data folders: --lint and -n pass with a warning; the dataset check (the first job
+    that reads the data) fails with the same message."""
     workdir = scratch_workdir(tmp_path)
-    bad = write_override(
-        workdir, "synthetic: null\ndatasets: {pitts30k: {root: /nonexistent/pitts}}\n"
-    )
-    result = snakemake(workdir, "--cores", "2", "results/table5.csv", config=bad)
-    assert_failed_before_any_job(workdir, result)
-    assert "datasets.pitts30k.root = '/nonexistent/pitts'" in result.stdout
-    assert "expected an existing folder in the NetVLAD layout" in result.stdout
+    message = "datasets.pitts30k.root = 'data/pittsburgh': no such folder"
+    lint = snakemake(workdir, "--lint", config="config/pittsburgh.yaml")
+    assert lint.returncode == 0 and message in lint.stdout, lint.stdout[-3000:]
+    plan = snakemake(workdir, "-n", "results/table5.csv", config="config/pittsburgh.yaml")
+    assert plan.returncode == 0 and message in plan.stdout, plan.stdout[-3000:]
+    assert job_counts(plan.stdout)["train"] == 12
+    run = snakemake(workdir, "--cores", "1", "results/datasets/pitts30k.json",
+                    config="config/pittsburgh.yaml")  # fmt: skip
+    assert run.returncode != 0
+    log = (workdir / "results/logs/check/pitts30k.log").read_text()
+    assert message in log and not (workdir / "results/datasets/pitts30k.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -112,7 +159,7 @@ def test_missing_data_root_fails_before_any_job(tmp_path):
         ("model: {num_clusters: 1}\n", ["num_clusters", "minimum", "2"]),
         (
             "model: {image_size: [8, 8]}\n",
-            ["model.image_size = [8, 8]", "at least 31×31 for alexnet"],
+            ["image_size=[8, 8]", "at least 31×31 for alexnet"],
         ),
     ],
     ids=["typo", "no-negatives", "one-cluster", "tiny-images"],

@@ -9,7 +9,7 @@ import torch
 
 from icsa.data import FIELDS_10, FIELDS_12, DbStruct, read_dbstruct, write_dbstruct
 from icsa.errors import InputError
-from tests.netvlad_public import netvlad_positional_reader
+from tests.helpers.netvlad_public import netvlad_positional_reader
 
 torch.set_num_threads(1)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_workflow_dryrun import BIN, ROOT, env, job_counts
+from tests.helpers.workflow import BIN, ROOT, env, job_counts
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ from icsa.cli import main
 from icsa.data import DbStruct, positives_within, write_dbstruct
 from icsa.evaluate import recall_at_n
 from icsa.models import build_model
+from icsa.spec import ModelSpec
 from icsa.train.checkpoint import save_checkpoint
 
 RUN = "pitts30k-resnet18-icsa-bnone-s0"
@@ -53,6 +54,10 @@ def world(tmp_path_factory):
     return root, ckpt, db_utm, q_utm
 
 
+def ckpt_config(ckpt):
+    return torch.load(ckpt, weights_only=True)["model_config"]
+
+
 def _extract(root, ckpt, out, *extra):
     return main(["extract", "--checkpoint", str(ckpt), "--root", str(root), "--dataset",
                  "pitts30k", "--split", "test", "--out-db", str(out / "x-db.npy"), "--out-q",
@@ -67,7 +72,8 @@ def _evaluate(root, db, q, out, *extra):
 
 def test_round_trip(world, tmp_path):
     root, ckpt, db_utm, q_utm = world
-    assert _extract(root, ckpt, tmp_path, "--run", RUN, "--expect", "num_clusters=4") == 0
+    spec = ModelSpec.from_dict(dict(ckpt_config(ckpt)))
+    assert _extract(root, ckpt, tmp_path, "--model-spec", json.dumps(spec.to_dict())) == 0
     db, q = np.load(tmp_path / "x-db.npy"), np.load(tmp_path / "x-q.npy")
     assert db.shape == (NUM_DB, 2048) and q.shape == (NUM_Q, 2048)
     assert _evaluate(root, tmp_path / "x-db.npy", tmp_path / "x-q.npy", tmp_path) == 0
@@ -104,9 +110,13 @@ def test_round_trip(world, tmp_path):
 def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     root, ckpt, _, _ = world
     # A checkpoint for another model: names the differing keys.
-    assert _extract(root, ckpt, tmp_path, "--run", "pitts30k-vgg16-icsa-b5-s0") == 2
+    other = {**ckpt_config(ckpt), "backbone": "vgg16", "lowest_trained_block": "5"}
+    assert _extract(root, ckpt, tmp_path, "--model-spec", json.dumps(other)) == 2
     err = capsys.readouterr().err
     assert "backbone: expected 'vgg16', found 'resnet18'" in err and "lowest_trained_block" in err
+    unknown = json.dumps({**ckpt_config(ckpt), "backbone": "vgg19"})
+    assert _extract(root, ckpt, tmp_path, "--model-spec", unknown) == 2
+    assert "backbone='vgg19': expected one of vgg16, resnet18, alexnet" in capsys.readouterr().err
     assert not (tmp_path / "x-db.npy").exists()
 
     rng = np.random.default_rng(1)

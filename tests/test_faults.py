@@ -10,35 +10,35 @@ import pytest
 import torch
 
 from icsa.train.loop import DIVERGENCE_FACTOR, DivergedError, NonFiniteLossError
-from tests.test_train import QUICK, _run, _trainer, tiny  # noqa: F401 - tiny is a fixture
-from tests.test_workflow_dryrun import ROOT
+from tests.helpers.city import QUICK, make_trainer, run_training
+from tests.helpers.workflow import ROOT
 
 torch.set_num_threads(1)
 
 
-def test_a_sound_run_stays_far_inside_the_divergence_bound(tiny, tmp_path):  # noqa: F811
-    trainer = _trainer(tiny, tmp_path / "sound", **{**QUICK, "epochs": 3})
+def test_a_sound_run_stays_far_inside_the_divergence_bound(tiny_city, tmp_path):
+    trainer = make_trainer(tiny_city, tmp_path / "sound", **{**QUICK, "epochs": 3})
     trainer.fit()
-    ratio = trainer.weight_norm() / trainer.initial_weight_norm
+    ratio = trainer.state.weight_norm() / trainer.state.initial_weight_norm
     assert 0.5 < ratio < 2.0 < DIVERGENCE_FACTOR  # weight decay holds the norm near its start
 
 
 @pytest.mark.parametrize(
     "lr, error", [(1.0e4, DivergedError), (1.0e6, NonFiniteLossError)], ids=["explodes", "nan"]
 )
-def test_a_huge_learning_rate_stops_as_diverged_and_is_never_best(tiny, tmp_path, lr, error):  # noqa: F811
+def test_a_huge_learning_rate_stops_as_diverged_and_is_never_best(tiny_city, tmp_path, lr, error):
     # lr 1e4: finite weights 3e7× their start (the 7.7e13 at lr 1e6 on the default
     # config); lr 1e6 on the tiny city: NaN loss within the first epoch. Either way the job fails
     # with the reason, and no epoch of the diverged model is saved.
     run_dir = tmp_path / "huge-lr"
     with pytest.raises(error, match="diverged") as err:
-        _run(tiny, run_dir, {**QUICK, "epochs": 3, "lr": lr})
+        run_training(tiny_city, run_dir, {**QUICK, "epochs": 3, "lr": lr})
     if error is DivergedError:
         assert f"bound: {DIVERGENCE_FACTOR:g}×" in str(err.value)
         assert "lower train.lr (10000)" in str(err.value) and "epoch 1" in str(err.value)
     assert not (run_dir / "checkpoint_best.pt").exists()
     # Only the untrained state (epoch 0, validated before training) may have been saved.
-    last = run_dir / "checkpoint_last.pt"
+    last = run_dir / "state" / "checkpoint_last.pt"
     assert not last.exists() or torch.load(last, weights_only=True)["epoch"] == 0
 
 

@@ -12,7 +12,6 @@ from icsa.data import (
     eval_positives,
     positives_within,
     potential_negatives,
-    sample_negatives,
     training_positives,
 )
 from icsa.errors import InputError
@@ -121,7 +120,7 @@ def test_training_positives_eval_positives_and_time_rule():
         different_time(without, tm.db_timestamps, tm.q_timestamps[:5])
 
 
-def test_potential_negatives_are_the_complement_and_sampling_avoids_positives():
+def test_potential_negatives_are_the_complement_of_the_positives():
     rng = np.random.default_rng(1)
     db = rng.uniform(0, 200, size=(250, 2))
     q = rng.uniform(0, 200, size=(40, 2))
@@ -131,10 +130,6 @@ def test_potential_negatives_are_the_complement_and_sampling_avoids_positives():
     for i, (p, n) in enumerate(zip(near, negs)):
         np.testing.assert_array_equal(n, np.flatnonzero(d2[i] > 625.0))
         assert len(np.intersect1d(p, n)) == 0 and len(p) + len(n) == len(db)
-        drawn = sample_negatives(rng, len(db), p, 30)
-        assert len(np.unique(drawn)) == 30 and not np.isin(drawn, p).any()
-    with pytest.raises(InputError, match="negatives requested"):
-        sample_negatives(rng, 10, np.arange(8), 5)
 
 
 def test_training_positives_accept_a_loaded_split(tmp_path):

@@ -271,8 +271,6 @@ def test_workflow_gpu_rules_declare_a_gpu_and_use_the_allocator(tmp_path):
     """The real workflow with device=cuda: train/extract ask for gpu=1 and run through
     `icsa gpu run`; every job declares its CPUs, memory and run time."""
     repo = Path(__file__).resolve().parents[1]
-    if not (repo / "workflow" / "Snakefile").exists():
-        pytest.skip("workflow/Snakefile missing")
     target = "results/metrics/pitts30k-vgg16-icsa-b5-s0/pitts30k-test.json"
     snakefile, config = str(repo / "workflow" / "Snakefile"), str(repo / "config" / "config.yaml")
     options = ["--config", "device=cuda", "--cores", "8", "--resources", "gpu=2", "--"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -9,18 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from icsa.centroids import IDENTITY_AT_INIT, centroid_source
+from icsa.centroids import centroid_source
 from icsa.cli import main
 from icsa.data import ImageDataset, load_split
 from icsa.errors import InputError
-from icsa.models import ATTENTION_REGISTRY, build_backbone, build_model
+from icsa.models import build_backbone, build_model
+from icsa.registry import ATTENTIONS
 from icsa.train.kmeans import (
     compute_centroids,
     load_centroids,
     run_kmeans,
     sample_local_descriptors,
 )
-from tests.test_train import make_street_city
+from tests.helpers.city import make_street_city
 
 torch.set_num_threads(1)
 SIZE = (32, 32)  # VGG16 → 512×2×2 local features
@@ -88,12 +90,15 @@ def test_centroids_file_initialises_netvlad(city, tmp_path):
             str(city),
             "--dataset",
             "pitts30k",
-            "--backbone",
-            "vgg16",
-            "--image-size",
-            *map(str, SIZE),
-            "--num-clusters",
-            "4",
+            "--model-spec",
+            json.dumps(
+                {
+                    "backbone": "vgg16",
+                    "attention": "none",
+                    "num_clusters": 4,
+                    "image_size": list(SIZE),
+                }
+            ),
             "--max-images",
             "10",
             "--iterations",
@@ -158,16 +163,16 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
     assert not (tmp_path / "d.npz").exists()
 
 
-@pytest.mark.parametrize("attention", sorted(ATTENTION_REGISTRY))
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
 def test_identity_at_init_set_matches_every_module(attention):
-    """icsa.centroids.IDENTITY_AT_INIT must hold exactly the modules whose untrained output
-    equals their input (up to a positive per-location scale, which NetVLAD's L2 removes)."""
+    """A registry entry's identity_at_init must hold exactly for the modules whose untrained
+    output equals their input (up to a positive per-location scale, which NetVLAD's L2 removes)."""
     model = build_model("vgg16", attention, 4, SIZE, "none", "none", 0)
     x = torch.randn(3, *model.feature_shape)
     with torch.no_grad():
         y = model.attention(x)
     same = torch.allclose(F.normalize(y, dim=1), F.normalize(x, dim=1), atol=1e-6)
-    assert same == (attention in IDENTITY_AT_INIT)
+    assert same == ATTENTIONS[attention].identity_at_init
     assert centroid_source(attention) == ("backbone" if same else attention)
 
 

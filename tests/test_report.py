@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,22 +29,12 @@ from icsa.data import DbStruct, write_dbstruct
 from icsa.models import build_model
 from icsa.tables.html import write_table_html
 from icsa.train.checkpoint import load_checkpoint, save_checkpoint
+from tests.helpers.report import FIGURES, check_report
 
 pytestmark = pytest.mark.slow  # a real Snakemake run: ~10 CLI jobs (each imports torch)
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = {a: f"pitts30k-vgg16-{a}-b5-s0" for a in ("none", "ia", "icsa")}
-FIGURES = [
-    "fig4_retrieval_examples.png",
-    "fig5_singular_values.png",
-    "fig6_tsne_none.png",
-    "fig7_tsne_ia.png",
-    "fig8_tsne_icsa.png",
-    "fig9_channel_weights.png",
-    "fig10_spatial_weights.png",
-    "training_curves.png",
-]
-TABLES = [f"table{n}.html" for n in range(1, 7)]
 
 
 FIGURE_RULES = [
@@ -204,32 +193,6 @@ def check_figures(workdir: Path) -> None:
                           dtype=None, encoding=None)  # fmt: skip
     assert len(shown) % 5 == 0 and len(shown) > 0 and set(shown["rank"]) == {1, 2, 3, 4, 5}
     assert (shown["hit"] == (shown["distance_m"] <= 25.0)).all()
-
-
-def report_results(report: Path) -> dict[str, dict]:
-    """{file name: entry} of the results a Snakemake HTML report embeds."""
-    page = report.read_text()
-    start = page.index("var results = {") + len("var results = ")
-    results, _ = json.JSONDecoder().raw_decode(page[start:])
-    return {Path(k).name: v for k, v in results.items()}
-
-
-def check_report(
-    workdir: Path, report: str = "results/report.html", figures=FIGURES, tables=TABLES
-) -> None:
-    """The report holds the given figures and table pages, each with its caption."""
-    by_name = report_results(workdir / report)
-    assert set(figures) | set(tables) <= set(by_name), sorted(by_name)
-    for name in [*figures, *tables]:
-        caption = re.sub(r"<[^>]+>", "", by_name[name]["caption"])
-        assert len(caption) > 150, (name, caption)
-    if "fig10_spatial_weights.png" in figures:
-        assert "inert" in by_name["fig10_spatial_weights.png"]["caption"]
-    for name in tables:  # the table's own caption (workflow/report/tables.rst), as HTML
-        number = name.removeprefix("table").removesuffix(".html")
-        assert f"Table {number}" in by_name[name]["caption"], name
-        assert by_name[name]["mime_type"] == "text/html"
-    assert "NetVLAD L2-normalises" in (workdir / report).read_text()  # workflow description
 
 
 # ---- tests --------------------------------------------------------------------------------

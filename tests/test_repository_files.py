@@ -22,7 +22,6 @@ def _key_paths(data: object, prefix: str = "") -> set[str]:
             if isinstance(value, dict) and path not in (
                 "synthetic.settings",
                 "train",
-                "num_blocks",
             ):
                 out |= _key_paths(value, path)
     return out

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from icsa.errors import InputError
-from icsa.train import state as state_module
+from icsa.train import loop as loop_module
 from icsa.train.loop import TripletTrainer
-from tests.test_train import QUICK, _run, tiny  # noqa: F401 - tiny is a fixture
+from tests.helpers.city import QUICK, run_training
 
 torch.set_num_threads(1)
 TIMINGS = ("train_s", "cache_refresh_s", "val_s")
@@ -27,17 +27,17 @@ def _metric_rows(run_dir):
     return (run_dir / "dvclive" / "plots" / "metrics" / "val" / "recall@1.tsv").read_text()
 
 
-def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_killed_run_resumes_to_identical_weights_and_metrics(tiny_city, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive writes only into the run folders
     settings = {**QUICK, "epochs": 2}
-    _run(tiny, tmp_path / "straight", settings, enable_dvclive=True)
+    run_training(tiny_city, tmp_path / "straight", settings, enable_dvclive=True)
 
     # Kill the second run inside epoch 2, after two optimiser steps have changed the weights
     # in memory (as SIGKILL would: nothing of epoch 2 reaches the disk).
     original, calls = TripletTrainer._loss, []
 
     def dying(self, triplets):
-        if self.epoch == 1:
+        if self.state.epoch == 1:
             calls.append(1)
             if len(calls) == 3:
                 raise KeyboardInterrupt
@@ -46,15 +46,17 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, mon
     monkeypatch.setattr(TripletTrainer, "_loss", dying)
     resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny, resumed, settings, enable_dvclive=True)
-    assert torch.load(resumed / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
+        run_training(tiny_city, resumed, settings, enable_dvclive=True)
+    assert torch.load(resumed / "state" / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(TripletTrainer, "_loss", original)
 
-    summary = _run(tiny, resumed, settings, enable_dvclive=True)  # the same command again
+    summary = run_training(
+        tiny_city, resumed, settings, enable_dvclive=True
+    )  # the same command again
     assert summary["epochs"] == 2
     assert _history(resumed) == _history(tmp_path / "straight")
-    a = torch.load(tmp_path / "straight" / "checkpoint_last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
+    a = torch.load(tmp_path / "straight" / "state" / "checkpoint_last.pt", weights_only=True)
+    b = torch.load(resumed / "state" / "checkpoint_last.pt", weights_only=True)
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
     assert torch.equal(a["mining_state"]["neg_cache"], b["mining_state"]["neg_cache"])
@@ -70,8 +72,8 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny, tmp_path, mon
     ]
 
     # Re-running a finished run changes nothing.
-    _run(tiny, resumed, settings)
-    c = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
+    run_training(tiny_city, resumed, settings)
+    c = torch.load(resumed / "state" / "checkpoint_last.pt", weights_only=True)
     assert c["epoch"] == 2 and all(
         torch.equal(v, c["model_state"][k]) for k, v in b["model_state"].items()
     )
@@ -88,15 +90,15 @@ def _same_checkpoint(a_path, b_path) -> None:
         assert torch.equal(value, b["model_state"][key]), key
 
 
-def test_best_checkpoint_survives_reruns_and_interruptions(tiny, tmp_path, monkeypatch):  # noqa: F811
+def test_best_checkpoint_survives_reruns_and_interruptions(tiny_city, tmp_path, monkeypatch):
     """Issue 16: Snakemake deletes checkpoint_best.pt before it reruns a job; a run resumed
     past its best epoch used never to write it again. Now it is rewritten from the resumable
     state, equal to an uninterrupted run's, however the run was interrupted."""
     settings = {**QUICK, "epochs": 3}
     straight = tmp_path / "straight"
-    _run(tiny, straight, settings)
+    run_training(tiny_city, straight, settings)
     best = torch.load(straight / "checkpoint_best.pt", weights_only=True)
-    last = torch.load(straight / "checkpoint_last.pt", weights_only=True)
+    last = torch.load(straight / "state" / "checkpoint_last.pt", weights_only=True)
     assert 1 <= best["epoch"] <= 3 and last["best_checkpoint"]["epoch"] == best["epoch"]
     assert "best_checkpoint" not in best  # the declared output is the plain checkpoint
 
@@ -104,17 +106,17 @@ def test_best_checkpoint_survives_reruns_and_interruptions(tiny, tmp_path, monke
     rerun = tmp_path / "rerun"
     shutil.copytree(straight, rerun)
     (rerun / "checkpoint_best.pt").unlink()
-    _run(tiny, rerun, settings)
+    run_training(tiny_city, rerun, settings)
     _same_checkpoint(straight / "checkpoint_best.pt", rerun / "checkpoint_best.pt")
 
     # 2. Killed inside the last epoch, after the best epoch: the rerun deletes the best file.
     # 3. Killed while saving: after the best file, before checkpoint_last of that epoch.
-    original_loss, original_save = TripletTrainer._loss, state_module.save_checkpoint
+    original_loss, original_save = TripletTrainer._loss, loop_module.save_checkpoint
     for case in ("during the last epoch", "between the saves of an epoch"):
         run_dir, calls = tmp_path / case.replace(" ", "_"), []
 
         def dying_loss(self, triplets, calls=calls):
-            if self.epoch == 2:
+            if self.state.epoch == 2:
                 calls.append(1)
                 if len(calls) == 2:
                     raise KeyboardInterrupt
@@ -128,24 +130,26 @@ def test_best_checkpoint_survives_reruns_and_interruptions(tiny, tmp_path, monke
         if case == "during the last epoch":
             monkeypatch.setattr(TripletTrainer, "_loss", dying_loss)
         else:
-            monkeypatch.setattr(state_module, "save_checkpoint", dying_save)
+            monkeypatch.setattr(loop_module, "save_checkpoint", dying_save)
         with pytest.raises(KeyboardInterrupt):
-            _run(tiny, run_dir, settings)
+            run_training(tiny_city, run_dir, settings)
         monkeypatch.setattr(TripletTrainer, "_loss", original_loss)
-        monkeypatch.setattr(state_module, "save_checkpoint", original_save)
+        monkeypatch.setattr(loop_module, "save_checkpoint", original_save)
         (run_dir / "checkpoint_best.pt").unlink(missing_ok=True)  # as Snakemake does
-        _run(tiny, run_dir, settings)
+        run_training(tiny_city, run_dir, settings)
         _same_checkpoint(straight / "checkpoint_best.pt", run_dir / "checkpoint_best.pt")
-        _same_checkpoint(straight / "checkpoint_last.pt", run_dir / "checkpoint_last.pt")
-        assert not list(run_dir.glob(".*tmp*")), case  # no temporary left beside them
+        _same_checkpoint(
+            straight / "state" / "checkpoint_last.pt", run_dir / "state" / "checkpoint_last.pt"
+        )
+        assert not list(run_dir.rglob(".*tmp*")), case  # no temporary left beside them
 
 
-def test_missing_best_with_an_old_resumable_state_is_a_clear_error(tiny, tmp_path):  # noqa: F811
+def test_missing_best_with_an_old_resumable_state_is_a_clear_error(tiny_city, tmp_path):
     run_dir = tmp_path / "old"
-    _run(tiny, run_dir, QUICK)
-    last = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    run_training(tiny_city, run_dir, QUICK)
+    last = torch.load(run_dir / "state" / "checkpoint_last.pt", weights_only=True)
     del last["best_checkpoint"]  # as written before the best epoch travelled with it
-    torch.save(last, run_dir / "checkpoint_last.pt")
+    torch.save(last, run_dir / "state" / "checkpoint_last.pt")
     (run_dir / "checkpoint_best.pt").unlink()
     with pytest.raises(InputError, match="checkpoint_best.pt is missing.*delete the run folder"):
-        _run(tiny, run_dir, QUICK)
+        run_training(tiny_city, run_dir, QUICK)

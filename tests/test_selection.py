@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - `tiny` is a pytest fixture imported from test_train
 """Checkpoint selection among trained epochs, and ICSA's spatial inertness in real training.
 
 The public code only ever selects trained epochs; icsa logs epoch 0 (the untrained model) for
@@ -20,7 +19,7 @@ from icsa.tables.compose import Statistics, build_run_table, read_selection
 from icsa.tables.render import run_table_markdown
 from icsa.train.checkpoint import load_checkpoint, load_model
 from icsa.train.loop import TripletTrainer
-from tests.test_train import QUICK, TINY, _run, tiny  # noqa: F401 - tiny is a fixture
+from tests.helpers.city import QUICK, TINY, run_training
 
 
 def _scripted_validation(monkeypatch, recalls):
@@ -43,12 +42,12 @@ def _write_metrics(metrics_dir, run, m=20):
 
 
 def test_untrained_model_better_than_all_trained_epochs_still_selects_a_trained_one(
-    tiny, tmp_path, monkeypatch
+    tiny_city, tmp_path, monkeypatch
 ):
     _scripted_validation(monkeypatch, [0.9, 0.5, 0.6, 0.4])  # epoch 0 best of all
     run = "pitts30k-vgg16-icsa-b5-s0"
     settings = {**QUICK, "epochs": 3, "validate_untrained": True, "patience": 10}
-    out = _run(tiny, tmp_path / "runs" / run, settings)
+    out = run_training(tiny_city, tmp_path / "runs" / run, settings)
     assert out["best_epoch"] == 2
     assert load_checkpoint(tmp_path / "runs" / run / "checkpoint_best.pt")["epoch"] == 2
     history = json.loads((tmp_path / "runs" / run / "history.json").read_text())
@@ -70,12 +69,12 @@ def test_untrained_model_better_than_all_trained_epochs_still_selects_a_trained_
 
 
 def test_first_epoch_best_and_early_stop_after_patience_epochs_are_flagged(
-    tiny, tmp_path, monkeypatch
+    tiny_city, tmp_path, monkeypatch
 ):
     _scripted_validation(monkeypatch, [0.1, 0.6, 0.5, 0.4, 0.3])
     run = tmp_path / "runs" / "r"
     settings = {**QUICK, "epochs": 4, "validate_untrained": True, "patience": 2}
-    out = _run(tiny, run, settings)
+    out = run_training(tiny_city, run, settings)
     # MATLAB-style patience: stop after `patience` epochs without improvement (not patience+1).
     assert out["best_epoch"] == 1 and out["stopped_early"] and out["epochs"] == 3
     selection = read_selection(tmp_path / "runs", "r")
@@ -83,21 +82,21 @@ def test_first_epoch_best_and_early_stop_after_patience_epochs_are_flagged(
     assert not selection["untrained_better"]
 
 
-def test_icsa_and_ch_train_identically_and_spatial_weights_follow_weight_decay(tiny, tmp_path):
+def test_icsa_and_ch_train_identically_and_spatial_weights_follow_weight_decay(tiny_city, tmp_path):
     """Same start, same seed, several SGD steps: ICSA's spatial half gets zero gradient, so its
     descriptors equal CH's and its spatial weights follow the pure weight-decay recursion
     v <- m v + wd w, w <- w - lr v (with momentum m) from w = 1."""
     settings = {**QUICK, "epochs": 2, "validate_untrained": False}
     runs = {}
     for attention in ("icsa", "ch"):
-        out = _run(tiny, tmp_path / attention, settings, attention=attention)
+        out = run_training(tiny_city, tmp_path / attention, settings, attention=attention)
         runs[attention] = out
     steps = sum(
         row["steps"] for row in json.loads((tmp_path / "icsa" / "history.json").read_text())
     )
     assert steps >= 6
-    icsa = load_model(tmp_path / "icsa" / "checkpoint_last.pt")
-    ch = load_model(tmp_path / "ch" / "checkpoint_last.pt")
+    icsa = load_model(tmp_path / "icsa" / "state" / "checkpoint_last.pt")
+    ch = load_model(tmp_path / "ch" / "state" / "checkpoint_last.pt")
     x = torch.rand(4, 3, *TINY)
     with torch.no_grad():
         np.testing.assert_allclose(icsa(x).numpy(), ch(x).numpy(), atol=1e-5)

@@ -16,7 +16,7 @@ from icsa.data.synthetic.facade import WINDOW
 from icsa.data.synthetic.render import CAM_HEIGHT, HORIZON, Camera, render
 from icsa.data.synthetic.world import PITTSBURGH, build_world
 from icsa.errors import InputError
-from tests.netvlad_public import netvlad_positional_reader
+from tests.helpers.netvlad_public import netvlad_positional_reader
 
 torch.set_num_threads(1)
 

@@ -18,7 +18,7 @@ import pytest
 from icsa.tables.compose import Statistics, build_run_table, load_paper
 from icsa.tables.render import run_table_markdown, write_outputs
 from icsa.tables.stats import paired_bootstrap, seed_query_bootstrap
-from tests.test_tables import PAPER, table5_spec, write_run
+from tests.helpers.tables import PAPER, table5_spec, write_run
 
 SEEDS = [0, 1, 2]
 STATS = Statistics(bootstrap_samples=400, confidence=0.95, seed=3)

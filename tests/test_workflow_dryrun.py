@@ -1,10 +1,6 @@
 """`snakemake -n` for every table target lists exactly the jobs that table needs (tiny config).
 
-Also home of the helpers the other workflow tests import: they run the real Snakemake in a
-scratch directory (not the checkout). The Snakefile reads `config/config.yaml` and
-`config/paper_values.yaml` relative to its working directory, so each scratch directory gets a
-copy of `config/`; results, data and `.snakemake` stay inside it. The venv's `bin/` goes first on
-PATH so that rules find the `icsa` command.
+The Snakemake runner is tests/helpers/workflow.py.
 """
 
 from __future__ import annotations
@@ -14,64 +10,12 @@ import math
 import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "workflow" / "Snakefile"
-BIN = Path(sys.executable).parent
-
-
-def scratch_workdir(path: Path) -> Path:
-    shutil.copytree(ROOT / "config", path / "config", dirs_exist_ok=True)
-    return path
-
-
-def env() -> dict[str, str]:
-    out = dict(os.environ)
-    out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
-    # One thread per process: the test machine has 2 cores shared with other tests.
-    out.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return out
-
-
-def snakemake(workdir: Path, *args: str, config: str = "config/tiny.yaml", timeout: float = 900):
-    """`snakemake -s workflow/Snakefile --configfile CONFIG... ARGS` in ``workdir`` (CONFIG: files
-    separated by spaces, later ones override; "" for the Snakefile's default config only);
-    returns the CompletedProcess (stdout and stderr merged into stdout)."""
-    exe = BIN / "snakemake"
-    cmd = [str(exe if exe.exists() else "snakemake"), "-s", str(SNAKEFILE), "-d", str(workdir)]
-    if config:
-        cmd += ["--configfile", *config.split()]
-    return subprocess.run(
-        [*cmd, *args], cwd=workdir, env=env(), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, timeout=timeout,
-    )  # fmt: skip
-
-
-def job_counts(output: str) -> Counter:
-    """The 'Job stats' table of a (dry) run → Counter(rule → jobs); empty when nothing runs."""
-    counts: Counter = Counter()
-    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", output, re.S)
-    if not match:
-        return counts
-    for line in match.group(1).splitlines():
-        rule, count = line.split()
-        counts[rule] = int(count)
-    assert sum(counts.values()) == int(match.group(2))
-    return counts
-
-
-def planned_runs(output: str) -> set[str]:
-    """Run ids whose training the (dry) run plans."""
-    return set(re.findall(r"output: results/runs/([^/,\s]+)/checkpoint_best\.pt", output))
-
+from tests.helpers.workflow import ROOT, job_counts, planned_runs, scratch_workdir, snakemake
 
 # ---- the tests --------------------------------------------------------------------------------
 TINY = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
@@ -190,7 +134,7 @@ def test_an_image_overwritten_in_place_reruns_the_dataset_check(tmp_path):
     # Issue 16: user data changed in place (same name, new content) used to reuse stale results.
     from PIL import Image
 
-    from tests.test_datasets import make_dataset
+    from tests.helpers.datasets import make_dataset
 
     workdir = scratch_workdir(tmp_path)
     make_dataset(workdir / "user" / "pitts", "pitts30k",

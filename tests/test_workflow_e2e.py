@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.browser import report_table_text
-from tests.test_report import FIGURES, check_report, report_results
-from tests.test_workflow_dryrun import ROOT, job_counts, scratch_workdir, snakemake
+from tests.helpers.browser import report_table_text
+from tests.helpers.report import FIGURES, check_report, report_results
+from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 BASELINE = ROOT / "tests" / "baselines" / "tiny_metrics.json"
@@ -140,3 +140,53 @@ def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run)
     assert after["epoch"] == before["epoch"]
     for key, value in before["model_state"].items():
         assert torch.equal(value, after["model_state"][key]), key
+
+
+def _more_epochs(workdir: Path, run: str, epochs: int):
+    """Train `run` to `epochs` through Snakemake (the recipe changed: its params trigger)."""
+    (workdir / "epochs.yaml").write_text(f"train: {{epochs: {epochs}}}\n")
+    target = f"results/runs/{run}/checkpoint_best.pt"
+    return snakemake(workdir, "--cores", "1", target, config="config/tiny.yaml epochs.yaml")
+
+
+def _trained_epochs(workdir: Path, run: str) -> list[dict]:
+    history = json.loads((workdir / "results" / "runs" / run / "history.json").read_text())
+    return [row for row in history if row["epoch"] > 0]
+
+
+def test_more_epochs_resume_a_finished_run_under_snakemake(tiny_run):
+    run = "pitts30k-vgg16-none-b5-s0"
+    before = _trained_epochs(tiny_run, run)
+    assert [row["epoch"] for row in before] == [1]
+    result = _more_epochs(tiny_run, run, 2)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout) == {"train": 1}
+    log = (tiny_run / "results" / "logs" / "train" / f"{run}.log").read_text()
+    assert "resuming" in log and "from epoch 1" in log, log[-3000:]
+    after = _trained_epochs(tiny_run, run)
+    assert [row["epoch"] for row in after] == [1, 2]
+    assert after[0] == before[0]  # epoch 1 was not trained again
+    # Another recipe value is another run: the state is not resumed.
+    (tiny_run / "lr.yaml").write_text("train: {lr: 3.0e-4}\n")
+    target = f"results/runs/{run}/checkpoint_best.pt"
+    result = snakemake(tiny_run, "--cores", "1", target, config="config/tiny.yaml lr.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    log = (tiny_run / "results" / "logs" / "train" / f"{run}.log").read_text()
+    assert "restarting from scratch" in log and "recipe.lr: was 0.0001, now 0.0003" in log
+    assert [row["epoch"] for row in _trained_epochs(tiny_run, run)] == [1]
+
+
+def test_a_moved_checkout_keeps_its_runs_state(tiny_run, tmp_path):
+    # Last in this file: it moves the module's workflow folder.
+    moved = tmp_path / "elsewhere" / "checkout"
+    moved.parent.mkdir()
+    tiny_run.rename(moved)
+    run = "pitts30k-vgg16-icsa-b5-s0"
+    fingerprint = json.loads((moved / "results/runs" / run / "state/run.json").read_text())
+    assert str(tiny_run) not in json.dumps(fingerprint)  # content digests, no paths
+    result = _more_epochs(moved, run, 2)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout) == {"train": 1}
+    log = (moved / "results" / "logs" / "train" / f"{run}.log").read_text()
+    assert "from epoch 1" in log and "restarting" not in log, log[-3000:]
+    assert [row["epoch"] for row in _trained_epochs(moved, run)] == [1, 2]

@@ -22,9 +22,12 @@ from torch import nn
 
 from icsa.errors import InputError
 from icsa.models.attention import ATTENTIONS, build_attention, parameter_size_kb
+from icsa.registry import FOLDED
 
-FOLDED = "icsa-folded"
-DEFAULT_MODULES = ("none", "ia", "icsa", "ch", "sp", "se", "cbam", FOLDED)
+
+def default_modules() -> tuple[str, ...]:
+    """Every registered module, then ICSA folded."""
+    return (*ATTENTIONS, FOLDED)
 
 
 def _build(name: str, channels: int, height: int, width: int) -> nn.Module:
@@ -32,7 +35,7 @@ def _build(name: str, channels: int, height: int, width: int) -> nn.Module:
         return nn.Identity()  # the folded model has no attention module left
     if name not in ATTENTIONS:
         raise InputError(
-            f"efficiency module={name!r}: expected one of {', '.join(ATTENTIONS + (FOLDED,))}"
+            f"efficiency module={name!r}: expected one of {', '.join(default_modules())}"
         )
     return build_attention(name, channels, height, width)
 
@@ -75,7 +78,7 @@ def summarise(times_ms: Sequence[float]) -> tuple[float, float]:
 
 
 def measure_modules(
-    names: Sequence[str] = DEFAULT_MODULES,
+    names: Sequence[str] | None = None,
     channels: int = 512,
     height: int = 30,
     width: int = 40,
@@ -85,7 +88,9 @@ def measure_modules(
     clock: str = "wall",
 ) -> list[dict[str, Any]]:
     """One row per module: module, params, size_kb, time_ms_median, time_ms_iqr, batch_size,
-    device, repeats, clock (the paper's Table 2 at 512×30×40 by default)."""
+    device, repeats, clock (the paper's Table 2 at 512×30×40 by default; every registered
+    module and ICSA folded unless ``names`` are given)."""
+    names = default_modules() if names is None else names
     if repeats < 1 or batch_size < 1:
         raise InputError(f"repeats={repeats}, batch_size={batch_size}: expected >= 1")
     dev = torch.device(device)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from icsa.errors import InputError
 from icsa.io import atomic_path
+from icsa.registry import network_label
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,7 @@ def gather_local_stats(
 
 def model_label(config: dict) -> str:
     """'VGG16', 'VGG16+ICSA', … from a model config (the paper's naming)."""
-    name = str(config.get("backbone", "model")).upper()
-    att = str(config.get("attention", "none"))
-    return name if att == "none" else f"{name}+{att.upper()}"
+    return network_label(config["backbone"], config.get("attention", "none"))
 
 
 def spaced_indices(n: int, max_items: int | None) -> np.ndarray:

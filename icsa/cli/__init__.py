@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # Modules that register extra backbones/attention modules (the config's `plugins:`,
+        # exported by the workflow), before a subcommand looks a name up.
+        from icsa.registry import load_plugins_from_env
+
+        load_plugins_from_env()
         result = args.func(args)
     except (InputError, FileNotFoundError) as err:
         print(f"icsa {args.command}: error: {err}", file=sys.stderr)

@@ -39,10 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from icsa.analysis.efficiency import DEFAULT_MODULES, environment, measure_modules
+    from icsa.analysis.efficiency import default_modules, environment, measure_modules
 
     torch.set_num_threads(args.threads)
-    modules = ",".join(DEFAULT_MODULES) if args.modules is None else args.modules
+    modules = ",".join(default_modules()) if args.modules is None else args.modules
     names = [n.strip() for n in modules.split(",") if n.strip()]
     rows = measure_modules(
         names,

@@ -3,20 +3,17 @@
     icsa extract --checkpoint CKPT --root DIR --dataset pitts30k --split test
                  --out-db X-db.npy --out-q X-q.npy [--batch-size 16] [--workers 2]
                  [--dtype float32|float16] [--device auto] [--threads N] [--image-size H W]
-                 [--autocast-bf16] [--memory-budget-mb MB] [--run RUN] [--expect KEY=VALUE ...]
+                 [--autocast-bf16] [--memory-budget-mb MB] [--model-spec JSON|@FILE]
 
-The image size defaults to the checkpoint's model config. ``--run`` (a run name such as
-``pitts30k-vgg16-icsa-b5-s0``) and ``--expect`` guard against extracting with the checkpoint of
-another model: the expected config keys are compared with the checkpoint's.
+The image size defaults to the checkpoint's model config. ``--model-spec`` (an icsa.spec.ModelSpec
+as JSON; the workflow passes the run's) guards against extracting with the checkpoint of another
+model: every key is compared with the checkpoint's model config.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 from pathlib import Path
-from typing import Any
 
 from icsa.data.layouts import DATASETS
 from icsa.errors import InputError
@@ -25,40 +22,6 @@ from icsa.utils import resolve_device, set_threads
 # icsa.evaluate.extract.DTYPES, kept here so that `--help` does not import torch; a test checks
 # that the two agree (tests/test_cli_lazy.py).
 DTYPES = ("float32", "float16")
-
-# docs/architecture.md, "Run naming": {dataset}-{backbone}-{attention}-b{block}-s{seed}
-RUN_RE = re.compile(
-    r"^(?P<dataset>[^-]+)-(?P<backbone>[^-]+)-(?P<attention>[^-]+)-b(?P<block>[^-]+)-s(?P<seed>\d+)$"
-)
-
-
-def expected_from_run(run: str) -> dict[str, Any]:
-    """The model-config keys a run name fixes (backbone, attention, lowest trained block)."""
-    match = RUN_RE.match(run)
-    if match is None:
-        raise InputError(
-            f"--run {run!r}: expected {{dataset}}-{{backbone}}-{{attention}}-b{{block}}-s{{seed}}, "
-            "e.g. pitts30k-vgg16-icsa-b5-s0"
-        )
-    return {
-        "backbone": match["backbone"],
-        "attention": match["attention"],
-        "lowest_trained_block": match["block"],
-    }
-
-
-def parse_expect(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses (64, [480, 640]), else text."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--expect {item!r}: expected KEY=VALUE, e.g. num_clusters=64")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,9 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--autocast-bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--memory-budget-mb", type=float, default=None, help="rows mapped at once")
-    p.add_argument("--run", default=None, help="run name whose model the checkpoint must be")
-    p.add_argument("--expect", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="model-config values the checkpoint must have")  # fmt: skip
+    p.add_argument("--model-spec", default=None, help="ModelSpec the checkpoint must hold (JSON)")
     p.set_defaults(func=_extract)
 
 
@@ -94,10 +55,15 @@ def _extract(args: argparse.Namespace) -> int:
     from icsa.train.checkpoint import load_model
 
     set_threads(args.threads)
-    expected = expected_from_run(args.run) if args.run else {}
-    expected.update(parse_expect(args.expect))
+    expected = None
+    if args.model_spec is not None:
+        from icsa.io import parse_json_object
+        from icsa.spec import ModelSpec
+
+        data = parse_json_object(args.model_spec, "--model-spec")
+        expected = ModelSpec.from_dict(data, "--model-spec").to_dict()
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, map_location=device, expected=expected or None)
+    model = load_model(args.checkpoint, map_location=device, expected=expected)
     image_size = tuple(args.image_size or model.config["image_size"])
     split = load_split(args.root, args.dataset, args.split)
     db_set, q_set = split_datasets(split, image_size)

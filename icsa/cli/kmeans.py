@@ -1,8 +1,12 @@
 """`icsa kmeans`: NetVLAD centroids from local descriptors of the untrained backbone.
 
-icsa kmeans --root DIR --dataset pitts30k --split train --backbone vgg16 --weights none
-    --init-seed 0 --image-size H W --num-clusters K --max-images 500
-    --descriptors-per-image 100 --iterations 100 --seed 0 --threads N --out centroids.npz
+icsa kmeans --root DIR --dataset pitts30k --split train --model-spec MODELSPEC-JSON
+    --max-images 500 --descriptors-per-image 100 --iterations 100 --seed 0 --threads N
+    --out centroids.npz
+
+The model is an icsa.spec.ModelSpec as JSON, the one the runs that start from these centroids
+train (its lowest trained block does not matter: the untrained network is sampled); the
+centroids file records its weights, init seed and image size, and `icsa train` checks them.
 """
 
 from __future__ import annotations
@@ -22,13 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
     p.add_argument("--dataset", required=True, help="pitts30k, pitts250k, tokyotm, ...")
     p.add_argument("--split", default="train", help="split whose database images are sampled")
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--attention", default="none",
-                   help="module NetVLAD sits behind (SE/CBAM: sampled through it)")  # fmt: skip
-    p.add_argument("--weights", default="none", help="none, imagenet or a state-dict path")
-    p.add_argument("--init-seed", type=int, default=0, help="seed of the random backbone init")
-    p.add_argument("--image-size", type=int, nargs=2, required=True, metavar=("H", "W"))
-    p.add_argument("--num-clusters", type=int, required=True)
+    p.add_argument(
+        "--model-spec", required=True,
+        help="ModelSpec JSON or @file (SE/CBAM attention: descriptors sampled through it)",
+    )  # fmt: skip
     p.add_argument("--max-images", type=int, default=500)
     p.add_argument("--descriptors-per-image", type=int, default=100)
     p.add_argument("--iterations", type=int, default=100)
@@ -40,20 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _kmeans(args: argparse.Namespace) -> int:
+    from icsa.io import parse_json_object
+    from icsa.spec import ModelSpec
     from icsa.train.kmeans import compute_centroids  # deferred: keeps `icsa --help` fast
 
     set_threads(args.threads)
+    model = ModelSpec.from_dict(parse_json_object(args.model_spec, "--model-spec"), "--model-spec")
     summary = compute_centroids(
         root=args.root,
         dataset=args.dataset,
         split=args.split,
-        backbone=args.backbone,
-        weights=args.weights,
-        init_seed=args.init_seed,
-        image_size=tuple(args.image_size),
-        num_clusters=args.num_clusters,
+        backbone=model.backbone,
+        weights=model.weights,
+        init_seed=model.init_seed,
+        image_size=model.image_size,
+        num_clusters=model.num_clusters,
         out=args.out,
-        attention=args.attention,
+        attention=model.attention,
         max_images=args.max_images,
         descriptors_per_image=args.descriptors_per_image,
         iterations=args.iterations,

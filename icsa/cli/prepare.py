@@ -12,11 +12,9 @@ renders the embedded synthetic city (Pittsburgh-like and TokyoTM-like) in the Ne
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from icsa.data.layouts import DATASETS, LAYOUTS, load_split
 from icsa.errors import InputError
@@ -60,6 +58,10 @@ def _check(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.workers < 1:
         raise InputError(f"--workers = {args.workers}, expected at least 1")
+    if not args.root.is_dir():
+        from icsa.pipeline import missing_root_message  # what the workflow warned at parse time
+
+        raise InputError(missing_root_message(args.dataset, args.root))
     index_out = args.index_out or Path("results/datasets") / f"{args.dataset}.json"
     index = check_dataset(
         args.root, args.dataset, splits=args.splits, workers=args.workers, index_out=index_out
@@ -70,51 +72,13 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_settings(cls: type, overrides: dict[str, Any], where: str = "--settings") -> Any:
-    """``cls(**overrides)``, with unknown keys reported as InputError listing the valid keys.
-
-    A JSON list becomes a tuple where the default is one; a dict given for a field whose default
-    is itself a dataclass overrides that dataclass's fields (nested settings).
-    """
-    if not dataclasses.is_dataclass(cls):
-        try:
-            return cls(**overrides)
-        except TypeError as err:
-            raise InputError(f"{where}: {err}") from err
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise InputError(f"{where}: unknown {cls.__name__} key(s) {unknown}; valid keys: {valid}")
-    defaults = cls()
-    resolved = {}
-    for key, value in overrides.items():
-        current = getattr(defaults, key)
-        if isinstance(value, dict) and dataclasses.is_dataclass(current):
-            value = _replace_checked(current, value, where, key)
-        elif isinstance(value, list) and isinstance(current, tuple):
-            value = tuple(value)  # JSON has no tuples; ranges like (low, high) are tuples
-        resolved[key] = value
-    try:
-        return cls(**resolved)
-    except TypeError as err:
-        raise InputError(f"{where}: {err}; valid keys: {valid}") from err
-
-
-def _replace_checked(current: Any, value: dict[str, Any], where: str, key: str) -> Any:
-    valid = [f.name for f in dataclasses.fields(current)]
-    unknown = sorted(set(value) - set(valid))
-    if unknown:
-        raise InputError(f"{where}.{key}: unknown key(s) {unknown}; valid keys: {valid}")
-    return dataclasses.replace(current, **value)
-
-
 def _synthetic(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     overrides = {} if args.settings is None else parse_json_object(args.settings, "--settings")
     # Imported here: the generator is heavy and the rest of the CLI must not depend on it.
     from icsa.data import synthetic
 
-    settings = build_settings(synthetic.CitySettings, overrides) if overrides else None
+    settings = synthetic.CitySettings.from_dict(overrides) if overrides else None
     summary = synthetic.generate(Path(args.out), int(args.seed), settings)
     print(json.dumps(summary, indent=2, default=str))
     for dataset in DATASETS:

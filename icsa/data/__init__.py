@@ -16,7 +16,7 @@ _EXPORTS = {
     "icsa.data.dbstruct": ["FIELDS_10", "FIELDS_12", "DbStruct", "read_dbstruct", "write_dbstruct"],
     "icsa.data.geometry": [
         "different_time", "eval_positives", "positives_within", "potential_negatives",
-        "sample_negatives", "training_positives",
+        "training_positives",
     ],
     "icsa.data.layouts": [
         "DATASETS", "LAYOUTS", "Layout", "PlaceSplit", "describe_layout", "get_layout",
@@ -48,7 +48,6 @@ __all__ = [
     "positives_within",
     "potential_negatives",
     "read_dbstruct",
-    "sample_negatives",
     "split_datasets",
     "split_mat_path",
     "summary_lines",

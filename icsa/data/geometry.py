@@ -102,7 +102,7 @@ def potential_negatives(
     """For each query, the sorted database indices *farther* than ``radius`` (25 m).
 
     Memory is num_q × num_db indices: fine for training splits (Pitts30k-train: 10k × 7k);
-    at Pitts250k scale use :func:`sample_negatives` with the 25 m positives instead.
+    at Pitts250k scale the miner samples instead (icsa.train.mining.sample_negatives).
     """
     num_db = len(_points(db_utm, "db_utm"))
     near = positives_within(db_utm, q_utm, radius, workers=workers)
@@ -114,24 +114,3 @@ def potential_negatives(
         mask[idx] = False
         out.append(everything[mask])
     return out
-
-
-def sample_negatives(
-    rng: np.random.Generator, num_db: int, near: np.ndarray, count: int
-) -> np.ndarray:
-    """Draw ``count`` distinct database indices not in ``near`` (sorted), without a full list.
-
-    Rejection sampling: each round draws candidates and drops those within 25 m, which are few.
-    """
-    available = num_db - len(near)
-    if count > available:
-        raise InputError(
-            f"count = {count} negatives requested, but only {available} database images lie "
-            "beyond the positive radius"
-        )
-    chosen = np.empty(0, dtype=np.int64)
-    while len(chosen) < count:
-        draw = rng.integers(0, num_db, size=2 * (count - len(chosen)) + 8)
-        draw = draw[~np.isin(draw, near)]
-        chosen = np.unique(np.concatenate([chosen, draw]))
-    return rng.permutation(chosen)[:count]

@@ -3,12 +3,7 @@
 Interfaces are fixed in docs/architecture.md ("Models"); the science is in DESIGN §2.
 """
 
-from icsa.models.attention import (
-    ATTENTION_REGISTRY,
-    ATTENTIONS,
-    build_attention,
-    parameter_size_kb,
-)
+from icsa.models.attention import ATTENTIONS, build_attention, parameter_size_kb
 from icsa.models.backbones import BACKBONES, Backbone, build_backbone, feature_shape_for
 from icsa.models.classic import CBAM, SqueezeExcite
 from icsa.models.folding import fold_attention
@@ -23,7 +18,6 @@ from icsa.models.netvlad import NetVLAD, netvlad_alpha
 
 __all__ = [
     "ATTENTIONS",
-    "ATTENTION_REGISTRY",
     "BACKBONES",
     "CBAM",
     "ICSA",

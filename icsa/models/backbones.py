@@ -13,7 +13,8 @@ then materialised: randomly (seeded) for ``weights="none"``, or from a state dic
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,30 +22,12 @@ import torchvision
 from torch import nn
 
 from icsa.errors import InputError
+from icsa.registry import BACKBONES, BackboneSpec, backbone_spec
 
-BACKBONES = ("vgg16", "resnet18", "alexnet")
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "feature_shape_for", "weights_name"]
 
-# Index ranges into `features` of the five blocks (VGG16: conv1_x+pool1 … conv5_3 pre-ReLU).
-_VGG16_BLOCKS = ((0, 5), (5, 10), (10, 17), (17, 24), (24, 29))
-_ALEXNET_BLOCKS = ((0, 3), (3, 6), (6, 8), (8, 10), (10, 11))
-_CTORS: dict[str, Callable[..., nn.Module]] = {
-    "vgg16": torchvision.models.vgg16,
-    "resnet18": torchvision.models.resnet18,
-    "alexnet": torchvision.models.alexnet,
-}
-_IMAGENET = {
-    "vgg16": "VGG16_Weights",
-    "resnet18": "ResNet18_Weights",
-    "alexnet": "AlexNet_Weights",
-}
-_OUT_CHANNELS = {"vgg16": 512, "resnet18": 512, "alexnet": 256}
-_STRIDE = {"vgg16": 16, "resnet18": 32, "alexnet": 16}
-# Parts of the full torchvision model that the cut drops (their keys may be absent in a file).
-_DROPPED_PREFIXES = {
-    "vgg16": ("classifier.",),
-    "resnet18": ("fc.",),
-    "alexnet": ("classifier.",),
-}
+# The registry's entries say how each torchvision model is cut (icsa.registry.BackboneSpec).
+_CUT = re.compile(r"^(?P<child>[a-z_0-9]+)(\[(?P<start>\d+):(?P<stop>\d+)\])?$")
 
 
 def parse_lowest_trained_block(value: str | int | None, num_blocks: int = 5) -> int | None:
@@ -62,14 +45,22 @@ def parse_lowest_trained_block(value: str | int | None, num_blocks: int = 5) -> 
     return k
 
 
-def _cut(name: str, full: nn.Module) -> list[nn.Module]:
-    """The five blocks of a full torchvision model (modules shared, not copied)."""
-    if name == "vgg16":
-        return [full.features[a:b] for a, b in _VGG16_BLOCKS]
-    if name == "alexnet":
-        return [full.features[a:b] for a, b in _ALEXNET_BLOCKS]
-    stem = nn.Sequential(full.conv1, full.bn1, full.relu, full.maxpool)
-    return [stem, full.layer1, full.layer2, full.layer3, full.layer4]
+def _cut_part(full: nn.Module, cut: str) -> nn.Module:
+    """``"features[0:5]"`` → that slice of a Sequential child; ``"layer1"`` → the child."""
+    match = _CUT.match(cut)
+    if match is None or not hasattr(full, match["child"]):
+        raise InputError(f"backbone cut {cut!r}: expected 'child' or 'child[a:b]' of the model")
+    part = getattr(full, match["child"])
+    return part if match["start"] is None else part[int(match["start"]) : int(match["stop"])]
+
+
+def _cut(spec: BackboneSpec, full: nn.Module) -> list[nn.Module]:
+    """The blocks of a full torchvision model (modules shared, not copied)."""
+    blocks = []
+    for block in spec.blocks:
+        parts = [_cut_part(full, cut) for cut in block]
+        blocks.append(parts[0] if len(parts) == 1 else nn.Sequential(*parts))
+    return blocks
 
 
 class Backbone(nn.Module):
@@ -82,8 +73,8 @@ class Backbone(nn.Module):
     def __init__(self, name: str, blocks: list[nn.Module]) -> None:
         super().__init__()
         self.name = name
-        self.out_channels = _OUT_CHANNELS[name]
-        self.stride = _STRIDE[name]
+        self.out_channels = backbone_spec(name).out_channels
+        self.stride = backbone_spec(name).stride
         self.blocks = nn.ModuleList(blocks)
         self.num_blocks = len(blocks)
         self.lowest_trained_block: int | None = None
@@ -122,11 +113,10 @@ class Backbone(nn.Module):
 
 
 def _meta_blocks(name: str) -> tuple[nn.Module, list[nn.Module]]:
-    if name not in _CTORS:
-        raise InputError(f"backbone={name!r}: expected one of {', '.join(BACKBONES)}")
+    spec = backbone_spec(name)
     with torch.device("meta"):
-        full = _CTORS[name](weights=None)
-    return full, _cut(name, full)
+        full = getattr(torchvision.models, spec.torchvision)(weights=None)
+    return full, _cut(spec, full)
 
 
 def _init_random(name: str, backbone: nn.Module, seed: int) -> None:
@@ -134,8 +124,9 @@ def _init_random(name: str, backbone: nn.Module, seed: int) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for m in backbone.modules():
-            if name == "alexnet" and hasattr(m, "reset_parameters"):
-                m.reset_parameters()  # AlexNet uses PyTorch's default init
+            if backbone_spec(name).random_init == "default":
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()  # e.g. AlexNet: PyTorch's default init
             elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
@@ -148,7 +139,7 @@ def _init_random(name: str, backbone: nn.Module, seed: int) -> None:
 
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights through torchvision's weights API (cache under $TORCH_HOME/hub)."""
-    weights = getattr(torchvision.models, _IMAGENET[name]).IMAGENET1K_V1
+    weights = getattr(torchvision.models, backbone_spec(name).imagenet_weights).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False, map_location="cpu", weights_only=True)
     except OSError as err:  # no network and nothing cached
@@ -177,7 +168,8 @@ def _load_into(name: str, full: nn.Module, state: dict, source: str) -> None:
         result = full.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as err:  # shape mismatch
         raise InputError(f"weights {source}: does not fit torchvision {name}: {err}") from err
-    missing = [k for k in result.missing_keys if not k.startswith(_DROPPED_PREFIXES[name])]
+    dropped = backbone_spec(name).dropped_prefixes
+    missing = [k for k in result.missing_keys if not k.startswith(dropped)]
     if missing or result.unexpected_keys:
         raise InputError(
             f"weights {source}: keys do not match torchvision {name}: missing "

@@ -26,14 +26,11 @@ import yaml
 
 from icsa.errors import InputError
 from icsa.io import read_json
+from icsa.records import record_from_dict
+from icsa.registry import module_label, network_label
 from icsa.tables.comparisons import compare_columns, empty_columns
 from icsa.tables.stats import hits_at, mean_std
 
-BACKBONE_LABELS = {"vgg16": "VGG16", "resnet18": "ResNet18", "alexnet": "AlexNet"}
-ATTENTION_LABELS = {
-    "ia": "IA", "icsa": "ICSA", "ch": "CH", "sp": "SP", "se": "SENet", "cbam": "CBAM",
-    "icsa-folded": "ICSA (folded)",
-}  # fmt: skip
 PAPER_NS = (1, 5, 10)  # the paper reports Recall@1/5/10
 
 
@@ -45,20 +42,7 @@ class Statistics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Statistics:
-        data = data or {}
-        unknown = sorted(set(data) - {"bootstrap_samples", "confidence", "seed"})
-        if unknown:
-            raise InputError(f"statistics: unknown keys {unknown}; expected bootstrap_samples, "
-                             "confidence, seed")  # fmt: skip
-        return cls(**data)
-
-
-def network_label(backbone: str, attention: str) -> str:
-    """'VGG16+ICSA' as the paper writes it; unknown names fall back to upper case."""
-    name = BACKBONE_LABELS.get(backbone, backbone.upper())
-    if attention == "none":
-        return name
-    return f"{name}+{ATTENTION_LABELS.get(attention, attention.upper())}"
+        return record_from_dict(cls, data, "statistics")
 
 
 def block_label(block: str) -> str:
@@ -264,7 +248,7 @@ def build_efficiency_table(
         out.append(
             {
                 "table": "table2",
-                "module": ATTENTION_LABELS.get(module, module.upper()),
+                "module": module_label(module),
                 "params": int(row["params"]),
                 "size_kb": float(row["size_kb"]),
                 "paper_size_kb": float(theirs.get("size_kb", math.nan)),

@@ -12,7 +12,7 @@ _EXPORTS = {
     "icsa.train.kmeans": ["compute_centroids", "load_centroids"],
     "icsa.train.loop": ["DivergedError", "NonFiniteLossError", "TripletTrainer"],
     "icsa.train.mining": ["HardNegativeMiner", "TripletGeometry", "build_geometry"],
-    "icsa.train.run": ["run_name", "train_run"],
+    "icsa.train.run": ["prepare_trainer", "train_run"],
     "icsa.train.settings": ["TrainSettings"],
 }
 __getattr__, __dir__ = lazy_exports(

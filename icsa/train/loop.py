@@ -11,19 +11,26 @@ negatives. After the epoch: validation Recall@N, lr schedule, checkpoints, early
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
-from icsa.train.history import write_history
-from icsa.train.mining import MinedTriplet
-from icsa.train.state import TrainState
+from icsa.train.checkpoint import save_checkpoint
+from icsa.train.history import RunLogger, write_history
+from icsa.train.mining import HardNegativeMiner, MinedTriplet
+from icsa.train.prefix_cache import InputSource
+from icsa.train.settings import TrainSettings
+from icsa.train.state import CHECKPOINT_BEST, CHECKPOINT_LAST, RunState, Sources
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +50,99 @@ class DivergedError(InputError):
     """The weights exploded (or became NaN/inf): the epoch is never saved, training stops."""
 
 
-class TripletTrainer(TrainState):
-    """Epochs of triplet training on a :class:`TrainState` (model, data, optimiser, caches)."""
+class TripletTrainer:
+    """Epochs of triplet training: given a run's state, its input sources, the mining geometry
+    and miner, the recipe and a logger; it trains, validates, checkpoints and logs each epoch.
+    The constructor only stores what it is given (icsa.train.run composes them)."""
+
+    def __init__(
+        self,
+        state: RunState,
+        sources: Sources,
+        miner: HardNegativeMiner,
+        val: PlaceSplit,
+        settings: TrainSettings,
+        seed: int,
+        run_dir: str | Path,
+        device: torch.device,
+        logger: RunLogger,
+        dataset: str,
+    ) -> None:
+        self.state, self.sources, self.miner, self.val = state, sources, miner, val
+        self.settings, self.seed, self.device, self.logger = settings, int(seed), device, logger
+        self.run_dir = Path(run_dir)
+        self.geometry = miner.geometry
+        self.dataset = dataset
+        self.amp = state.scaler.is_enabled()
+        self.descriptor_dim = state.model.netvlad.num_clusters * state.model.netvlad.dim
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The run's state as a checkpoint, with whose run it is."""
+        identity = {"train_settings": self.settings.to_dict(), "seed": self.seed,
+                    "dataset": self.dataset}  # fmt: skip
+        return self.state.to_checkpoint(identity)
+
+    def end_epoch(self, row: dict[str, Any]) -> None:
+        """Record an epoch: early-stopping counters, checkpoints (last, and best), logs.
+
+        Only trained epochs (>= 1) can become the best checkpoint, as in the public code: epoch
+        0 (the untrained model, ``validate_untrained``) is logged for the curves, never selected,
+        so a module that never beats its initialisation cannot report the initial model's
+        numbers (for ``icsa``/``ch``/``ia`` those equal the ``none`` baseline's bit for bit).
+        Each row records the best epoch so far and whether training stopped early, so the last
+        row of the history says which epoch the tables' numbers come from.
+        """
+        st = self.state
+        st.epoch = int(row["epoch"])
+        trained = st.epoch > 0
+        improved = trained and row["recall@5"] > st.best_recall
+        if improved:
+            st.best_recall, st.best_epoch = float(row["recall@5"]), st.epoch
+            st.epochs_without_improvement = 0
+        elif trained:
+            st.epochs_without_improvement += 1
+            patience = self.settings.patience
+            if patience > 0 and st.epochs_without_improvement >= patience:
+                log.info(
+                    "early stop after epoch %d: val Recall@5 not better than %.4f "
+                    "(epoch %d) for %d epochs",
+                    st.epoch, st.best_recall, st.best_epoch, patience,
+                )  # fmt: skip
+                st.stopped = True
+        row["best_epoch"] = st.best_epoch if st.best_epoch > 0 else None
+        row["stopped_early"] = st.stopped
+        st.history.append(row)
+        checkpoint = self.checkpoint()
+        if improved:
+            # A copy: the state dicts share storage with the model and optimiser, which train on.
+            st.best_checkpoint = copy.deepcopy(checkpoint)
+            save_checkpoint(self.run_dir / CHECKPOINT_BEST, checkpoint)
+        # checkpoint_last goes last: once it names an epoch, everything of that epoch is on disk,
+        # the best epoch's checkpoint included.
+        save_checkpoint(
+            self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": st.best_checkpoint}
+        )
+        self.logger.log_epoch(row, st.history)
+
+    def write_best_checkpoint(self) -> None:
+        """Write ``checkpoint_best.pt`` from the resumable state if it is missing.
+
+        Snakemake deletes a job's outputs (``checkpoint_best.pt`` among them) before it reruns
+        the job, and a resumed run past its best epoch may never improve again; the resumable
+        state carries the best epoch's checkpoint, so a rerun after any interruption still ends
+        with the true best epoch's checkpoint (the price: ``checkpoint_last.pt`` holds two)."""
+        path = self.run_dir / CHECKPOINT_BEST
+        st = self.state
+        if path.is_file() or st.best_epoch < 1:
+            return
+        if st.best_checkpoint is None:
+            raise InputError(
+                f"{path} is missing and {self.run_dir / CHECKPOINT_LAST} does not carry the best "
+                f"epoch ({st.best_epoch}): it was written by an older icsa; delete the run "
+                "folder to retrain the run"
+            )
+        log.info("rewriting %s (epoch %d) from the resumable state", path, st.best_epoch)
+        save_checkpoint(path, st.best_checkpoint)
 
     def _encode(self, inputs: torch.Tensor, cached: bool) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images."""
@@ -52,14 +150,13 @@ class TripletTrainer(TrainState):
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             if not cached:
                 with torch.no_grad():  # the frozen blocks need no graph
-                    inputs = self.model.frozen_prefix(inputs)
-            return self.model.forward_from_prefix(inputs).float()
+                    inputs = self.state.model.frozen_prefix(inputs)
+            return self.state.model.forward_from_prefix(inputs).float()
 
     @torch.no_grad()
-    def describe(self, source: str, indices: np.ndarray) -> np.ndarray:
+    def describe(self, src: InputSource, indices: np.ndarray) -> np.ndarray:
         """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
-        self.model.eval()
-        src = self.sources[source]
+        self.state.model.eval()
         out = [
             self._encode(batch, src.cached).cpu().numpy()
             for batch in src.batches(
@@ -69,8 +166,8 @@ class TripletTrainer(TrainState):
         return np.concatenate(out) if out else np.zeros((0, self.descriptor_dim), np.float32)
 
     def validate(self) -> dict[str, float]:
-        db = self.describe("val-db", np.arange(len(self.sources["val-db"])))
-        q = self.describe("val-q", np.arange(len(self.sources["val-q"])))
+        db = self.describe(self.sources.val_db, np.arange(len(self.sources.val_db)))
+        q = self.describe(self.sources.val_q, np.arange(len(self.sources.val_q)))
         vdb = self.val.db
         recalls = recall_at_n(
             db,
@@ -89,7 +186,7 @@ class TripletTrainer(TrainState):
         p_idx = np.array([t.positive for t in triplets])
         counts = [len(t.negatives) for t in triplets]
         n_idx = np.concatenate([t.negatives for t in triplets])
-        q_src, db_src = self.sources["train-q"], self.sources["train-db"]
+        q_src, db_src = self.sources.train_q, self.sources.train_db
         # One forward over query, positives and negatives, as pytorch-NetVlad (BatchNorm in
         # trained blocks sees the whole batch).
         inputs = torch.cat([q_src.get(q_idx), db_src.get(np.concatenate([p_idx, n_idx]))])
@@ -124,8 +221,8 @@ class TripletTrainer(TrainState):
         batch_no = 0
         for chunk_no, chunk in enumerate(chunks, start=1):
             t0 = time.perf_counter()
-            db_desc = self.describe("train-db", np.arange(len(self.sources["train-db"])))
-            q_desc = self.describe("train-q", chunk)
+            db_desc = self.describe(self.sources.train_db, np.arange(len(self.sources.train_db)))
+            q_desc = self.describe(self.sources.train_q, chunk)
             if not (np.isfinite(db_desc).all() and np.isfinite(q_desc).all()):
                 raise NonFiniteLossError(
                     f"epoch {epoch}, mining-cache refresh {chunk_no} (before step {batch_no + 1})"
@@ -145,8 +242,8 @@ class TripletTrainer(TrainState):
                 stats["skipped"] += len(mined) - len(triplets)
                 if not triplets:
                     continue
-                self.model.train()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.state.model.train()
+                self.state.optimizer.zero_grad(set_to_none=True)
                 loss, used = self._loss(triplets)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
@@ -154,9 +251,9 @@ class TripletTrainer(TrainState):
                         f"{[t.query for t in triplets]}); the model diverged (lower lr?) or an "
                         "input is bad"
                     )
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                self.state.scaler.scale(loss).backward()
+                self.state.scaler.step(self.state.optimizer)
+                self.state.scaler.update()
                 stats["loss_sum"] += float(loss.detach())
                 stats["steps"] += 1
                 stats["triplets"] += used
@@ -166,7 +263,7 @@ class TripletTrainer(TrainState):
         return stats
 
     def _check_divergence(self, epoch: int) -> None:
-        norm, start = self.weight_norm(), self.initial_weight_norm
+        norm, start = self.state.weight_norm(), self.state.initial_weight_norm
         if not np.isfinite(norm) or norm > DIVERGENCE_FACTOR * max(start, 1e-12):
             raise DivergedError(
                 f"{self.run_dir}: training diverged in epoch {epoch}: the trainable weights' L2 "
@@ -178,25 +275,24 @@ class TripletTrainer(TrainState):
     def fit(self) -> dict:
         """Train until ``epochs`` or early stopping; returns the last history row."""
         s = self.settings
-        logger = self.logger  # created (and replayed) before this call adds epochs
-        if not self.history and s.validate_untrained:
+        if not self.state.history and s.validate_untrained:
             t0 = time.perf_counter()
             row = {
                 "epoch": 0,
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": self.state.optimizer.param_groups[0]["lr"],
                 **self.validate(),
                 "queries_without_positive": self.geometry.queries_without_positive,
                 "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
-        while self.epoch < s.epochs and not self.stopped:
-            epoch = self.epoch + 1
-            lr = self.optimizer.param_groups[0]["lr"]
+        while self.state.epoch < s.epochs and not self.state.stopped:
+            epoch = self.state.epoch + 1
+            lr = self.state.optimizer.param_groups[0]["lr"]
             stats = self.train_epoch(epoch)
             self._check_divergence(epoch)
             t0 = time.perf_counter()
             recalls = self.validate()
-            self.scheduler.step()
+            self.state.scheduler.step()
             steps = stats["steps"]
             row = {
                 "epoch": epoch,
@@ -214,6 +310,6 @@ class TripletTrainer(TrainState):
             }
             self.end_epoch(row)
         self.write_best_checkpoint()  # a rerun may have deleted it (state.py)
-        write_history(self.run_dir, self.history)  # also when a finished run is re-invoked
-        logger.close()
-        return self.history[-1] if self.history else {}
+        write_history(self.run_dir, self.state.history)  # also when a finished run is re-invoked
+        self.logger.close()
+        return self.state.history[-1] if self.state.history else {}

@@ -1,119 +1,153 @@
-"""One training run, start or resume: what ``icsa train`` calls.
+"""One training run, start, resume or restart: what ``icsa train --spec`` calls.
 
-A run folder is named by the Snakemake wildcards
-``{dataset}-{backbone}-{attention}-b{block}-s{seed}`` (docs/architecture.md, "Run naming"). If
-it already holds ``checkpoint_last.pt`` the run continues from there: the same command after an
-interruption finishes the job, and re-running a finished run only rewrites its history files.
-A checkpoint made with another model or recipe is an error rather than silently continued.
+The run folder records the fingerprint of the run that made its state (``state/run.json``:
+the :class:`icsa.spec.RunSpec` without the resumable recipe keys, plus content digests of the
+centroids and the train/val dbStructs). If the folder holds ``state/checkpoint_last.pt`` and the
+fingerprint is the same, the run continues from there: the same command after an interruption
+finishes the job, more ``epochs`` (or ``patience``) continue a finished run, a moved checkout is
+the same run. Any other difference restarts the run from scratch (``on_mismatch="restart"``, the
+workflow's choice) or is an error naming the differences (``"error"``). Nothing outside the
+package decides this (the workflow's rule only calls ``icsa train``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from icsa.data import load_split
+import torch
+
+from icsa.data import PlaceSplit, load_split
 from icsa.errors import InputError
+from icsa.io import read_json, write_json
 from icsa.models import build_model
+from icsa.spec import RunSpec, fingerprint_differences
 from icsa.train.checkpoint import check_config, load_checkpoint
+from icsa.train.history import RunLogger
 from icsa.train.kmeans import load_centroids
 from icsa.train.loop import TripletTrainer
+from icsa.train.mining import HardNegativeMiner, build_geometry
 from icsa.train.settings import TrainSettings
-from icsa.train.state import CHECKPOINT_LAST
+from icsa.train.state import (
+    CHECKPOINT_LAST,
+    RUN_FINGERPRINT,
+    STATE_DIR,
+    RunState,
+    build_sources,
+)
 from icsa.utils import resolve_device, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
 
-# Recipe keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "eval_batch_size")
+ON_MISMATCH = ("restart", "error")
 
 
-def run_name(dataset: str, backbone: str, attention: str, block: str | int, seed: int) -> str:
-    """``pitts30k-vgg16-icsa-b5-s0``; block ``none`` gives ``bnone``."""
-    return f"{dataset}-{backbone}-{attention}-b{block}-s{seed}"
+def prepare_trainer(
+    model: torch.nn.Module,
+    train: PlaceSplit,
+    val: PlaceSplit,
+    settings: TrainSettings,
+    run_dir: str | os.PathLike,
+    seed: int,
+    device: torch.device,
+    enable_dvclive: bool = True,
+    checkpoint: dict[str, Any] | None = None,
+) -> TripletTrainer:
+    """Compose a trainer: mining geometry and miner, input sources (this reads the images into
+    the prefix cache), a fresh or restored state, and a logger that replays the history."""
+    s = settings
+    model = model.to(device)
+    geometry = build_geometry(
+        train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
+        train.db.db_timestamps, train.db.q_timestamps,
+    )  # fmt: skip
+    log.info(
+        "%s: %d trainable queries; %d skipped without a positive within %g m", train.name,
+        len(geometry.trainable_queries), geometry.queries_without_positive, s.pos_radius,
+    )  # fmt: skip
+    miner = HardNegativeMiner(geometry, s.margin, s.neg_samples, s.neg_kept)
+    sources = build_sources(model, train, val, s, Path(run_dir), device)
+    state = RunState.start(model, s, miner.neg_cache, amp=bool(s.amp and device.type == "cuda"))
+    if checkpoint is not None:
+        state.restore(checkpoint)
+    logger = RunLogger(Path(run_dir), state.history, enable_dvclive)
+    return TripletTrainer(
+        state, sources, miner, val, s, seed, run_dir, device, logger, dataset=train.dataset
+    )
 
 
-def _check_resumable(checkpoint: dict, trainer: TripletTrainer, path: Path) -> None:
-    check_config(checkpoint["model_config"], trainer.model.config, f"checkpoint {path}")
-    old = {k: v for k, v in checkpoint["train_settings"].items() if k not in RESUMABLE_CHANGES}
-    new = {k: v for k, v in trainer.settings.to_dict().items() if k not in RESUMABLE_CHANGES}
-    diffs = [
-        f"{k}: checkpoint {old.get(k)!r}, now {new.get(k)!r}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    if checkpoint.get("seed") != trainer.seed:
-        diffs.append(f"seed: checkpoint {checkpoint.get('seed')!r}, now {trainer.seed!r}")
-    if diffs:
-        raise InputError(
-            f"checkpoint {path}: made with other train settings ({'; '.join(diffs)}); delete the "
-            "run folder or use another --run-dir"
-        )
+def _reconcile_state(run_dir: Path, fingerprint: dict[str, Any], on_mismatch: str) -> bool:
+    """Keep the run folder's state if it was made by this run; True when it can be resumed."""
+    last, recorded = run_dir / CHECKPOINT_LAST, run_dir / RUN_FINGERPRINT
+    if not last.is_file():
+        return False
+    if recorded.is_file():
+        diffs = fingerprint_differences(read_json(recorded), fingerprint)
+    else:
+        diffs = [f"{recorded} is missing (state of an older version or another tool)"]
+    if not diffs:
+        return True
+    message = f"{run_dir}: its state was made by another run ({'; '.join(diffs)})"
+    if on_mismatch == "error":
+        raise InputError(f"{message}; delete {run_dir / STATE_DIR} or use on_mismatch=restart")
+    log.warning("%s: restarting from scratch", message)
+    shutil.rmtree(run_dir / STATE_DIR)
+    return False
 
 
 def train_run(
+    spec: RunSpec,
     root: str | os.PathLike,
-    dataset: str,
-    backbone: str,
-    attention: str,
-    lowest_trained_block: str | int,
-    seed: int,
-    weights: str,
-    image_size: tuple[int, int],
-    num_clusters: int,
     centroids: str | os.PathLike,
-    settings: TrainSettings,
     run_dir: str | os.PathLike,
     device: str = "auto",
     threads: int | None = None,
-    init_seed: int | None = None,
     enable_dvclive: bool = True,
+    on_mismatch: str = "restart",
 ) -> dict[str, Any]:
-    """Train (or resume) one model; returns a summary with the best validation Recall@5.
-
-    ``init_seed`` (default ``seed``) seeds the random backbone/attention init and must be the
-    one ``icsa kmeans`` used; ``seed`` drives the mining order.
-    """
+    """Train (resume, or restart) the run ``spec`` on the dataset at ``root``; returns a summary
+    with the best validation Recall@5. ``spec.model.init_seed`` must be the one ``icsa kmeans``
+    used for ``centroids``; ``spec.seed`` drives the mining order."""
+    if on_mismatch not in ON_MISMATCH:
+        raise InputError(f"on_mismatch={on_mismatch!r}: expected one of {ON_MISMATCH}")
     set_threads(threads)
-    seed_everything(seed)
+    seed_everything(spec.seed)
     dev = resolve_device(device)
-    train = load_split(root, dataset, "train")
-    val = load_split(root, dataset, "val")
-    model = build_model(
-        backbone,
-        attention,
-        num_clusters,
-        image_size,
-        lowest_trained_block,
-        weights,
-        seed if init_seed is None else init_seed,
-    )
-    made_with = {
-        "weights": weights,
-        "init_seed": seed if init_seed is None else init_seed,
-        "image_size": list(image_size),
-    }
+    train = load_split(root, spec.dataset, "train")
+    val = load_split(root, spec.dataset, "val")
+    m = spec.model
+    model = build_model(**m.build_args())
+    made_with = {"weights": m.weights, "init_seed": m.init_seed, "image_size": list(m.image_size)}
     cents, descs = load_centroids(
-        centroids, num_clusters, model.feature_shape[0], backbone, attention, made_with
+        centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
     )
     model.netvlad.init_from_centroids(cents, descs)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = TripletTrainer(model, train, val, settings, run_dir, seed, dev, enable_dvclive)
-    last = run_dir / CHECKPOINT_LAST
-    if last.is_file():
+    fingerprint = spec.fingerprint(
+        {"centroids": centroids, "train": train.mat_path, "val": val.mat_path}
+    )
+    checkpoint = None
+    if _reconcile_state(run_dir, fingerprint, on_mismatch):
+        last = run_dir / CHECKPOINT_LAST
         checkpoint = load_checkpoint(last, map_location=dev)
-        _check_resumable(checkpoint, trainer, last)
-        trainer.restore(checkpoint)
-        log.info("resuming %s from epoch %d", run_dir, trainer.epoch)
+        check_config(checkpoint["model_config"], model.config, f"checkpoint {last}")
+        log.info("resuming %s from epoch %d", run_dir, int(checkpoint["epoch"]))
+    write_json(run_dir / RUN_FINGERPRINT, fingerprint)
+    trainer = prepare_trainer(
+        model, train, val, spec.recipe, run_dir, spec.seed, dev, enable_dvclive, checkpoint
+    )
     final = trainer.fit()
+    state = trainer.state
     return {
+        "run": spec.id,
         "run_dir": str(run_dir),
-        "epochs": trainer.epoch,
-        "best_epoch": trainer.best_epoch,
-        "best_recall@5": trainer.best_recall,
-        "stopped_early": trainer.stopped,
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_recall@5": state.best_recall,
+        "stopped_early": state.stopped,
+        "resumed": checkpoint is not None,
         "last": final,
     }

@@ -29,6 +29,7 @@ from typing import Any
 
 from icsa.errors import InputError
 from icsa.io import parse_json_object
+from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
 
@@ -112,13 +113,7 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "train settings") -> TrainSettings:
         """Build from a mapping; unknown keys are an error (a typo must not pass silently)."""
-        if not isinstance(data, dict):
-            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise InputError(f"{source}: unknown keys {unknown}; valid keys are {valid}")
-        return cls(**data)
+        return record_from_dict(cls, data, source)
 
     @classmethod
     def from_json(cls, text: str) -> TrainSettings:

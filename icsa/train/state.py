@@ -1,23 +1,21 @@
-"""Everything a training run carries between epochs, and its checkpoint round trip.
+"""What a training run carries between epochs (:class:`RunState`), and what it reads from.
 
-:class:`TrainState` sets up the pieces the loop uses (input sources with the frozen-prefix
-cache, mining geometry and negative cache, SGD + StepLR, the logger) and turns them into a
-checkpoint dict of plain data and back. Resuming restores model, optimiser, scheduler, RNG
-states, the per-query hard-negative cache and the early-stopping counters; together with the
+:class:`RunState` is a plain record (model, optimiser, scheduler, grad scaler, the per-query
+hard-negative cache, epoch, history, the best epoch so far, early-stopping counters) with its
+checkpoint round trip: resuming restores all of it and the RNG states; together with the
 per-epoch seeded Generators this makes an interrupted run end bit-identical on CPU.
+:class:`Sources` holds the four input lists (training/validation database and queries), each
+from the frozen-prefix cache or from decoding images; :func:`build_sources` is the one step
+that reads images (it builds the caches).
 
-The resumable state (``checkpoint_last.pt``) also carries the best epoch's checkpoint. Snakemake
-deletes a job's declared outputs (``checkpoint_best.pt`` among them) before it reruns the job,
-and a resumed run past its best epoch may never improve again; so :meth:`write_best_checkpoint`
-rewrites the best file from the resumable state whenever it is missing, and a rerun after any
-interruption ends with the true best epoch's checkpoint. The price: ``checkpoint_last.pt``
-holds two models' states.
+The resumable state (``state/checkpoint_last.pt``) also carries the best epoch's checkpoint
+(see ``TripletTrainer.write_best_checkpoint``).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,7 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
-from icsa.errors import InputError
-from icsa.train.checkpoint import get_rng_state, save_checkpoint, set_rng_state
-from icsa.train.history import RunLogger
-from icsa.train.mining import HardNegativeMiner, build_geometry
+from icsa.train.checkpoint import get_rng_state, set_rng_state
 from icsa.train.prefix_cache import (
     InputSource,
     open_or_build_prefix_cache,
@@ -39,121 +34,118 @@ from icsa.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_LAST = "checkpoint_last.pt"
+# The run folder: outputs at its top, the job's scratch (what a resumption needs) under state/
+# (icsa.spec.run_state_dir says why it is not a Snakemake output).
+STATE_DIR = "state"
+CHECKPOINT_LAST = f"{STATE_DIR}/checkpoint_last.pt"
 CHECKPOINT_BEST = "checkpoint_best.pt"
+RUN_FINGERPRINT = f"{STATE_DIR}/run.json"
 
 
-class TrainState:
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        train: PlaceSplit,
-        val: PlaceSplit,
-        settings: TrainSettings,
-        run_dir: str | Path,
-        seed: int,
-        device: torch.device,
-        enable_dvclive: bool = True,
-    ) -> None:
-        self.model = model.to(device)
-        self.train, self.val, self.settings = train, val, settings
-        self.run_dir = Path(run_dir)
-        self.seed, self.device = int(seed), device
-        self.amp = bool(settings.amp and device.type == "cuda")
-        self.image_size = tuple(model.config["image_size"])
-        k, c = model.netvlad.num_clusters, model.netvlad.dim
-        self.descriptor_dim = k * c
+@dataclass(frozen=True)
+class Sources:
+    """Model inputs of the four image lists a run reads."""
+
+    train_db: InputSource
+    train_q: InputSource
+    val_db: InputSource
+    val_q: InputSource
+
+
+def build_sources(
+    model: torch.nn.Module,
+    train: PlaceSplit,
+    val: PlaceSplit,
+    settings: TrainSettings,
+    run_dir: Path,
+    device: torch.device,
+) -> Sources:
+    """Input sources, with the frozen prefix cached under ``run_dir/state/prefix_cache`` where
+    the settings and the memory budget allow (built here, or reused when still valid)."""
+    image_size = tuple(model.config["image_size"])
+    datasets = {
+        f"{role}_{part}": ImageDataset(paths, image_size, name=f"{split.name}-{part}")
+        for role, split in (("train", train), ("val", val))
+        for part, paths in (("db", split.db_paths), ("q", split.q_paths))
+    }
+    s = settings
+    if not s.prefix_cache:
+        return Sources(**{name: InputSource(ds) for name, ds in datasets.items()})
+    per_image = int(np.prod(prefix_shape(model, image_size)))
+    per_image *= np.dtype(s.prefix_cache_dtype).itemsize
+    # Query and database inputs of one split go into one forward pass, so they are cached
+    # together or not at all; training comes first (it is read every step).
+    sizes = {
+        role: len(datasets[f"{role}_db"]) + len(datasets[f"{role}_q"]) for role in ("train", "val")
+    }
+    plan = plan_prefix_cache(sizes, per_image, s.prefix_cache_budget_mb)
+    sources = {}
+    for name, ds in datasets.items():
+        if not plan[name.split("_")[0]]:
+            log.info("prefix cache for %s skipped: over the %g MB budget", name,
+                     s.prefix_cache_budget_mb)  # fmt: skip
+            sources[name] = InputSource(ds)
+            continue
+        # File names as before the record had attributes: train-db.npy, ...
+        path = Path(run_dir) / STATE_DIR / "prefix_cache" / f"{name.replace('_', '-')}.npy"
+        prefix = open_or_build_prefix_cache(
+            model, ds, path, s.prefix_cache_dtype, s.eval_batch_size, s.num_workers, device
+        )
+        sources[name] = InputSource(ds, prefix)
+    return Sources(**sources)
+
+
+@dataclass
+class RunState:
+    """Everything that changes while a run trains; ``to_checkpoint``/``restore`` round-trip it.
+
+    ``neg_cache`` is the miner's per-query hard-negative cache (the same array, updated in
+    place). ``best_checkpoint`` is the best epoch's checkpoint, carried by the resumable one.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    neg_cache: np.ndarray
+    initial_weight_norm: float = 0.0  # the divergence check's reference
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_recall: float = -1.0
+    best_epoch: int = -1
+    best_checkpoint: dict[str, Any] | None = None
+    epochs_without_improvement: int = 0
+    stopped: bool = False
+
+    @classmethod
+    def start(
+        cls, model: torch.nn.Module, settings: TrainSettings, neg_cache: np.ndarray, amp: bool
+    ) -> RunState:
+        """A fresh run: SGD over the trainable parameters with StepLR, as the NetVLAD recipe."""
         s = settings
-        self.geometry = build_geometry(
-            train.db.db_utm,
-            train.db.q_utm,
-            s.pos_radius,
-            s.neg_radius,
-            train.db.db_timestamps,
-            train.db.q_timestamps,
-        )
-        log.info(
-            "%s: %d trainable queries; %d skipped without a positive within %g m",
-            train.name,
-            len(self.geometry.trainable_queries),
-            self.geometry.queries_without_positive,
-            s.pos_radius,
-        )
-        self.miner = HardNegativeMiner(self.geometry, s.margin, s.neg_samples, s.neg_kept)
-        self.sources = self._input_sources()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(
-            params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, s.lr_step, s.lr_gamma)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_recall = -1.0
-        self.best_epoch = -1
-        self.best_checkpoint: dict[str, Any] | None = None  # the best epoch's checkpoint
-        self.initial_weight_norm = self.weight_norm()  # the divergence check's reference
-        self.epochs_without_improvement = 0
-        self.stopped = False
-        self.enable_dvclive = enable_dvclive
-        self._logger: RunLogger | None = None
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
+                                    weight_decay=s.weight_decay)  # fmt: skip
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, s.lr_step, s.lr_gamma)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        state = cls(model, optimizer, scheduler, scaler, neg_cache)
+        state.initial_weight_norm = state.weight_norm()
+        return state
 
-    @property
-    def logger(self) -> RunLogger:
-        # Created lazily so that a restored history is replayed into dvclive.
-        if self._logger is None:
-            self._logger = RunLogger(self.run_dir, self.history, self.enable_dvclive)
-        return self._logger
+    def weight_norm(self) -> float:
+        """L2 norm of all trainable weights (what the divergence check watches)."""
+        squares = [
+            p.detach().double().pow(2).sum() for p in self.model.parameters() if p.requires_grad
+        ]
+        return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
 
-    def _input_sources(self) -> dict[str, InputSource]:
-        s = self.settings
-        datasets = {
-            f"{role}-{part}": ImageDataset(paths, self.image_size, name=f"{split.name}-{part}")
-            for role, split in (("train", self.train), ("val", self.val))
-            for part, paths in (("db", split.db_paths), ("q", split.q_paths))
-        }
-        if not s.prefix_cache:
-            return {name: InputSource(ds) for name, ds in datasets.items()}
-        per_image = int(np.prod(prefix_shape(self.model, self.image_size)))
-        per_image *= np.dtype(s.prefix_cache_dtype).itemsize
-        # Query and database inputs of one split go into one forward pass, so they are cached
-        # together or not at all; training comes first (it is read every step).
-        sizes = {
-            "train": len(datasets["train-db"]) + len(datasets["train-q"]),
-            "val": len(datasets["val-db"]) + len(datasets["val-q"]),
-        }
-        plan = plan_prefix_cache(sizes, per_image, s.prefix_cache_budget_mb)
-        sources = {}
-        for name, ds in datasets.items():
-            if not plan[name.split("-")[0]]:
-                log.info(
-                    "prefix cache for %s skipped: over the %g MB budget",
-                    name,
-                    s.prefix_cache_budget_mb,
-                )
-                sources[name] = InputSource(ds)
-                continue
-            path = self.run_dir / "prefix_cache" / f"{name}.npy"
-            prefix = open_or_build_prefix_cache(
-                self.model,
-                ds,
-                path,
-                s.prefix_cache_dtype,
-                s.eval_batch_size,
-                s.num_workers,
-                self.device,
-            )
-            sources[name] = InputSource(ds, prefix)
-        return sources
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Plain-data checkpoint of the current state (loads with weights_only=True)."""
+    def to_checkpoint(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """Plain-data checkpoint (loads with weights_only=True); ``identity`` says whose run it
+        is (model config, train settings, seed, dataset)."""
         return {
+            **identity,
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_config": dict(self.model.config),
-            "train_settings": self.settings.to_dict(),
-            "seed": self.seed,
-            "dataset": self.train.dataset,
             "epoch": self.epoch,
             "optimizer_state": self.optimizer.state_dict(),
             "scheduler_state": self.scheduler.state_dict(),
@@ -163,7 +155,7 @@ class TrainState:
             "initial_weight_norm": self.initial_weight_norm,
             "best_epoch": self.best_epoch,
             "history": list(self.history),
-            "mining_state": {"neg_cache": torch.from_numpy(self.miner.neg_cache.copy())},
+            "mining_state": {"neg_cache": torch.from_numpy(self.neg_cache.copy())},
             "early_stop": {
                 "epochs_without_improvement": self.epochs_without_improvement,
                 "stopped": self.stopped,
@@ -186,74 +178,7 @@ class TrainState:
         self.initial_weight_norm = float(
             checkpoint.get("initial_weight_norm", self.initial_weight_norm)
         )
-        self.miner.neg_cache[...] = checkpoint["mining_state"]["neg_cache"].numpy()
-        self.epochs_without_improvement = int(
-            checkpoint["early_stop"]["epochs_without_improvement"]
-        )
-        self.stopped = bool(checkpoint["early_stop"]["stopped"])
-
-    def end_epoch(self, row: dict[str, Any]) -> None:
-        """Record an epoch: early-stopping counters, checkpoints (last, and best), logs.
-
-        Only trained epochs (>= 1) can become the best checkpoint, as in the public code: epoch
-        0 (the untrained model, ``validate_untrained``) is logged for the curves, never selected,
-        so a module that never beats its initialisation cannot report the initial model's
-        numbers (for ``icsa``/``ch``/``ia`` those equal the ``none`` baseline's bit for bit).
-        Each row records the best epoch so far and whether training stopped early, so the last
-        row of the history says which epoch the tables' numbers come from.
-        """
-        self.epoch = int(row["epoch"])
-        trained = self.epoch > 0
-        improved = trained and row["recall@5"] > self.best_recall
-        if improved:
-            self.best_recall, self.best_epoch = float(row["recall@5"]), self.epoch
-            self.epochs_without_improvement = 0
-        elif trained:
-            self.epochs_without_improvement += 1
-            patience = self.settings.patience
-            if patience > 0 and self.epochs_without_improvement >= patience:
-                log.info(
-                    "early stop after epoch %d: val Recall@5 not better than %.4f "
-                    "(epoch %d) for %d epochs",
-                    self.epoch,
-                    self.best_recall,
-                    self.best_epoch,
-                    patience,
-                )
-                self.stopped = True
-        row["best_epoch"] = self.best_epoch if self.best_epoch > 0 else None
-        row["stopped_early"] = self.stopped
-        self.history.append(row)
-        checkpoint = self.checkpoint()
-        if improved:
-            # A copy: the state dicts share storage with the model and optimiser, which train on.
-            self.best_checkpoint = copy.deepcopy(checkpoint)
-            save_checkpoint(self.run_dir / CHECKPOINT_BEST, checkpoint)
-        # checkpoint_last goes last: once it names an epoch, everything of that epoch is on disk,
-        # the best epoch's checkpoint included.
-        save_checkpoint(
-            self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": self.best_checkpoint}
-        )
-        self.logger.log_epoch(row, self.history)
-
-    def weight_norm(self) -> float:
-        """L2 norm of all trainable weights (what the divergence check watches)."""
-        squares = [
-            p.detach().double().pow(2).sum() for p in self.model.parameters() if p.requires_grad
-        ]
-        return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
-
-    def write_best_checkpoint(self) -> None:
-        """Write ``checkpoint_best.pt`` from the resumable state if it is missing (deleted by a
-        rerun, or lost in an interruption between the two saves of an epoch)."""
-        path = self.run_dir / CHECKPOINT_BEST
-        if path.is_file() or self.best_epoch < 1:
-            return
-        if self.best_checkpoint is None:
-            raise InputError(
-                f"{path} is missing and {self.run_dir / CHECKPOINT_LAST} does not carry the best "
-                f"epoch ({self.best_epoch}): it was written by an older icsa; delete the run "
-                "folder to retrain the run"
-            )
-        log.info("rewriting %s (epoch %d) from the resumable state", path, self.best_epoch)
-        save_checkpoint(path, self.best_checkpoint)
+        self.neg_cache[...] = checkpoint["mining_state"]["neg_cache"].numpy()
+        early = checkpoint["early_stop"]
+        self.epochs_without_improvement = int(early["epochs_without_improvement"])
+        self.stopped = bool(early["stopped"])

@@ -1,10 +1,12 @@
-"""Shared definitions: config checks, path patterns, the runs each table needs, and job sizing.
+"""Glue between the config and the rules: the pipeline's facts live in the package.
 
-The JSON schema (validated in the Snakefile) checks types, ranges and the allowed names; the
-checks here are the ones a schema cannot express (data roots on disk, names that must refer to
-each other, block numbers per backbone). Both run at parse time, before any job starts.
+Run ids, the results layout and the run fingerprint are icsa.spec; the config checks, table rows
+and each training job's RunSpec are icsa.pipeline; names and labels come from icsa.registry.
+Both the JSON schema (validated in the Snakefile) and icsa.pipeline.check run at parse time,
+before any job starts.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -12,65 +14,55 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
+from icsa import pipeline, registry, spec
 from icsa.centroids import centroid_source
 from icsa.data.fingerprint import folder_fingerprint
 from icsa.errors import InputError
-from icsa.input_sizes import image_size_problem
-from icsa.train.settings import TrainSettings  # torch-free: checks the recipe at parse time
-
 
 # ---- path patterns (docs/architecture.md, "Run naming and results layout") -------------------
-RUN = "{dataset}-{backbone}-{attention}-b{block}-s{seed}"
+# icsa.spec's path functions called with the wildcard pattern of a run id.
+RUN = spec.RUN_ID
 INDEX = "results/datasets/{dataset}.json"
 # {source}: "backbone", or the module k-means samples through (icsa.centroids.centroid_source)
 CENTROIDS = "results/centroids/{dataset}-{backbone}-{source}-s{seed}.npz"
-RUN_DIR = f"results/runs/{RUN}"
-CHECKPOINT = f"results/runs/{RUN}/checkpoint_best.pt"
-DESCRIPTORS_DB = f"results/descriptors/{RUN}/{{evalset}}-db.npy"
-DESCRIPTORS_Q = f"results/descriptors/{RUN}/{{evalset}}-q.npy"
-METRICS = f"results/metrics/{RUN}/{{evalset}}.json"
-PERQUERY = f"results/metrics/{RUN}/{{evalset}}-perquery.npz"
+RUN_DIR = spec.run_dir(RUN)
+CHECKPOINT = spec.checkpoint_best(RUN)
+HISTORY_CSV = spec.history_file(RUN, "csv")
+HISTORY_JSON = spec.history_file(RUN, "json")
+DESCRIPTORS_DB = spec.descriptors_file(RUN, "{evalset}", "db")
+DESCRIPTORS_Q = spec.descriptors_file(RUN, "{evalset}", "q")
+METRICS = spec.metrics_file(RUN, "{evalset}")
+PERQUERY = spec.perquery_file(RUN, "{evalset}")
 EFFICIENCY = "results/efficiency.json"
 LOGS = "results/logs"
 BENCHMARKS = "results/benchmarks"
 ENV = "../envs/icsa.yaml"  # relative to rules/ (used with --sdm conda)
 
 
-def config_error(key, value, expected):
-    """A parse-time error naming the config key, the value found and what was expected."""
-    return WorkflowError(f"config error: {key} = {value!r}; expected {expected}")
+def parse_time(check, *args):
+    """Run an icsa.pipeline function; its InputError becomes Snakemake's parse-time error."""
+    try:
+        return check(*args)
+    except InputError as err:
+        raise WorkflowError(str(err)) from err
 
 
 # ---- names -----------------------------------------------------------------------------------
-def normalise_block(backbone, block, key):
-    """'last' → the backbone's last block; ints → strings; numbers checked against the backbone."""
-    num_blocks = config["num_blocks"].get(backbone)
-    if num_blocks is None:
-        raise config_error("num_blocks", sorted(config["num_blocks"]), f"an entry for {backbone}")
-    block = str(block)
-    if block == "last":
-        return str(num_blocks)
-    if block != "none" and not 1 <= int(block) <= num_blocks:
-        raise config_error(key, block, f"none, last or 1..{num_blocks} for {backbone}")
-    return block
-
-
-def split_evalset(evalset):
-    """'pitts30k-test' → ('pitts30k', 'test')."""
-    dataset, split = evalset.rsplit("-", 1)
-    return dataset, split
+split_evalset = pipeline.split_evalset
 
 
 def resolve_evalset(name, key):
-    """A key of `evalsets` (e.g. main) or a literal '{dataset}-{split}'."""
-    evalset = config["evalsets"].get(name, name)
-    if "-" not in evalset:
-        raise config_error(key, name, f"one of {sorted(config['evalsets'])} or DATASET-SPLIT")
-    dataset = split_evalset(evalset)[0]
-    if dataset not in config["datasets"]:
-        raise config_error(key, evalset, f"a dataset listed under datasets: {sorted(config['datasets'])}")
-    return evalset
+    return parse_time(pipeline.resolve_evalset, config, name, key)
+
+
+def normalise_block(backbone, block, key):
+    return parse_time(pipeline.normalise_block, backbone, block, key)
+
+
+def evalset_label(evalset):
+    return pipeline.evalset_label(config, evalset)
 
 
 def dataset_root(dataset):
@@ -78,23 +70,12 @@ def dataset_root(dataset):
 
 
 def dataset_source(wildcards):
-    """Input of check_dataset: the synthetic city when generated here, else the user's folder."""
+    """Input of check_dataset: the synthetic city when generated here, else the user's folder
+    (nothing when it is missing: the check itself then fails with the parse-time warning)."""
     if config.get("synthetic"):
         return config["synthetic"]["out"]
-    return dataset_root(wildcards.dataset)
-
-
-# What each dataset stands in for, in the synthetic city's labels (the generator writes these).
-SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM"}
-
-
-def evalset_label(evalset):
-    """How tables, figures and the report name an evaluation set: the synthetic city is never
-    called by the real dataset's name ("synthetic Pitts30k-role city, test")."""
-    dataset, split = split_evalset(evalset)
-    if config.get("synthetic") and dataset in SYNTHETIC_ROLES:
-        return f"synthetic {SYNTHETIC_ROLES[dataset]}-role city, {split}"
-    return evalset
+    root = dataset_root(wildcards.dataset)
+    return root if Path(root).is_dir() else []
 
 
 def evalset_index(wildcards):
@@ -112,107 +93,62 @@ def run_centroids(wildcards):
 
 
 def run_id(dataset, backbone, attention, block, seed):
-    return RUN.format(dataset=dataset, backbone=backbone, attention=attention, block=block, seed=seed)
+    return spec.run_id(dataset, backbone, attention, block, seed)
 
 
-# ---- checks a schema cannot express ----------------------------------------------------------
-def check_config():
-    if config["dataset"] not in config["datasets"]:
-        raise config_error("dataset", config["dataset"], f"one of datasets: {sorted(config['datasets'])}")
-    synthetic = config.get("synthetic")
-    for name, entry in config["datasets"].items():
-        root = Path(entry["root"])
-        key = f"datasets.{name}.root"
-        if synthetic:
-            # The generator writes <out>/pitts30k and <out>/tokyotm; other roots cannot come from it.
-            expected = Path(synthetic["out"]) / name
-            if root != expected:
-                raise config_error(key, str(root), f"{expected} (written by synthetic.out)")
-        elif not root.is_dir():
-            raise config_error(
-                key, str(root),
-                "an existing folder in the NetVLAD layout (or set `synthetic:` to generate one)",
-            )
-    for name in config["evalsets"]:
-        resolve_evalset(name, f"evalsets.{name}")
-    for name, spec in config["tables"].items():
-        if name == "table2":
-            continue
-        resolve_evalset(spec["evalset"], f"tables.{name}.evalset")
-        if spec["baseline"] not in spec["attentions"]:
-            raise config_error(
-                f"tables.{name}.baseline", spec["baseline"], f"one of its attentions {spec['attentions']}"
-            )
-        for backbone in spec["backbones"]:
-            for block in spec["blocks"]:
-                normalise_block(backbone, block, f"tables.{name}.blocks")
-    for backbone in sorted({b for n, t in config["tables"].items() if n != "table2" for b in t["backbones"]}):
-        problem = image_size_problem(backbone, config["model"]["image_size"])
-        if problem:
-            raise config_error("model.image_size", config["model"]["image_size"], problem)
-    # The recipe as `icsa train` will read it, so that a typo (`epoch: 3`) or an impossible
-    # value (`neg_kept: 0`) fails now, not in the first training job after data and k-means.
-    try:
-        TrainSettings.from_dict(config["train"], "train")
-    except InputError as err:
-        raise WorkflowError(f"config error: {err}") from err
+def run_spec_json(wildcards):
+    """The training job's RunSpec (icsa train --spec): a params value, so that any change of
+    what the run is reruns it, and `icsa train` then decides whether its state can resume."""
+    return parse_time(pipeline.run_spec, config, RUN.format(**wildcards)).to_json()
+
+
+def model_spec_json(wildcards):
+    """The model a run's checkpoint must hold (icsa extract --model-spec)."""
+    run = parse_time(pipeline.run_spec, config, RUN.format(**wildcards))
+    return json.dumps(run.model.to_dict(), sort_keys=True)
+
+
+def kmeans_model_spec_json(wildcards):
+    """The untrained model k-means samples: the backbone, or the module of {source}."""
+    attention = "none" if wildcards.source == "backbone" else wildcards.source
+    model = parse_time(
+        pipeline.model_spec, config, wildcards.backbone, attention, "none", int(wildcards.seed)
+    )
+    return json.dumps(model.to_dict(), sort_keys=True)
 
 
 # ---- what each table needs -------------------------------------------------------------------
 def table_spec(name):
-    """The resolved rows of a run table (JSON-able): label parts, run ids per seed, baselines."""
-    spec = config["tables"][name]
-    evalset = resolve_evalset(spec["evalset"], f"tables.{name}.evalset")
-    rows = []
-    for backbone in spec["backbones"]:
-        for block in spec["blocks"]:
-            block = normalise_block(backbone, block, f"tables.{name}.blocks")
-            for attention in spec["attentions"]:
-                rows.append(
-                    {
-                        "backbone": backbone,
-                        "attention": attention,
-                        "block": block,
-                        "runs": [
-                            run_id(config["dataset"], backbone, attention, block, seed)
-                            for seed in config["seeds"]
-                        ],
-                    }
-                )
-    blocks = {row["block"] for row in rows}
-    return {
-        "table": name,
-        "title": spec.get("title", name),
-        "evalset": evalset,
-        "evalset_label": evalset_label(evalset),
-        "baseline": spec["baseline"],
-        # Rows trained from a block are also compared with only attention + NetVLAD trained.
-        "block_baseline": "none" if "none" in blocks and len(blocks) > 1 else None,
-        "seeds": config["seeds"],
-        "rows": rows,
-    }
+    return parse_time(pipeline.table_spec, config, name)
+
+
+def table_runs(name):
+    return [run for row in table_spec(name)["rows"] for run in row["runs"]]
 
 
 def table_metrics(name):
     """Metrics and per-query files every row of a run table reads."""
-    spec = table_spec(name)
+    evalset = table_spec(name)["evalset"]
     files = []
-    for row in spec["rows"]:
-        for run in row["runs"]:
-            files.append(f"results/metrics/{run}/{spec['evalset']}.json")
-            files.append(f"results/metrics/{run}/{spec['evalset']}-perquery.npz")
+    for run in table_runs(name):
+        files += [spec.metrics_file(run, evalset), spec.perquery_file(run, evalset)]
     return files
 
 
 def table_histories(name):
     """Training histories of a run table's models: each row records its best epoch."""
-    spec = table_spec(name)
-    return sorted({f"results/runs/{run}/history.json" for row in spec["rows"] for run in row["runs"]})
+    return sorted({spec.history_file(run, "json") for run in table_runs(name)})
 
 
 def table_inputs(wildcards):
     if wildcards.table not in config["tables"]:
-        raise config_error("tables", wildcards.table, f"one of {sorted(config['tables'])}")
+        raise WorkflowError(
+            str(
+                pipeline.config_error(
+                    "tables", wildcards.table, f"one of {sorted(config['tables'])}"
+                )
+            )
+        )
     if wildcards.table == "table2":
         return [EFFICIENCY]
     return table_metrics(wildcards.table) + table_histories(wildcards.table)
@@ -226,7 +162,9 @@ def table_params(wildcards):
 
 def table_targets():
     return [
-        f"results/{name}.{ext}" for name in sorted(config["tables"]) for ext in ("csv", "md", "html")
+        f"results/{name}.{ext}"
+        for name in sorted(config["tables"])
+        for ext in ("csv", "md", "html")
     ]
 
 
@@ -247,20 +185,13 @@ def default_targets(*targets):
 
 def all_checkpoints():
     """Checkpoints of every run some table needs (the DVC `models` stage)."""
-    runs = {
-        run
-        for name in config["tables"]
-        if name != "table2"
-        for row in table_spec(name)["rows"]
-        for run in row["runs"]
-    }
-    return sorted(f"results/runs/{run}/checkpoint_best.pt" for run in runs)
+    runs = {run for name in pipeline.run_tables(config) for run in table_runs(name)}
+    return sorted(spec.checkpoint_best(run) for run in runs)
 
 
 def all_metrics():
     """Metrics and per-query files of every run table (the DVC `evaluate` stage)."""
-    names = [name for name in config["tables"] if name != "table2"]
-    return sorted({f for name in names for f in table_metrics(name)})
+    return sorted({f for name in pipeline.run_tables(config) for f in table_metrics(name)})
 
 
 def all_indexes():
@@ -338,4 +269,7 @@ def job_device(step):
     return "cuda" if uses_gpu(step) else "cpu"
 
 
-check_config()
+# Jobs import the plugins too (icsa's CLI reads $ICSA_PLUGINS); exported before any job starts.
+os.environ[registry.PLUGINS_ENV] = ",".join(config.get("plugins", []))
+for warning in parse_time(pipeline.check, config):
+    logger.warning(f"warning: {warning} (the jobs that read this dataset will fail with this)")

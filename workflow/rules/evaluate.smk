@@ -16,6 +16,11 @@ rule extract:
         f"{LOGS}/extract/{RUN}/{{evalset}}.log",
     benchmark:
         f"{BENCHMARKS}/extract/{RUN}/{{evalset}}.tsv"
+    conda:
+        ENV
+    threads: job_threads("extract")
+    resources:
+        **job_resources("extract"),
     params:
         root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
@@ -26,24 +31,13 @@ rule extract:
         device=job_device("extract"),
         gpu=gpu_prefix("extract"),
         # The model the checkpoint must be (icsa extract refuses another backbone, K, size...).
-        run=lambda wildcards: RUN.format(**wildcards),
-        expect=lambda wildcards: [
-            f"num_clusters={config['model']['num_clusters']}",
-            f"image_size={json.dumps(config['model']['image_size'])}",
-            f"weights={config['model']['weights']}",
-            f"init_seed={wildcards.seed}",
-        ],
-    threads: job_threads("extract")
-    resources:
-        **job_resources("extract"),
-    conda:
-        ENV
+        model=model_spec_json,
     shell:
         "{params.gpu}icsa extract --checkpoint {input.checkpoint} --root {params.root:q}"
         " --dataset {params.dataset} --split {params.split}"
         " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
         " --batch-size {params.batch_size} --workers {params.workers}"
-        " --run {params.run} --expect {params.expect:q}"
+        " --model-spec {params.model:q}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
@@ -57,6 +51,11 @@ rule evaluate:
         perquery=PERQUERY,
     log:
         f"{LOGS}/evaluate/{RUN}/{{evalset}}.log",
+    conda:
+        ENV
+    threads: job_threads("evaluate")
+    resources:
+        **job_resources("evaluate"),
     params:
         root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
@@ -64,11 +63,6 @@ rule evaluate:
         run=lambda wildcards: RUN.format(**wildcards),
         ns=" ".join(str(n) for n in config["evaluate"]["ns"]),
         threshold=config["evaluate"]["threshold"],
-    threads: job_threads("evaluate")
-    resources:
-        **job_resources("evaluate"),
-    conda:
-        ENV
     shell:
         "icsa evaluate --root {params.root:q} --dataset {params.dataset} --split {params.split}"
         " --db {input.db} --q {input.q} --model-id {params.run} --ns {params.ns}"

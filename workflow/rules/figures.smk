@@ -12,23 +12,12 @@
 #             max_images: 300, per_image: 10, tsne_perplexity: 30, tsne_max_points: 2000,
 #             num_queries: 4}
 
+
 report: "../report/workflow.rst"
 
-FIG = {
-    "backbone": "vgg16",
-    "block": "last",
-    "seed": None,  # None: the first of `seeds`
-    "attentions": ["none", "ia", "icsa"],
-    "weights_attention": "icsa",
-    "retrieval_attention": "icsa",
-    "evalset": "main",
-    "max_images": 300,
-    "per_image": 10,
-    "tsne_perplexity": 30,
-    "tsne_max_points": 2000,
-    "num_queries": 4,
-    **(config.get("figures") or {}),
-}
+
+# The `figures:` section as icsa.pipeline.FigureSettings (checked at parse time), as a dict.
+FIG = dataclasses.asdict(pipeline.figure_settings(config))
 
 
 # Run ids of the figures' models (common.smk's naming; `block: last` resolved per backbone).
@@ -65,11 +54,16 @@ rule fig_local_stats:
     """One pass over the evaluation set's images: Gram matrix and a sample of local descriptors."""
     input:
         index=INDEX.format(dataset=FIG_DATASET),
-        checkpoint=CHECKPOINT.replace(RUN, "{run}"),
+        checkpoint=spec.checkpoint_best("{run}"),
     output:
         "results/figures/data/local_stats/{run}.npz",
     log:
         f"{FIG_LOGS}/local_stats/{{run}}.log",
+    conda:
+        ENV
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
     params:
         root=dataset_root(FIG_DATASET),
         dataset=FIG_DATASET,
@@ -78,11 +72,6 @@ rule fig_local_stats:
         per_image=FIG["per_image"],
         device=job_device("figures"),
         gpu=gpu_prefix("figures"),
-    threads: job_threads("figures")
-    resources:
-        **job_resources("figures"),
-    conda:
-        ENV
     shell:
         "{params.gpu}icsa analysis local-stats --checkpoint {input.checkpoint}"
         " --dataset-root {params.root:q} --dataset {params.dataset} --split {params.split}"
@@ -104,13 +93,13 @@ rule fig5_singular_values:
         json="results/figures/fig5_singular_values.json",
     log:
         f"{FIG_LOGS}/fig5.log",
-    params:
-        data_label=FIG_DATA_LABEL,
+    conda:
+        ENV
     threads: job_threads("figures")
     resources:
         **job_resources("figures"),
-    conda:
-        ENV
+    params:
+        data_label=FIG_DATA_LABEL,
     shell:
         "icsa analysis svd --stats {input} --out-png {output.png} --out-csv {output.csv}"
         " --out-json {output.json} --data-label {params.data_label:q}"
@@ -134,15 +123,15 @@ rule fig6_8_tsne:
         npz="results/figures/fig6_8_tsne.npz",
     log:
         f"{FIG_LOGS}/fig6_8.log",
+    conda:
+        ENV
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
     params:
         data_label=FIG_DATA_LABEL,
         perplexity=FIG["tsne_perplexity"],
         max_points=FIG["tsne_max_points"],
-    threads: job_threads("figures")
-    resources:
-        **job_resources("figures"),
-    conda:
-        ENV
     shell:
         "icsa analysis tsne --stats {input} --out-png {output.png} --out-npz {output.npz}"
         " --perplexity {params.perplexity} --max-points {params.max_points}"
@@ -153,7 +142,7 @@ rule fig6_8_tsne:
 rule fig9_10_attention_weights:
     """Heat maps of the trained ICSA's channel (Fig. 9) and spatial (Fig. 10) weights."""
     input:
-        CHECKPOINT.replace(RUN, FIG_RUN[FIG["weights_attention"]]),
+        spec.checkpoint_best(FIG_RUN[FIG["weights_attention"]]),
     output:
         channel=report(
             "results/figures/fig9_channel_weights.png",
@@ -172,11 +161,11 @@ rule fig9_10_attention_weights:
         json="results/figures/fig9_10_attention_weights.json",
     log:
         f"{FIG_LOGS}/fig9_10.log",
+    conda:
+        ENV
     threads: job_threads("figures")
     resources:
         **job_resources("figures"),
-    conda:
-        ENV
     shell:
         "icsa analysis attention --checkpoint {input} --out-channel-png {output.channel}"
         " --out-channel-csv {output.channel_csv} --out-spatial-png {output.spatial}"
@@ -188,9 +177,7 @@ rule fig4_retrieval_examples:
     """Queries with their top-5 database images, from the evaluation's per-query results."""
     input:
         index=INDEX.format(dataset=FIG_DATASET),
-        perquery=PERQUERY.replace(RUN, FIG_RUN[FIG["retrieval_attention"]]).replace(
-            "{evalset}", FIG_EVALSET
-        ),
+        perquery=spec.perquery_file(FIG_RUN[FIG["retrieval_attention"]], FIG_EVALSET),
     output:
         png=report(
             "results/figures/fig4_retrieval_examples.png",
@@ -201,6 +188,11 @@ rule fig4_retrieval_examples:
         csv="results/figures/fig4_retrieval_examples.csv",
     log:
         f"{FIG_LOGS}/fig4.log",
+    conda:
+        ENV
+    threads: job_threads("figures")
+    resources:
+        **job_resources("figures"),
     params:
         data_label=FIG_DATA_LABEL,
         root=dataset_root(FIG_DATASET),
@@ -208,11 +200,6 @@ rule fig4_retrieval_examples:
         split=FIG_SPLIT,
         num_queries=FIG["num_queries"],
         threshold=config["evaluate"]["threshold"],
-    threads: job_threads("figures")
-    resources:
-        **job_resources("figures"),
-    conda:
-        ENV
     shell:
         "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
         " --dataset {params.dataset} --split {params.split} --num-queries {params.num_queries}"
@@ -223,7 +210,7 @@ rule fig4_retrieval_examples:
 
 rule training_curves:
     input:
-        expand("results/runs/{run}/history.csv", run=FIG_RUNS),
+        [spec.history_file(run, "csv") for run in FIG_RUNS],
     output:
         png=report(
             "results/figures/training_curves.png",
@@ -234,13 +221,13 @@ rule training_curves:
         csv="results/figures/training_curves.csv",
     log:
         f"{FIG_LOGS}/training_curves.log",
-    params:
-        data_label=FIG_VAL_LABEL,
+    conda:
+        ENV
     threads: job_threads("figures")
     resources:
         **job_resources("figures"),
-    conda:
-        ENV
+    params:
+        data_label=FIG_VAL_LABEL,
     shell:
         "icsa analysis curves --history {input} --out-png {output.png} --out-csv {output.csv}"
         " --data-label {params.data_label:q}"

@@ -16,28 +16,22 @@ rule kmeans:
         f"{LOGS}/kmeans/{{dataset}}-{{backbone}}-{{source}}-s{{seed}}.log",
     benchmark:
         f"{BENCHMARKS}/kmeans/{{dataset}}-{{backbone}}-{{source}}-s{{seed}}.tsv"
+    conda:
+        ENV
+    threads: job_threads("kmeans")
+    resources:
+        **job_resources("kmeans"),
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
-        attention=lambda wildcards: "none" if wildcards.source == "backbone" else wildcards.source,
-        weights=config["model"]["weights"],
-        image_size=" ".join(str(v) for v in config["model"]["image_size"]),
-        num_clusters=config["model"]["num_clusters"],
+        model=kmeans_model_spec_json,
         max_images=config["kmeans"]["max_images"],
         per_image=config["kmeans"]["descriptors_per_image"],
         iterations=config["kmeans"]["iterations"],
         device=job_device("kmeans"),
         gpu=gpu_prefix("kmeans"),
-    threads: job_threads("kmeans")
-    resources:
-        **job_resources("kmeans"),
-    conda:
-        ENV
     shell:
         "{params.gpu}icsa kmeans --root {params.root:q} --dataset {wildcards.dataset}"
-        " --split train --backbone {wildcards.backbone} --attention {params.attention}"
-        " --weights {params.weights:q}"
-        " --init-seed {wildcards.seed} --seed {wildcards.seed}"
-        " --image-size {params.image_size} --num-clusters {params.num_clusters}"
+        " --split train --model-spec {params.model:q} --seed {wildcards.seed}"
         " --max-images {params.max_images} --descriptors-per-image {params.per_image}"
         " --iterations {params.iterations} --device {params.device}"
         " --threads {resources.cpus_per_task} --out {output} > {log} 2>&1"

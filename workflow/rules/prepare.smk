@@ -4,7 +4,6 @@
 or broken image fails here, in seconds, not hours into a training run.
 """
 
-
 if config.get("synthetic"):
 
     rule prepare_synthetic:
@@ -14,14 +13,14 @@ if config.get("synthetic"):
             f"{LOGS}/prepare/synthetic.log",
         benchmark:
             f"{BENCHMARKS}/prepare/synthetic.tsv"
-        params:
-            seed=config["synthetic"].get("seed", 0),
-            settings=json.dumps(config["synthetic"].get("settings", {}), sort_keys=True),
+        conda:
+            ENV
         threads: job_threads("prepare")
         resources:
             **job_resources("prepare"),
-        conda:
-            ENV
+        params:
+            seed=config["synthetic"].get("seed", 0),
+            settings=json.dumps(config["synthetic"].get("settings", {}), sort_keys=True),
         shell:
             "icsa prepare synthetic --out {output} --seed {params.seed}"
             " --settings {params.settings:q} --threads {resources.cpus_per_task} > {log} 2>&1"
@@ -34,17 +33,17 @@ rule check_dataset:
         INDEX,
     log:
         f"{LOGS}/check/{{dataset}}.log",
+    conda:
+        ENV
+    threads: job_threads("prepare")
+    resources:
+        **job_resources("prepare"),
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
         # User data: an image overwritten in place reruns the check (icsa/data/fingerprint.py).
         content=lambda wildcards: (
             "" if config.get("synthetic") else folder_fingerprint(dataset_root(wildcards.dataset))
         ),
-    threads: job_threads("prepare")
-    resources:
-        **job_resources("prepare"),
-    conda:
-        ENV
     shell:
         "icsa prepare check --root {params.root:q} --dataset {wildcards.dataset}"
         " --index-out {output} --workers {resources.cpus_per_task} > {log} 2>&1"

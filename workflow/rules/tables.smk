@@ -15,6 +15,11 @@ rule efficiency:
         f"{LOGS}/efficiency.log",
     benchmark:
         f"{BENCHMARKS}/efficiency.tsv"
+    conda:
+        ENV
+    threads: job_threads("efficiency")
+    resources:
+        **job_resources("efficiency"),
     params:
         channels=config["efficiency"]["channels"],
         height=config["efficiency"]["height"],
@@ -24,11 +29,6 @@ rule efficiency:
         modules=",".join(config["tables"].get("table2", {}).get("attentions", ["icsa"])),
         device=job_device("efficiency"),
         gpu=gpu_prefix("efficiency"),
-    threads: job_threads("efficiency")
-    resources:
-        **job_resources("efficiency"),
-    conda:
-        ENV
     shell:
         "{params.gpu}icsa efficiency --channels {params.channels} --height {params.height}"
         " --width {params.width} --batch-size {params.batch_size} --repeats {params.repeats}"
@@ -58,15 +58,15 @@ rule table:
         curves="results/{table}_curves.csv",
     log:
         f"{LOGS}/tables/{{table}}.log",
+    conda:
+        ENV
+    threads: job_threads("tables")
+    resources:
+        **job_resources("tables"),
     params:
         spec=table_params,
         statistics=json.dumps(config["statistics"], sort_keys=True),
         efficiency=EFFICIENCY,
-    threads: job_threads("tables")
-    resources:
-        **job_resources("tables"),
-    conda:
-        ENV
     shell:
         "icsa tables build --spec {params.spec:q} --statistics {params.statistics:q}"
         " --paper {input.paper} --metrics-dir results/metrics --runs-dir results/runs"

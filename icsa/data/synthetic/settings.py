@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from icsa.errors import InputError
+from icsa.records import record_from_dict
 
 MAX_CAPTURE_TIMES = 4  # capture years of the TokyoTM-role city (time_machine.CAPTURE_YEARS)
 
@@ -133,11 +134,4 @@ class CitySettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CitySettings:
         """Build settings from a config mapping; unknown keys are an error (typos must not pass)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(
-                f"synthetic city settings: unknown keys {unknown}; expected some of {sorted(known)}"
-            )
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**fixed)
+        return record_from_dict(cls, values, "synthetic city settings")

@@ -1,0 +1,232 @@
+"""The workflow's config as specifications: checks, table rows and one RunSpec per training job.
+
+``workflow/rules/common.smk`` is glue around this module. :func:`check` runs at parse time,
+after the JSON schema (types, ranges, closed key sets): it checks what a schema cannot — names
+against the registries (:mod:`icsa.registry`, including modules the config's ``plugins:``
+register), blocks against each backbone's block count, keys of the nested settings records
+(train, figures, synthetic city) against their dataclasses, references between sections. A
+missing data root is not an error here (``--lint`` and ``-n`` must work on a fresh clone): it is
+returned as a warning, and the first job that reads the dataset fails with the same message.
+No torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icsa.errors import InputError
+from icsa.records import record_from_dict
+from icsa.registry import ATTENTIONS, BACKBONES, FOLDED, backbone_spec, load_plugins
+from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
+from icsa.train.settings import TrainSettings
+
+# What each dataset stands in for, in the synthetic city's labels (the generator writes these).
+SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM"}
+
+
+def config_error(key: str, value: Any, expected: str) -> InputError:
+    """An error naming the config key, the value found and what was expected."""
+    return InputError(f"config error: {key} = {value!r}; expected {expected}")
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The optional ``figures:`` section: which runs the figures show (defaults: the paper's)."""
+
+    backbone: str = "vgg16"
+    block: str | int = "last"
+    seed: int | None = None  # None: the first of `seeds`
+    attentions: tuple[str, ...] = ("none", "ia", "icsa")
+    weights_attention: str = "icsa"
+    retrieval_attention: str = "icsa"
+    evalset: str = "main"
+    max_images: int = 300
+    per_image: int = 10
+    tsne_perplexity: float = 30
+    tsne_max_points: int = 2000
+    num_queries: int = 4
+
+
+def figure_settings(config: dict[str, Any]) -> FigureSettings:
+    return record_from_dict(FigureSettings, config.get("figures"), "figures")
+
+
+# ---- names -----------------------------------------------------------------------------------
+def check_name(registry: dict, name: str, key: str, extra: tuple[str, ...] = ()) -> None:
+    if name not in registry and name not in extra:
+        raise config_error(key, name, f"one of {[*registry, *extra]}")
+
+
+def normalise_block(backbone: str, block: str | int, key: str) -> str:
+    """'last' → the backbone's last block; ints → strings; numbers checked against the backbone."""
+    num_blocks = backbone_spec(backbone).num_blocks
+    block = str(block)
+    if block == "last":
+        return str(num_blocks)
+    if block != "none" and not (block.isdigit() and 1 <= int(block) <= num_blocks):
+        raise config_error(key, block, f"none, last or 1..{num_blocks} for {backbone}")
+    return block
+
+
+def split_evalset(evalset: str) -> tuple[str, str]:
+    """'pitts30k-test' → ('pitts30k', 'test')."""
+    dataset, split = evalset.rsplit("-", 1)
+    return dataset, split
+
+
+def resolve_evalset(config: dict[str, Any], name: str, key: str) -> str:
+    """A key of `evalsets` (e.g. main) or a literal '{dataset}-{split}'."""
+    evalset = config["evalsets"].get(name, name)
+    if "-" not in evalset:
+        raise config_error(key, name, f"one of {sorted(config['evalsets'])} or DATASET-SPLIT")
+    dataset = split_evalset(evalset)[0]
+    if dataset not in config["datasets"]:
+        raise config_error(key, evalset, f"a dataset under datasets: {sorted(config['datasets'])}")
+    return evalset
+
+
+def evalset_label(config: dict[str, Any], evalset: str) -> str:
+    """How tables, figures and the report name an evaluation set: the synthetic city is never
+    called by the real dataset's name ("synthetic Pitts30k-role city, test")."""
+    dataset, split = split_evalset(evalset)
+    if config.get("synthetic") and dataset in SYNTHETIC_ROLES:
+        return f"synthetic {SYNTHETIC_ROLES[dataset]}-role city, {split}"
+    return evalset
+
+
+def missing_root_message(name: str, root: str | Path) -> str:
+    """What the parse-time warning and the failing dataset check both say of a missing root."""
+    return (
+        f"datasets.{name}.root = {str(root)!r}: no such folder; expected a folder in the NetVLAD "
+        'layout (docs/architecture.md, "Data"), or `synthetic:` to generate one'
+    )
+
+
+# ---- the checks ------------------------------------------------------------------------------
+def run_tables(config: dict[str, Any]) -> list[str]:
+    """Tables built from training runs (all but table2, which measures modules)."""
+    return [name for name in config["tables"] if name != "table2"]
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    """Raise InputError for the first config error; return warnings (missing data roots)."""
+    load_plugins(config.get("plugins", []))
+    warnings = []
+    if config["dataset"] not in config["datasets"]:
+        raise config_error("dataset", config["dataset"], f"one of {sorted(config['datasets'])}")
+    synthetic = config.get("synthetic")
+    if synthetic:
+        from icsa.data.synthetic.settings import CitySettings  # numpy only
+
+        CitySettings.from_dict(synthetic.get("settings") or {})
+    for name, entry in config["datasets"].items():
+        root = Path(entry["root"])
+        if synthetic:
+            # The generator writes <out>/pitts30k and <out>/tokyotm; no other root.
+            expected = Path(synthetic["out"]) / name
+            if root != expected:
+                raise config_error(
+                    f"datasets.{name}.root", str(root), f"{expected} (synthetic.out)"
+                )
+        elif not root.is_dir():
+            warnings.append(missing_root_message(name, root))
+    for name in config["evalsets"]:
+        resolve_evalset(config, name, f"evalsets.{name}")
+    for name in run_tables(config):
+        table_spec(config, name)  # names, blocks, evalset, baseline
+    for module in config["tables"].get("table2", {}).get("attentions", []):
+        check_name(ATTENTIONS, module, "tables.table2.attentions", (FOLDED,))
+    for backbone in sorted(
+        {b for n in run_tables(config) for b in config["tables"][n]["backbones"]}
+    ):
+        model_spec(config, backbone, "none", "none", 0)  # image size vs backbone
+    TrainSettings.from_dict(config["train"], "train")
+    check_figures(config)
+    return warnings
+
+
+def check_figures(config: dict[str, Any]) -> None:
+    fig = figure_settings(config)
+    check_name(BACKBONES, fig.backbone, "figures.backbone")
+    normalise_block(fig.backbone, fig.block, "figures.block")
+    for key in ("weights_attention", "retrieval_attention"):
+        check_name(ATTENTIONS, getattr(fig, key), f"figures.{key}")
+    for name in fig.attentions:
+        check_name(ATTENTIONS, name, "figures.attentions")
+    if fig.seed is not None and fig.seed not in config["seeds"]:
+        raise config_error("figures.seed", fig.seed, f"one of seeds {config['seeds']}")
+    resolve_evalset(config, fig.evalset, "figures.evalset")
+
+
+# ---- specifications from the config ----------------------------------------------------------
+def model_spec(
+    config: dict[str, Any], backbone: str, attention: str, block: str, init_seed: int
+) -> ModelSpec:
+    model = config["model"]
+    try:
+        return ModelSpec(
+            backbone=backbone,
+            attention=attention,
+            num_clusters=model["num_clusters"],
+            image_size=tuple(model["image_size"]),
+            weights=model.get("weights", "none"),
+            init_seed=int(init_seed),
+            lowest_trained_block=block,
+        )
+    except InputError as err:
+        raise InputError(f"config error: model: {err}") from err
+
+
+def run_spec(config: dict[str, Any], run: str) -> RunSpec:
+    """The RunSpec of a run id: its model from `model`, the recipe from `train`; the random
+    init is seeded with the run's seed (the k-means job of that seed uses the same)."""
+    parts = parse_run_id(run)
+    seed = int(parts["seed"])
+    model = model_spec(config, parts["backbone"], parts["attention"], parts["block"], seed)
+    return RunSpec(
+        dataset=parts["dataset"],
+        model=model,
+        recipe=TrainSettings.from_dict(config["train"], "train"),
+        seed=seed,
+    )
+
+
+def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The resolved rows of a run table (JSON-able): label parts, run ids per seed, baselines."""
+    table = config["tables"][name]
+    key = f"tables.{name}"
+    evalset = resolve_evalset(config, table["evalset"], f"{key}.evalset")
+    for backbone in table["backbones"]:
+        check_name(BACKBONES, backbone, f"{key}.backbones")
+    for attention in table["attentions"]:
+        check_name(ATTENTIONS, attention, f"{key}.attentions")
+    if table["baseline"] not in table["attentions"]:
+        raise config_error(
+            f"{key}.baseline", table["baseline"], f"one of its attentions {table['attentions']}"
+        )
+    rows = []
+    for backbone in table["backbones"]:
+        for block in table["blocks"]:
+            block = normalise_block(backbone, block, f"{key}.blocks")
+            for attention in table["attentions"]:
+                runs = [
+                    run_id(config["dataset"], backbone, attention, block, seed)
+                    for seed in config["seeds"]
+                ]
+                rows.append(
+                    {"backbone": backbone, "attention": attention, "block": block, "runs": runs}
+                )
+    blocks = {row["block"] for row in rows}
+    return {
+        "table": name,
+        "title": table.get("title", name),
+        "evalset": evalset,
+        "evalset_label": evalset_label(config, evalset),
+        "baseline": table["baseline"],
+        # Rows trained from a block are also compared with only attention + NetVLAD trained.
+        "block_baseline": "none" if "none" in blocks and len(blocks) > 1 else None,
+        "seeds": config["seeds"],
+        "rows": rows,
+    }

@@ -1,0 +1,209 @@
+"""The pipeline's one specification: what a model and a training run are, their id and paths.
+
+A :class:`ModelSpec` is everything that fixes a network before training (backbone, attention,
+K, image size, initial weights, init seed, lowest trained block); a :class:`RunSpec` adds the
+dataset, the recipe and the seed. The workflow builds one RunSpec per training job from the
+config (:mod:`icsa.pipeline`) and hands it to ``icsa train --spec`` as JSON; the run id, the
+results layout and the fingerprint that decides resume vs restart are defined here and
+nowhere else (docs/architecture.md, "Run naming and results layout"). No torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icsa.errors import InputError
+from icsa.input_sizes import image_size_problem
+from icsa.records import record_from_dict
+from icsa.registry import attention_spec, backbone_spec
+from icsa.train.settings import TrainSettings
+
+# ---- run ids and the results layout ----------------------------------------------------------
+RUN_ID = "{dataset}-{backbone}-{attention}-b{block}-s{seed}"
+_RUN_ID_RE = re.compile(
+    r"^(?P<dataset>[a-z0-9]+)-(?P<backbone>[a-z0-9]+)-(?P<attention>[a-z0-9]+)"
+    r"-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
+)
+RESULTS = "results"
+
+
+def run_id(dataset: str, backbone: str, attention: str, block: str | int, seed: int | str) -> str:
+    """``pitts30k-vgg16-icsa-b5-s0``; block ``none`` gives ``bnone``."""
+    return RUN_ID.format(
+        dataset=dataset, backbone=backbone, attention=attention, block=block, seed=seed
+    )
+
+
+def parse_run_id(run: str) -> dict[str, str]:
+    """The parts of a run id (dataset, backbone, attention, block, seed) as strings."""
+    match = _RUN_ID_RE.match(run)
+    if match is None:
+        raise InputError(f"run id {run!r}: expected {RUN_ID}, e.g. pitts30k-vgg16-icsa-b5-s0")
+    return match.groupdict()
+
+
+# Each path is a function of a run id, so the same function gives a file of one run and, called
+# with the wildcard pattern RUN_ID, the Snakemake pattern of every run.
+def run_dir(run: str, results: str = RESULTS) -> str:
+    return f"{results}/runs/{run}"
+
+
+def checkpoint_best(run: str, results: str = RESULTS) -> str:
+    return f"{run_dir(run, results)}/checkpoint_best.pt"
+
+
+def history_file(run: str, ext: str, results: str = RESULTS) -> str:
+    """``history.csv`` or ``history.json`` (``ext`` csv or json)."""
+    return f"{run_dir(run, results)}/history.{ext}"
+
+
+def run_state_dir(run: str, results: str = RESULTS) -> str:
+    """The training job's own scratch folder: ``checkpoint_last.pt``, ``run.json`` (the
+    fingerprint it was made with) and ``prefix_cache/``. Not a Snakemake output, because
+    Snakemake deletes the outputs of a failed job, and this is what an interrupted run resumes."""
+    return f"{run_dir(run, results)}/state"
+
+
+def descriptors_file(run: str, evalset: str, side: str, results: str = RESULTS) -> str:
+    """``side`` db or q."""
+    return f"{results}/descriptors/{run}/{evalset}-{side}.npy"
+
+
+def metrics_file(run: str, evalset: str, results: str = RESULTS) -> str:
+    return f"{results}/metrics/{run}/{evalset}.json"
+
+
+def perquery_file(run: str, evalset: str, results: str = RESULTS) -> str:
+    return f"{results}/metrics/{run}/{evalset}-perquery.npz"
+
+
+# ---- the specifications ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """A network before training; ``build_model(**spec.build_args())`` makes it."""
+
+    backbone: str
+    attention: str
+    num_clusters: int
+    image_size: tuple[int, int]
+    weights: str = "none"  # none (seeded random init), imagenet, or a state-dict path
+    init_seed: int = 0
+    lowest_trained_block: str = "none"  # "none" or "1".."num_blocks"
+
+    def __post_init__(self) -> None:
+        spec = backbone_spec(self.backbone)
+        attention_spec(self.attention)
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        object.__setattr__(self, "lowest_trained_block", str(self.lowest_trained_block))
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise InputError(f"image_size={list(self.image_size)}: expected [H, W], positive")
+        problem = image_size_problem(self.backbone, self.image_size)
+        if problem:
+            raise InputError(f"image_size={list(self.image_size)}: expected {problem}")
+        block = self.lowest_trained_block
+        if block != "none" and not (block.isdigit() and 1 <= int(block) <= spec.num_blocks):
+            raise InputError(
+                f"lowest_trained_block={block!r}: expected none or 1..{spec.num_blocks} for "
+                f"{self.backbone}"
+            )
+        if int(self.num_clusters) < 2:
+            raise InputError(f"num_clusters={self.num_clusters}: expected at least 2")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model spec") -> ModelSpec:
+        return record_from_dict(cls, data, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["image_size"] = list(self.image_size)
+        return out
+
+    def build_args(self) -> dict[str, Any]:
+        """The arguments of :func:`icsa.models.build_model`."""
+        return self.to_dict()
+
+
+# Recipe keys that may change between an interrupted (or finished) run and its continuation:
+# they decide how long to train, not what one epoch does.
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a model trained on a dataset with a recipe and a seed."""
+
+    dataset: str
+    model: ModelSpec
+    recipe: TrainSettings
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return run_id(
+            self.dataset, self.model.backbone, self.model.attention,
+            self.model.lowest_trained_block, self.seed,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "model": self.model.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "seed": self.seed,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "run spec") -> RunSpec:
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        fields = dict(data)
+        fields["model"] = ModelSpec.from_dict(data.get("model"), f"{source}: model")
+        fields["recipe"] = TrainSettings.from_dict(data.get("recipe", {}), f"{source}: recipe")
+        return record_from_dict(cls, fields, source)
+
+    def fingerprint(self, inputs: dict[str, str | os.PathLike]) -> dict[str, Any]:
+        """What determines the trained weights: the spec (but for the resumable recipe keys)
+        and the content of the input files (``{role: path}``, e.g. centroids, the train and val
+        dbStructs). Content digests, not paths: a moved checkout is the same run."""
+        recipe = {k: v for k, v in self.recipe.to_dict().items() if k not in RESUMABLE_CHANGES}
+        return {
+            "run": self.id,
+            "model": self.model.to_dict(),
+            "recipe": recipe,
+            "seed": self.seed,
+            "inputs": {role: file_digest(path) for role, path in sorted(inputs.items())},
+        }
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable differences between two fingerprints (nested keys joined with '.')."""
+    diffs: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b:
+            diffs.append(f"{key}: was {a!r}, now {b!r}")
+
+    walk(old, new, "")
+    return diffs

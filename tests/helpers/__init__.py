@@ -1,0 +1,1 @@
+"""Shared test helpers (not test modules): tiny datasets, the Snakemake runner, tables."""

@@ -1,0 +1,105 @@
+"""Adding an attention module is its class + one registry entry + one table line (issue 13).
+
+The module here lives outside the package, in a plugin the config names under `plugins:`: the
+workflow validates it and plans its runs, and the jobs (`icsa train`) import it via
+$ICSA_PLUGINS, as the Snakefile exports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from icsa import registry
+from icsa.spec import RunSpec
+from tests.helpers.city import QUICK, run_spec
+from tests.helpers.workflow import BIN, job_counts, planned_runs, scratch_workdir, snakemake
+
+PLUGIN = '''
+"""A learnable per-channel gate, starting at 1 (the identity)."""
+import torch
+from torch import nn
+
+from icsa.registry import AttentionSpec, register_attention
+
+
+class ChannelGate(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x):  # [B,C,h,w] -> [B,C,h,w]
+        return x * self.weight
+
+
+register_attention(AttentionSpec("gate", "Gate", ChannelGate, identity_at_init=True,
+                                 arguments=("channels",)))
+'''
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "mygate.py").write_text(PLUGIN)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+    )
+    return folder
+
+
+def test_a_registered_module_is_validated_and_planned(tmp_path, plugin_dir):
+    workdir = scratch_workdir(tmp_path / "work")
+    table = "tables: {table1: {attentions: [none, icsa, gate]}}\n"
+    (workdir / "gate.yaml").write_text("plugins: [mygate]\n" + table)
+    result = snakemake(
+        workdir, "-n", "-p", "results/table1.csv", config="config/tiny.yaml gate.yaml"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    runs = planned_runs(result.stdout)
+    assert "pitts30k-vgg16-gate-b5-s0" in runs and len(runs) == 3
+    assert job_counts(result.stdout)["train"] == 3
+    assert '"attention": "gate"' in result.stdout  # the job's RunSpec
+    # The names are the registry's: a typo lists the registered ones, the plugin's included.
+    (workdir / "typo.yaml").write_text(
+        "plugins: [mygate]\ntables: {table1: {attentions: [gatee]}}\n"
+    )
+    result = snakemake(workdir, "-n", "results/table1.csv", config="config/tiny.yaml typo.yaml")
+    assert result.returncode != 0 and "tables.table1.attentions = 'gatee'" in result.stdout
+    assert "'gate']" in result.stdout and "Job stats" not in result.stdout
+    # Without the plugin the name is unknown; a plugin that cannot be imported is named.
+    (workdir / "bare.yaml").write_text(table)
+    result = snakemake(workdir, "-n", "results/table1.csv", config="config/tiny.yaml bare.yaml")
+    assert result.returncode != 0 and "tables.table1.attentions = 'gate'" in result.stdout
+    (workdir / "missing.yaml").write_text("plugins: [no_such_plugin]\n")
+    result = snakemake(workdir, "-n", "results/table1.csv", config="config/tiny.yaml missing.yaml")
+    assert (
+        result.returncode != 0 and "plugins: 'no_such_plugin' cannot be imported" in result.stdout
+    )
+
+
+def test_a_job_trains_the_registered_module(tiny_city, tmp_path, plugin_dir):
+    """`icsa train` with $ICSA_PLUGINS (what the workflow exports) builds and trains it."""
+    root, cents = tiny_city
+    spec: RunSpec = run_spec(QUICK)
+    data = spec.to_dict()
+    data["model"]["attention"] = "gate"
+    run = tmp_path / "run"
+    env = {**os.environ, "ICSA_PLUGINS": "mygate", "OMP_NUM_THREADS": "1"}
+    cmd = [str(BIN / "icsa"), "train", "--spec", json.dumps(data), "--root", str(root),
+           "--centroids", str(cents), "--run-dir", str(run), "--no-dvclive"]  # fmt: skip
+    result = subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["run"] == "pitts30k-vgg16-gate-b5-s0" and summary["epochs"] == 1
+    import torch
+
+    state = torch.load(run / "checkpoint_best.pt", weights_only=True)["model_state"]
+    assert state["attention.weight"].shape == (1, 512, 1, 1)
+    assert not torch.equal(state["attention.weight"], torch.ones(1, 512, 1, 1))  # it trained
+    assert "gate" not in registry.ATTENTIONS  # this process never imported the plugin
+    assert sys.modules.get("mygate") is None
