@@ -132,3 +132,30 @@ def test_run_spec_from_config_uses_the_run_seed_for_the_init():
     run = pipeline.run_spec(config, "tokyotm-resnet18-se-bnone-s4")
     assert run.model == spec.ModelSpec("resnet18", "se", 8, (32, 48), "none", 4, "none")
     assert run.recipe == TrainSettings(epochs=2) and run.seed == 4 and run.dataset == "tokyotm"
+
+
+def test_a_backbone_is_one_registry_entry():
+    """ResNet-34 registered as one BackboneSpec: built, cut, sized and validated like the rest."""
+    from icsa.models import build_model
+
+    resnet18 = registry.BACKBONES["resnet18"]
+    entry = registry.BackboneSpec(
+        "resnet34", "ResNet34", "resnet34", "ResNet34_Weights", resnet18.blocks,
+        out_channels=512, stride=32, min_image_side=1, dropped_prefixes=("fc.",),
+    )  # fmt: skip
+    registry.register_backbone(entry)
+    try:
+        model = build_model("resnet34", "icsa", 4, (64, 64), "4", "none", 0)
+        assert model.feature_shape == (512, 2, 2) and model.backbone.num_blocks == 5
+        trained = [i for i, b in enumerate(model.backbone.blocks)
+                   if all(p.requires_grad for p in b.parameters())]  # fmt: skip
+        assert trained == [3, 4]
+        config = {"model": CONFIG_MODEL, "train": {}}
+        assert (
+            pipeline.run_spec(config, "pitts30k-resnet34-icsa-b4-s0").model.backbone == "resnet34"
+        )
+        assert registry.network_label("resnet34", "se") == "ResNet34+SENet"
+        with pytest.raises(InputError, match="none or 1..5 for resnet34"):
+            _model(backbone="resnet34", lowest_trained_block="6")
+    finally:
+        del registry.BACKBONES["resnet34"]

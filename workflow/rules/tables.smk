@@ -1,7 +1,7 @@
 """Tables 1–6 of the paper: results/tableN.csv, .md (the paper's numbers beside ours), .json
 (what `dvc metrics show` lists) and .html (the page of the Snakemake report).
 
-Which runs a table needs comes from config `tables` (see common.smk: table_spec); the resolved
+Which runs a table needs comes from config `tables` (icsa.pipeline.table_spec); the resolved
 spec reaches `icsa tables build` as a JSON param, so editing one table's rows rebuilds only that
 table (and trains only the runs it newly needs). Table 2 is built from the efficiency
 measurement of `icsa efficiency` instead of runs.
