@@ -8,37 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from icsa.cli import main
-from icsa.data import DbStruct, write_dbstruct
 from icsa.models import build_model
 from icsa.train.checkpoint import save_checkpoint
+from tests.helpers.datasets import make_noise_test_split
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def noise_split_and_checkpoints(tmp_path_factory):
     """pitts30k-test with 8 database images and 4 queries, and three VGG16 checkpoints."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    db_names = [f"000/db{i}.png" for i in range(8)]
-    q_names = [f"q{i}.png" for i in range(4)]
-    for name in db_names:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / name)
-    for name in q_names:
-        (root / "queries_real").mkdir(exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
-            root / "queries_real" / name
-        )
-    db_utm = np.stack([np.arange(8) * 20.0, np.zeros(8)], axis=1)
-    q_utm = np.array([[0.0, 3.0], [40.0, 0.0], [95.0, 0.0], [500.0, 0.0]])
-    write_dbstruct(
-        root / "datasets" / "pitts30k_test.mat",
-        DbStruct("test", db_names, db_utm, q_names, q_utm, 8, 4, 25.0, 625.0, 100.0),
-    )
+    root = tmp_path_factory.mktemp("noise-split")
+    make_noise_test_split(root, num_db=8)
     ckpts = {}
     for att in ("none", "ia", "icsa"):
         model = build_model("vgg16", att, num_clusters=4, image_size=(64, 64))
@@ -54,8 +37,8 @@ def tiny(tmp_path_factory):
     return root, ckpts
 
 
-def test_analysis_cli_figures(tiny, tmp_path):
-    root, ckpts = tiny
+def test_analysis_cli_figures(noise_split_and_checkpoints, tmp_path):
+    root, ckpts = noise_split_and_checkpoints
     stats = []
     for att, ck in ckpts.items():
         out = tmp_path / f"stats-{att}.npz"
@@ -185,8 +168,8 @@ def test_analysis_cli_figures(tiny, tmp_path):
     )
 
 
-def test_analysis_cli_retrieval_curves(tiny, tmp_path):
-    root, _ = tiny
+def test_analysis_cli_retrieval_curves(noise_split_and_checkpoints, tmp_path):
+    root, _ = noise_split_and_checkpoints
     # a per-query file as `icsa evaluate` writes it: exact top-k by UTM distance + 10 m jitter
     db_utm = np.stack([np.arange(8) * 20.0, np.zeros(8)], axis=1)
     q_utm = np.array([[0.0, 3.0], [40.0, 0.0], [95.0, 0.0], [500.0, 0.0]])

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from PIL import Image
 
 from icsa.cli import main
-from icsa.data import FIELDS_10, check_dataset
+from icsa.data import FIELDS_10, check_dataset, read_dbstruct, write_dbstruct
+from icsa.data.synthetic import CitySettings
 from icsa.errors import InputError
 from tests.helpers.datasets import make_dataset
 
@@ -131,8 +133,6 @@ def test_missing_and_undecodable_images_are_counted_and_named(tmp_path, capsys):
 
 
 def test_city_settings_report_unknown_keys_and_convert_lists(tmp_path, capsys):
-    from icsa.data.synthetic import CitySettings
-
     got = CitySettings.from_dict({"train_db": 9, "query_fov_range": [40, 50]})
     assert got.train_db == 9 and got.query_fov_range == (40, 50)
     with pytest.raises(InputError, match=r"unknown keys \['colour'\]; valid keys are \["):
@@ -145,25 +145,20 @@ def test_city_settings_report_unknown_keys_and_convert_lists(tmp_path, capsys):
 
 
 def test_synthetic_settings_errors_list_valid_keys(tmp_path, capsys):
-    from icsa.data import synthetic as settings
-
     rc, _, err = run_cli(["prepare", "synthetic", "--out", str(tmp_path / "o"),
                           "--settings", '{"no_such_knob": 1}'], capsys)  # fmt: skip
     assert rc == 2 and "no_such_knob" in err and "valid keys" in err
-    assert "train_db" in err or dataclasses.fields(settings.CitySettings)[0].name in err
+    assert "train_db" in err or dataclasses.fields(CitySettings)[0].name in err
     assert not (tmp_path / "o").exists()
 
 
 def test_synthetic_cli_output_passes_the_check(tmp_path, capsys):
     """End to end: `icsa prepare synthetic` on a tiny city, then `icsa prepare check` on it."""
-    from icsa.data import synthetic
-
-    known = {f.name for f in dataclasses.fields(synthetic.CitySettings)}
-    tiny = {k: v for k, v in {
+    tiny = {
         "train_db": 8, "train_q": 4, "val_db": 8, "val_q": 4, "test_db": 8, "test_q": 4,
         "tokyo_train_db": 8, "tokyo_train_q": 4, "tokyo_val_db": 8, "tokyo_val_q": 4,
         "image_height": 24, "image_width": 32,
-    }.items() if k in known}  # fmt: skip
+    }  # fmt: skip
     out = tmp_path / "city"
     rc, text, _ = run_cli(
         ["prepare", "synthetic", "--out", str(out), "--seed", "0", "--settings", json.dumps(tiny)],
@@ -176,18 +171,12 @@ def test_synthetic_cli_output_passes_the_check(tmp_path, capsys):
 
 
 def test_duplicate_names_and_mixed_sizes_are_reported(tmp_path, capsys):
-    import dataclasses as dc
-
-    from PIL import Image
-
-    from icsa.data import read_dbstruct, write_dbstruct
-
     root = tmp_path / "pitts"
     make_dataset(root, "pitts30k", {"test": (6, 2)})
     mat = root / "datasets" / "pitts30k_test.mat"
     db = read_dbstruct(mat)
     names = [*db.db_images[:5], db.db_images[0]]  # the first image listed twice
-    write_dbstruct(mat, dc.replace(db, db_images=names))
+    write_dbstruct(mat, dataclasses.replace(db, db_images=names))
     Image.new("RGB", (20, 10)).save(root / db.db_images[1])  # another size
     index_path = tmp_path / "index.json"
     rc, out, _ = run_cli(["prepare", "check", "--root", str(root), "--dataset", "pitts30k",

@@ -1,39 +1,35 @@
 """Figure rules (workflow/rules/figures.smk) on the tiny config, and the Snakemake HTML report.
 
-The real workflow (a temporary copy of workflow/ and config/tiny.yaml) runs only its figure
-rules (`--allowed-rules`), on what the upstream rules would have left: a tiny evaluation set,
-real tiny checkpoints with histories, per-query results and Tables 1-6, written by the test so
-that this file does not retrain anything (the ICSA/IA checkpoints get a few SGD steps with
-weight decay, as in training). Then `snakemake --report` must build and contain every table and
-figure with its caption.
+The real workflow (workflow/Snakefile in a scratch directory with a copy of config/, as in
+tests/helpers/workflow.py) runs only its figure rules (`--allowed-rules`), on what the upstream
+rules would have left: a tiny evaluation set, real tiny checkpoints with histories, per-query
+results and Tables 1-6, written by the test so that this file does not retrain anything (the
+ICSA/IA checkpoints get a few SGD steps with weight decay, as in training). Then
+`snakemake --report` must build and contain every table and figure with its caption.
 
-`check_figures(workdir)` and `check_report(workdir)` make no assumption about sizes, so the
-end-to-end tiny run (tests/test_workflow_e2e.py) can apply them to a fully trained workflow.
+The checks `check_figures(workdir)` and `check_report(workdir)` (tests/helpers/report.py) make
+no assumption about sizes, so the end-to-end tiny run (tests/test_workflow_e2e.py) can apply
+them to a fully trained workflow.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from icsa.data import DbStruct, write_dbstruct
 from icsa.models import build_model
 from icsa.tables.html import write_table_html
-from icsa.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.helpers.report import FIGURES, check_report
+from icsa.train.checkpoint import save_checkpoint
+from tests.helpers.datasets import make_noise_test_split
+from tests.helpers.report import check_figures, check_report
+from tests.helpers.workflow import scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow  # a real Snakemake run: ~10 CLI jobs (each imports torch)
 
-REPO = Path(__file__).resolve().parents[1]
 RUNS = {a: f"pitts30k-vgg16-{a}-b5-s0" for a in ("none", "ia", "icsa")}
 
 
@@ -48,28 +44,9 @@ FIGURE_RULES = [
 ]
 
 
-def _snakemake(
-    workdir: Path, *options: str, target: str = "figures"
-) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "snakemake"),
-            "--configfile",
-            "config/tiny.yaml",
-            *options,
-            "--allowed-rules",
-            *FIGURE_RULES,
-            "--",
-            target,
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def figure_rules(workdir: Path, *options: str, target: str = "figures"):
+    """Snakemake (tests/helpers/workflow.py) allowed to run the figure rules only."""
+    return snakemake(workdir, *options, "--allowed-rules", *FIGURE_RULES, "--", target, timeout=600)
 
 
 def _train_with_weight_decay(model: torch.nn.Module, steps: int = 4) -> None:
@@ -94,21 +71,9 @@ def _train_with_weight_decay(model: torch.nn.Module, steps: int = 4) -> None:
 
 def _tiny_upstream(work: Path) -> None:
     """What the training/evaluation/table rules would have written, at tiny size."""
-    rng = np.random.default_rng(0)
     root = work / "data" / "synthetic" / "pitts30k"  # config/tiny.yaml's root
-    db_names = [f"000/db{i}.png" for i in range(10)]
-    q_names = [f"q{i}.png" for i in range(4)]
-    for sub, names in (("", db_names), ("queries_real", q_names)):
-        for name in names:
-            path = root / sub / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
-    db_utm = np.stack([np.arange(10) * 20.0, np.zeros(10)], axis=1)
-    q_utm = np.array([[0.0, 3.0], [40.0, 0.0], [95.0, 0.0], [500.0, 0.0]])
-    write_dbstruct(
-        root / "datasets" / "pitts30k_test.mat",
-        DbStruct("test", db_names, db_utm, q_names, q_utm, 10, 4, 25.0, 625.0, 100.0),
-    )
+    db = make_noise_test_split(root, num_db=10)
+    db_utm, q_utm = db.db_utm, db.q_utm
     for att, run in RUNS.items():
         model = build_model("vgg16", att, num_clusters=4, image_size=(64, 80))
         if att != "none":
@@ -141,58 +106,11 @@ def _tiny_upstream(work: Path) -> None:
 
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "config", work / "config")
+    work = scratch_workdir(tmp_path_factory.mktemp("wf"))
     _tiny_upstream(work)
-    run = _snakemake(work, "--cores", "2")
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = figure_rules(work, "--cores", "2")
+    assert run.returncode == 0, run.stdout[-3000:]
     return work
-
-
-# ---- checks, also for the end-to-end tiny run (tests/test_workflow_e2e.py can import them) ---
-
-
-def check_figures(workdir: Path) -> None:
-    """Every figure is a PNG and the data beside it is sane, whatever the run's sizes."""
-    fig = workdir / "results" / "figures"
-    for name in FIGURES:
-        assert (fig / name).read_bytes()[:4] == b"\x89PNG" and (fig / name).stat().st_size > 2000
-    stats = {
-        str(z["label"]): z
-        for z in (np.load(p) for p in sorted((fig / "data" / "local_stats").glob("*.npz")))
-    }
-    counts = json.loads((fig / "fig5_singular_values.json").read_text())
-    assert set(counts) == set(stats) == {"VGG16", "VGG16+IA", "VGG16+ICSA"}
-    sv = np.genfromtxt(
-        fig / "fig5_singular_values.csv", delimiter=",", names=True, dtype=None, encoding=None
-    )
-    for model, z in stats.items():
-        vals = sv["singular_value"][sv["model"] == model]
-        assert vals.size == min(int(z["count"]), z["gram"].shape[0])
-        assert np.all(np.diff(vals) <= 0) and vals[0] > 0 and vals[-1] >= 0
-        ratios = sv["ratio"][sv["model"] == model]
-        assert ratios[0] == 1.0 and np.all(ratios <= 1.0)
-        assert counts[model]["above"]["0.1"] == int(np.sum(ratios > 0.1))
-    tsne = np.load(fig / "fig6_8_tsne.npz")
-    points = sum(min(len(z["sample"]), 2000) for z in stats.values())
-    assert tsne["points"].shape == (points, 2) and np.isfinite(tsne["points"]).all()
-    # Figs. 9-10: arrays of the module's shape; the trained ICSA's spatial weights all equal
-    # and shrunk below 1 by weight decay alone, its channel weights not all equal.
-    run = next((workdir / "results" / "runs").glob("*-vgg16-icsa-*"))
-    state = load_checkpoint(run / "checkpoint_best.pt")["model_state"]
-    c = state["attention.channel_weight"].numel()
-    h, w = state["attention.spatial_weight"].shape[-2:]
-    channel = np.loadtxt(fig / "fig9_channel_weights.csv", delimiter=",")
-    spatial = np.loadtxt(fig / "fig10_spatial_weights.csv", delimiter=",", ndmin=2)
-    assert channel.size == c and channel.shape[0] <= channel.shape[1] and spatial.shape == (h, w)
-    assert np.ptp(spatial) < 1e-6 and spatial.max() < 1.0 and np.ptp(channel) > 0
-    weights = json.loads((fig / "fig9_10_attention_weights.json").read_text())
-    assert weights["spatial"]["spread"] < 1e-6 and weights["channel"]["spread"] > 0
-    shown = np.genfromtxt(fig / "fig4_retrieval_examples.csv", delimiter=",", names=True,
-                          dtype=None, encoding=None)  # fmt: skip
-    assert len(shown) % 5 == 0 and len(shown) > 0 and set(shown["rank"]) == {1, 2, 3, 4, 5}
-    assert (shown["hit"] == (shown["distance_m"] <= 25.0)).all()
 
 
 # ---- tests --------------------------------------------------------------------------------
@@ -208,14 +126,14 @@ def test_figure_rules_write_images_and_sane_data(workflow_run):
     assert np.load(fig / "fig6_8_tsne.npz")["points"].shape == (3 * 14 * 10, 2)
     assert len((fig / "fig4_retrieval_examples.csv").read_text().splitlines()) == 1 + 4 * 5
     # an immediate rerun has nothing to do
-    again = _snakemake(workflow_run, "--cores", "1", "-n")
-    assert "Nothing to be done" in again.stdout + again.stderr
+    again = figure_rules(workflow_run, "--cores", "1", "-n")
+    assert "Nothing to be done" in again.stdout
 
 
 def test_report_contains_every_figure(workflow_run):
     # The report covers the DAG of its target: `figures` holds every figure.
     # (The table pages come from rule `table`, which this test does not run: the end-to-end
     # report test, tests/test_workflow_e2e.py, checks them.)
-    out = _snakemake(workflow_run, "--report", "results/report.html")
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = figure_rules(workflow_run, "--report", "results/report.html")
+    assert out.returncode == 0, out.stdout[-3000:]
     check_report(workflow_run, tables=[])

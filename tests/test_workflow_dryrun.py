@@ -14,7 +14,9 @@ from collections import Counter
 
 import pytest
 import yaml
+from PIL import Image
 
+from tests.helpers.datasets import make_dataset
 from tests.helpers.workflow import ROOT, job_counts, planned_runs, scratch_workdir, snakemake
 
 # ---- the tests --------------------------------------------------------------------------------
@@ -132,10 +134,6 @@ def test_every_shell_command_parses_with_the_icsa_cli(workdir):
 
 def test_an_image_overwritten_in_place_reruns_the_dataset_check(tmp_path):
     # Issue 16: user data changed in place (same name, new content) used to reuse stale results.
-    from PIL import Image
-
-    from tests.helpers.datasets import make_dataset
-
     workdir = scratch_workdir(tmp_path)
     make_dataset(workdir / "user" / "pitts", "pitts30k",
                  {"train": (6, 4), "val": (5, 3), "test": (7, 2)})  # fmt: skip

@@ -1,4 +1,6 @@
-"""A tiny dataset in any of the NetVLAD layouts, with solid-colour images."""
+"""Tiny datasets: any NetVLAD layout with solid-colour images (``make_dataset``), and a
+pitts30k test split of random-noise images for the analysis and figure tests
+(``make_noise_test_split``)."""
 
 from __future__ import annotations
 
@@ -39,3 +41,22 @@ def make_dataset(
         write_dbstruct(root / layout.mats[s], db)
         out[s] = db
     return out
+
+
+def make_noise_test_split(root: Path, num_db: int) -> DbStruct:
+    """pitts30k-test under ``root``: ``num_db`` random-noise 48×64 database PNGs 20 m apart along
+    a line (``000/db{i}.png``) and 4 noise queries (``queries_real/q{i}.png``) at (0, 3),
+    (40, 0), (95, 0) and (500, 0), the last far from every database image."""
+    rng = np.random.default_rng(0)
+    db_names = [f"000/db{i}.png" for i in range(num_db)]
+    q_names = [f"q{i}.png" for i in range(4)]
+    for sub, names in (("", db_names), ("queries_real", q_names)):
+        for name in names:
+            path = root / sub / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+    db_utm = np.stack([np.arange(num_db) * 20.0, np.zeros(num_db)], axis=1)
+    q_utm = np.array([[0.0, 3.0], [40.0, 0.0], [95.0, 0.0], [500.0, 0.0]])
+    db = DbStruct("test", db_names, db_utm, q_names, q_utm, num_db, 4, 25.0, 625.0, 100.0)
+    write_dbstruct(root / "datasets" / "pitts30k_test.mat", db)
+    return db

@@ -1,10 +1,15 @@
-"""What a Snakemake HTML report embeds, and the check that it holds the tables and figures."""
+"""Checks of the figure rules' outputs (``check_figures``) and of what a Snakemake HTML report
+embeds (``check_report``); neither assumes the run's sizes."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+
+import numpy as np
+
+from icsa.train.checkpoint import load_checkpoint
 
 TABLES = [f"table{n}.html" for n in range(1, 7)]
 
@@ -45,3 +50,45 @@ def check_report(
         assert f"Table {number}" in by_name[name]["caption"], name
         assert by_name[name]["mime_type"] == "text/html"
     assert "NetVLAD L2-normalises" in (workdir / report).read_text()  # workflow description
+
+
+def check_figures(workdir: Path) -> None:
+    """Every figure is a PNG and the data beside it is sane, whatever the run's sizes."""
+    fig = workdir / "results" / "figures"
+    for name in FIGURES:
+        assert (fig / name).read_bytes()[:4] == b"\x89PNG" and (fig / name).stat().st_size > 2000
+    stats = {
+        str(z["label"]): z
+        for z in (np.load(p) for p in sorted((fig / "data" / "local_stats").glob("*.npz")))
+    }
+    counts = json.loads((fig / "fig5_singular_values.json").read_text())
+    assert set(counts) == set(stats) == {"VGG16", "VGG16+IA", "VGG16+ICSA"}
+    sv = np.genfromtxt(
+        fig / "fig5_singular_values.csv", delimiter=",", names=True, dtype=None, encoding=None
+    )
+    for model, z in stats.items():
+        vals = sv["singular_value"][sv["model"] == model]
+        assert vals.size == min(int(z["count"]), z["gram"].shape[0])
+        assert np.all(np.diff(vals) <= 0) and vals[0] > 0 and vals[-1] >= 0
+        ratios = sv["ratio"][sv["model"] == model]
+        assert ratios[0] == 1.0 and np.all(ratios <= 1.0)
+        assert counts[model]["above"]["0.1"] == int(np.sum(ratios > 0.1))
+    tsne = np.load(fig / "fig6_8_tsne.npz")
+    points = sum(min(len(z["sample"]), 2000) for z in stats.values())
+    assert tsne["points"].shape == (points, 2) and np.isfinite(tsne["points"]).all()
+    # Figs. 9-10: arrays of the module's shape; the trained ICSA's spatial weights all equal
+    # and shrunk below 1 by weight decay alone, its channel weights not all equal.
+    run = next((workdir / "results" / "runs").glob("*-vgg16-icsa-*"))
+    state = load_checkpoint(run / "checkpoint_best.pt")["model_state"]
+    c = state["attention.channel_weight"].numel()
+    h, w = state["attention.spatial_weight"].shape[-2:]
+    channel = np.loadtxt(fig / "fig9_channel_weights.csv", delimiter=",")
+    spatial = np.loadtxt(fig / "fig10_spatial_weights.csv", delimiter=",", ndmin=2)
+    assert channel.size == c and channel.shape[0] <= channel.shape[1] and spatial.shape == (h, w)
+    assert np.ptp(spatial) < 1e-6 and spatial.max() < 1.0 and np.ptp(channel) > 0
+    weights = json.loads((fig / "fig9_10_attention_weights.json").read_text())
+    assert weights["spatial"]["spread"] < 1e-6 and weights["channel"]["spread"] > 0
+    shown = np.genfromtxt(fig / "fig4_retrieval_examples.csv", delimiter=",", names=True,
+                          dtype=None, encoding=None)  # fmt: skip
+    assert len(shown) % 5 == 0 and len(shown) > 0 and set(shown["rank"]) == {1, 2, 3, 4, 5}
+    assert (shown["hit"] == (shown["distance_m"] <= 25.0)).all()
