@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -74,6 +75,33 @@ def require_free_space(path: str | os.PathLike, nbytes: int) -> None:
             f"{path}: needs {nbytes:,} bytes, {folder} has {free:,} free; free space or "
             "write the results elsewhere"
         )
+
+
+def reserve_space(path: str | os.PathLike, nbytes: int) -> None:
+    """Allocate the blocks of the existing file ``path`` up to ``nbytes`` before it is written
+    through a memory map.
+
+    The free-space check alone is a race (another process may fill the disk in between, and a
+    sparse file from ``open_memmap`` takes its blocks only as pages are written); allocating
+    them makes the disk refuse up front, with ENOSPC, which becomes the same message."""
+    require_free_space(path, nbytes)
+    if not hasattr(os, "posix_fallocate"):  # macOS: the check above is what there is
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+                return
+            raise
+        free = shutil.disk_usage(Path(path).parent).free
+        raise InputError(
+            f"{path}: needs {nbytes:,} bytes, {Path(path).parent} has {free:,} free (the disk "
+            "refused to allocate them); free space or write the results elsewhere"
+        ) from err
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -200,6 +200,11 @@ for _spec in (
                  (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
                   ("layer4",)),
                  out_channels=512, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
+    # ResNet-50 (issue 15): the same five blocks as ResNet-18, bottleneck layers, 2048 channels.
+    BackboneSpec("resnet50", "ResNet50", "resnet50", "ResNet50_Weights",
+                 (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
+                  ("layer4",)),
+                 out_channels=2048, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
     BackboneSpec("alexnet", "AlexNet", "alexnet", "AlexNet_Weights",
                  tuple((c,) for c in _ALEXNET_CUT), out_channels=256, stride=16,
                  min_image_side=31, dropped_prefixes=("classifier.",), random_init="default"),

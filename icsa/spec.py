@@ -76,6 +76,12 @@ def descriptors_file(run: str, evalset: str, side: str, results: str = RESULTS) 
     return f"{results}/descriptors/{run}/{evalset}-{side}.npy"
 
 
+def descriptors_record(run: str, evalset: str, results: str = RESULTS) -> str:
+    """What ``icsa extract`` made the two descriptor files from (model config, checkpoint
+    digest, evaluation set, rows); ``icsa evaluate`` checks it against the run's ModelSpec."""
+    return f"{results}/descriptors/{run}/{evalset}.json"
+
+
 def metrics_file(run: str, evalset: str, results: str = RESULTS) -> str:
     return f"{results}/metrics/{run}/{evalset}.json"
 
@@ -128,6 +134,29 @@ class ModelSpec:
     def build_args(self) -> dict[str, Any]:
         """The arguments of :func:`icsa.models.build_model`."""
         return self.to_dict()
+
+
+def _same(a: Any, b: Any) -> bool:
+    # image_size may round-trip as a list or a tuple; block as "5" or 5.
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, str)) and isinstance(b, (int, str)) and not isinstance(a, bool):
+        return str(a) == str(b)
+    return a == b
+
+
+def check_config(found: dict[str, Any], expected: dict[str, Any], source: str) -> None:
+    """Raise InputError naming every key of ``expected`` whose value in ``found`` differs (a
+    checkpoint's ``model_config`` or a descriptor file's record against a ModelSpec)."""
+    diffs = [
+        f"{key}: expected {value!r}, found {found.get(key, '<missing>')!r}"
+        for key, value in expected.items()
+        if key not in found or not _same(found[key], value)
+    ]
+    if diffs:
+        raise InputError(
+            f"{source}: model config differs from the expected one: " + "; ".join(diffs)
+        )
 
 
 # Recipe keys that may change between an interrupted (or finished) run and its continuation:

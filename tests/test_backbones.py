@@ -29,7 +29,7 @@ def test_vgg16_480x640_gives_512x30x40_map() -> None:
     assert feature_shape_for("vgg16", (480, 640)) == (512, 30, 40)
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet18", "alexnet"])
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50", "alexnet"])
 @pytest.mark.parametrize("size", [(64, 64), (96, 128)])
 def test_feature_shape_matches_a_real_forward(name: str, size: tuple[int, int]) -> None:
     net = build_backbone(name).eval()
@@ -51,15 +51,17 @@ def test_cut_points_follow_torchvision_layers() -> None:
     alex = build_backbone("alexnet")
     assert isinstance(alex.blocks[-1][-1], nn.Conv2d) and len(alex.blocks[-1]) == 1
     assert sum(len(b) for b in alex.blocks) == 11  # features[:11]: conv5, not its ReLU/pool
-    res = build_backbone("resnet18")
-    with torch.device("meta"):
-        full = torchvision.models.resnet18(weights=None)
-    assert [len(list(b.parameters())) for b in res.blocks[1:]] == [
-        len(list(layer.parameters()))
-        for layer in (full.layer1, full.layer2, full.layer3, full.layer4)
-    ]
-    kept = [p.numel() for n, p in full.named_parameters() if not n.startswith("fc.")]
-    assert sum(p.numel() for p in res.parameters()) == sum(kept)  # everything but fc
+    for name in ("resnet18", "resnet50"):
+        res = build_backbone(name)
+        with torch.device("meta"):
+            full = getattr(torchvision.models, name)(weights=None)
+        assert [len(list(b.parameters())) for b in res.blocks[1:]] == [
+            len(list(layer.parameters()))
+            for layer in (full.layer1, full.layer2, full.layer3, full.layer4)
+        ]
+        kept = [p.numel() for n, p in full.named_parameters() if not n.startswith("fc.")]
+        assert sum(p.numel() for p in res.parameters()) == sum(kept)  # everything but fc
+    assert res.out_channels == 2048 and feature_shape_for("resnet50", (480, 640)) == (2048, 15, 20)
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_under_train() -> None:
@@ -120,7 +122,7 @@ def test_state_dict_path_loads_and_bad_files_are_input_errors(tmp_path: Path) ->
 
 
 def test_bad_names_are_input_errors() -> None:
-    with pytest.raises(InputError, match="vgg16, resnet18, alexnet"):
+    with pytest.raises(InputError, match="vgg16, resnet18, resnet50, alexnet"):
         build_backbone("vgg19")
     with pytest.raises(InputError, match="lowest_trained_block"):
         build_backbone("alexnet", lowest_trained_block=6)

@@ -144,6 +144,12 @@ def test_the_papers_config_lints_and_plans_on_a_fresh_clone(tmp_path):
     plan = snakemake(workdir, "-n", "results/table5.csv", config="config/pittsburgh.yaml")
     assert plan.returncode == 0 and message in plan.stdout, plan.stdout[-3000:]
     assert job_counts(plan.stdout)["train"] == 12
+    # Tokyo 24/7 (table8, beyond the paper): the Table 1 models, evaluated on tokyo247-test.
+    tokyo = snakemake(workdir, "-n", "results/table8.csv", config="config/pittsburgh.yaml")
+    assert tokyo.returncode == 0, tokyo.stdout[-3000:]
+    assert job_counts(tokyo.stdout)["evaluate"] == 2 and "check_dataset" in tokyo.stdout
+    evaluated = set(re.findall(r"results/metrics/([^/\s]+/[^/\s,]+)\.json", tokyo.stdout))
+    assert evaluated == {f"pitts30k-vgg16-{a}-b5-s0/tokyo247-test" for a in ("none", "icsa")}
     run = snakemake(workdir, "--cores", "1", "results/datasets/pitts30k.json",
                     config="config/pittsburgh.yaml")  # fmt: skip
     assert run.returncode != 0

@@ -116,7 +116,8 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     assert "backbone: expected 'vgg16', found 'resnet18'" in err and "lowest_trained_block" in err
     unknown = json.dumps({**ckpt_config(ckpt), "backbone": "vgg19"})
     assert _extract(root, ckpt, tmp_path, "--model-spec", unknown) == 2
-    assert "backbone='vgg19': expected one of vgg16, resnet18, alexnet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "backbone='vgg19': expected one of vgg16, resnet18, resnet50, alexnet" in err
     assert not (tmp_path / "x-db.npy").exists()
 
     rng = np.random.default_rng(1)
@@ -145,6 +146,41 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     assert _evaluate(root, tmp_path / "db8.npy", tmp_path / "q8.npy", tmp_path, *pca) == 2
     assert "fitted on 16-D descriptors, but" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_refuses_descriptors_of_another_run(world, tmp_path, capsys):
+    """Issue 16: `icsa evaluate` checks the extraction record against the run's ModelSpec, the
+    evaluation set and the descriptor files as they are now."""
+    root, ckpt, _, _ = world
+    spec = ModelSpec.from_dict(dict(ckpt_config(ckpt))).to_dict()
+    record = tmp_path / "x.json"
+    assert _extract(root, ckpt, tmp_path, "--out-record", str(record)) == 0
+    saved = json.loads(record.read_text())
+    assert saved["model"] == {**ckpt_config(ckpt), "image_size": [64, 64]}
+    assert saved["files"]["db"] == {"file": "x-db.npy", "rows": NUM_DB, "dim": 2048,
+                                    "dtype": "float32"}  # fmt: skip
+    db, q = tmp_path / "x-db.npy", tmp_path / "x-q.npy"
+    checked = ["--record", str(record), "--model-spec"]
+    assert _evaluate(root, db, q, tmp_path, *checked, json.dumps(spec)) == 0
+    capsys.readouterr()
+    cases = [  # (model spec, record edit, descriptor edit) → message
+        ({**spec, "num_clusters": 8}, None, None, "num_clusters: expected 8, found 4"),
+        ({**spec, "init_seed": 1, "lowest_trained_block": "5"}, None, None,
+         "init_seed: expected 1, found 0; lowest_trained_block: expected '5', found 'none'"),
+        (spec, {"evalset": {"dataset": "pitts30k", "split": "val"}}, None,
+         "made on pitts30k val, expected pitts30k test"),
+        (spec, None, np.zeros((NUM_DB, 16), np.float32), "x-db.npy: changed since"),
+    ]  # fmt: skip
+    for model, edit, replaced, message in cases:
+        record.write_text(json.dumps({**saved, **(edit or {})}))
+        if replaced is not None:
+            np.save(db, replaced)
+        assert _evaluate(root, db, q, tmp_path / "o", *checked, json.dumps(model)) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+    assert _evaluate(root, db, q, tmp_path, "--model-spec", json.dumps(spec)) == 2
+    assert "--model-spec: needs --record" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dataset", ["tokyotm", "tokyo247"])

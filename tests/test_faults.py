@@ -11,7 +11,7 @@ import torch
 
 from icsa.train.loop import DIVERGENCE_FACTOR, DivergedError, NonFiniteLossError
 from tests.helpers.city import QUICK, make_trainer, run_training
-from tests.helpers.workflow import ROOT
+from tests.helpers.workflow import ROOT, env
 
 torch.set_num_threads(1)
 
@@ -94,3 +94,66 @@ def test_an_undecodable_image_is_named_wherever_it_is_read(tmp_path):
     for bad in (truncated, tmp_path / "missing.jpg"):
         with pytest.raises(InputError, match=rf"{bad}: cannot decode the image"):
             load_image(bad, (48, 64))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 KiB file system (tmpfs) at tmp_path/disk; skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_extraction_onto_a_full_disk_fails_with_the_path_and_the_bytes(small_disk, tmp_path):
+    """Issue 16: a full disk during extraction used to end in SIGBUS (exit 135), leaving the
+    temporary and the disk full. Real `icsa extract`, real small file system."""
+    from icsa.models import build_model
+    from icsa.train.checkpoint import save_checkpoint
+    from tests.helpers.datasets import make_dataset
+
+    root = tmp_path / "pitts"
+    make_dataset(root, "pitts30k", {"test": (12, 4)}, hw=(32, 32))
+    model = build_model("vgg16", "icsa", num_clusters=4, image_size=(32, 32))
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, {"model_state": model.state_dict(),
+                                 "model_config": model.config, "epoch": 1})  # fmt: skip
+    out = small_disk / "pitts30k-test-db.npy"  # 12 × 2048 float32 = 96 KiB > 64 KiB
+    result = subprocess.run(
+        ["icsa", "extract", "--checkpoint", str(checkpoint), "--root", str(root),
+         "--dataset", "pitts30k", "--split", "test", "--out-db", str(out), "--workers", "0"],
+        env=env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{out.name}" in result.stderr and "needs 98,304 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(small_disk.iterdir()) == []  # no temporary left: the disk is as free as before
+
+
+def test_reserved_space_is_allocated_so_a_mapped_write_cannot_run_out(small_disk):
+    """`reserve_space` allocates the blocks (not a sparse file), so the mapped writes that follow
+    need none; beyond the disk's size it refuses with the path and the bytes."""
+    import numpy as np
+
+    from icsa.errors import InputError
+    from icsa.io import reserve_space
+
+    path = small_disk / "fits.npy"
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(8, 1024))
+    assert path.stat().st_blocks * 512 < path.stat().st_size  # sparse until reserved
+    reserve_space(path, path.stat().st_size)
+    assert path.stat().st_blocks * 512 >= path.stat().st_size
+    array[:] = 1.0
+    array.flush()
+    del array
+    big = small_disk / "too-big.npy"
+    big.touch()
+    with pytest.raises(InputError, match=rf"{big}: needs 1,048,576 bytes, .* free"):
+        reserve_space(big, 2**20)

@@ -26,9 +26,10 @@ BLOCK_PREFIXES = {
     "alexnet": [_vgg(0, 3), _vgg(3, 6), _vgg(6, 8), _vgg(8, 10), _vgg(10, 11)],
     "resnet18": [("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",)],
 }
+BLOCK_PREFIXES["resnet50"] = BLOCK_PREFIXES["resnet18"]
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet18", "alexnet"])
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50", "alexnet"])
 def test_requires_grad_for_every_lowest_trained_block(name: str) -> None:
     with torch.device("meta"):
         full = getattr(torchvision.models, name)(weights=None)

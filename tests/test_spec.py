@@ -32,7 +32,7 @@ def test_registry_import_is_torch_free_and_lists_names_on_error():
         registry.attention_spec("gcnet")
     for name in registry.ATTENTIONS:
         assert name in str(err.value)
-    with pytest.raises(InputError, match="vgg16, resnet18, alexnet"):
+    with pytest.raises(InputError, match="vgg16, resnet18, resnet50, alexnet"):
         registry.backbone_spec("vgg19")
 
 

@@ -4,7 +4,12 @@ icsa evaluate --root DIR --dataset D --split S --db X-db.npy --q X-q.npy [--pca 
               --model-id RUN [--ns 1 5 10 20] [--threshold 25] --out-metrics M.json
               [--out-perquery M.npz] [--memory-budget-mb MB] [--threads N]
               [--time-rule auto|on|off] [--panorama-cutouts C] [--device auto|cpu|cuda]
+              [--record X.json [--model-spec JSON|@FILE]]
 icsa pca fit --db train-db.npy --dim 4096 --out pca.npz [--threads N]
+
+``--record`` (written by ``icsa extract --out-record``) is checked against the evaluation set
+and the descriptor files, and with ``--model-spec`` (the workflow passes the run's) against the
+model: descriptors of another run are refused (icsa.evaluate.record).
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="faiss GPU or CPU")
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
+    p.add_argument(
+        "--record", type=Path, default=None,
+        help="the descriptors' record (icsa extract --out-record), checked first",
+    )  # fmt: skip
+    p.add_argument("--model-spec", default=None, help="ModelSpec (JSON) the record's model must be")
     p.set_defaults(func=_evaluate)
 
     pca = subparsers.add_parser("pca", help="PCA whitening of descriptors")
@@ -69,6 +79,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from icsa.evaluate.metrics import evaluate_split, write_results
     from icsa.evaluate.recall import RECALL_VALUES
 
+    if args.model_spec is not None and args.record is None:
+        raise InputError("--model-spec: needs --record (the descriptors' record), none given")
+    if args.record is not None:
+        from icsa.evaluate.record import check_record
+
+        expected = None
+        if args.model_spec is not None:
+            from icsa.io import parse_json_object
+            from icsa.spec import ModelSpec
+
+            data = parse_json_object(args.model_spec, "--model-spec")
+            expected = ModelSpec.from_dict(data, "--model-spec").to_dict()
+        check_record(args.record, {"db": args.db, "q": args.q}, args.dataset, args.split,
+                     expected)  # fmt: skip
     _threads(args.threads)
     split = load_split(args.root, args.dataset, args.split)
     metrics, perquery = evaluate_split(

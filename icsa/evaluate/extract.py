@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from icsa.errors import InputError
-from icsa.io import atomic_path, require_free_space
+from icsa.io import atomic_path, require_free_space, reserve_space
 from icsa.utils import resolve_device, set_threads
 
 DTYPES = ("float32", "float16")
@@ -90,6 +90,7 @@ class _WindowWriter:
     def __init__(self, path: Path, shape: tuple[int, int], dtype: str, window_rows: int):
         require_free_space(path, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        reserve_space(path, path.stat().st_size)  # the disk refuses now, never with SIGBUS
         self.offset, self.path, self.shape, self.dtype = header.offset, path, shape, dtype
         del header  # header written; the data area is mapped window by window
         self.window_rows = max(1, window_rows)

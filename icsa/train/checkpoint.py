@@ -21,6 +21,7 @@ import torch
 
 from icsa.errors import InputError
 from icsa.io import atomic_path
+from icsa.spec import check_config  # noqa: F401  (re-exported: one model-config check)
 
 REQUIRED_KEYS = ("model_state", "model_config")
 
@@ -97,28 +98,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise InputError(f"checkpoint {path}: missing keys {missing}, expected {REQUIRED_KEYS}")
     return checkpoint
-
-
-def _same(a: Any, b: Any) -> bool:
-    # image_size may round-trip as a list or a tuple; block as "5" or 5.
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, (int, str)) and isinstance(b, (int, str)) and not isinstance(a, bool):
-        return str(a) == str(b)
-    return a == b
-
-
-def check_config(found: dict[str, Any], expected: dict[str, Any], source: str) -> None:
-    """Raise InputError naming every key of ``expected`` whose value in ``found`` differs."""
-    diffs = [
-        f"{key}: expected {value!r}, found {found.get(key, '<missing>')!r}"
-        for key, value in expected.items()
-        if key not in found or not _same(found[key], value)
-    ]
-    if diffs:
-        raise InputError(
-            f"{source}: model config differs from the expected one: " + "; ".join(diffs)
-        )
 
 
 def load_model(

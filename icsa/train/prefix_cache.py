@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from icsa.data import ImageDataset
-from icsa.io import atomic_path, require_free_space, write_json
+from icsa.io import atomic_path, require_free_space, reserve_space, write_json
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -111,6 +111,7 @@ def open_or_build_prefix_cache(
     with atomic_path(path) as tmp:
         require_free_space(tmp, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        reserve_space(tmp, tmp.stat().st_size)
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
         row = 0
         with torch.no_grad():

@@ -37,17 +37,20 @@ def env() -> dict[str, str]:
     return out
 
 
-def snakemake(workdir: Path, *args: str, config: str = "config/tiny.yaml", timeout: float = 900):
-    """`snakemake -s workflow/Snakefile --configfile CONFIG... ARGS` in ``workdir`` (CONFIG: files
-    separated by spaces, later ones override; "" for the Snakefile's default config only);
-    returns the CompletedProcess (stdout and stderr merged into stdout)."""
+def snakemake_command(workdir: Path, config: str = "config/tiny.yaml") -> list[str]:
+    """`snakemake -s workflow/Snakefile -d WORKDIR --configfile CONFIG...` (CONFIG: files
+    separated by spaces, later ones override; "" for the Snakefile's default config only)."""
     exe = BIN / "snakemake"
     cmd = [str(exe if exe.exists() else "snakemake"), "-s", str(SNAKEFILE), "-d", str(workdir)]
-    if config:
-        cmd += ["--configfile", *config.split()]
+    return [*cmd, "--configfile", *config.split()] if config else cmd
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config/tiny.yaml", timeout: float = 900):
+    """:func:`snakemake_command` with ``args``, run in ``workdir``; returns the CompletedProcess
+    (stdout and stderr merged into stdout)."""
     return subprocess.run(
-        [*cmd, *args], cwd=workdir, env=env(), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, timeout=timeout,
+        [*snakemake_command(workdir, config), *args], cwd=workdir, env=env(), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
     )  # fmt: skip
 
 

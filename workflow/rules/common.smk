@@ -33,6 +33,7 @@ HISTORY_CSV = spec.history_file(RUN, "csv")
 HISTORY_JSON = spec.history_file(RUN, "json")
 DESCRIPTORS_DB = spec.descriptors_file(RUN, "{evalset}", "db")
 DESCRIPTORS_Q = spec.descriptors_file(RUN, "{evalset}", "q")
+DESCRIPTORS_RECORD = spec.descriptors_record(RUN, "{evalset}")
 METRICS = spec.metrics_file(RUN, "{evalset}")
 PERQUERY = spec.perquery_file(RUN, "{evalset}")
 EFFICIENCY = "results/efficiency.json"

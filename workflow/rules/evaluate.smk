@@ -1,7 +1,8 @@
 """Evaluation: descriptors of an evaluation set, then Recall@N and per-query ranks.
 
 An evaluation set is "{dataset}-{split}" (e.g. pitts30k-test, tokyotm-val); the model comes from
-the run's best checkpoint.
+the run's best checkpoint. Extraction also writes a record of what the descriptors were made
+from; evaluation checks it against the run's model spec and refuses descriptors of another run.
 """
 
 
@@ -12,6 +13,7 @@ rule extract:
     output:
         db=DESCRIPTORS_DB,
         q=DESCRIPTORS_Q,
+        record=DESCRIPTORS_RECORD,
     log:
         f"{LOGS}/extract/{RUN}/{{evalset}}.log",
     benchmark:
@@ -37,7 +39,7 @@ rule extract:
         " --dataset {params.dataset} --split {params.split}"
         " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
         " --batch-size {params.batch_size} --workers {params.workers}"
-        " --model-spec {params.model:q}"
+        " --model-spec {params.model:q} --out-record {output.record}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
@@ -45,6 +47,7 @@ rule evaluate:
     input:
         db=DESCRIPTORS_DB,
         q=DESCRIPTORS_Q,
+        record=DESCRIPTORS_RECORD,
         index=evalset_index,
     output:
         metrics=METRICS,
@@ -63,9 +66,12 @@ rule evaluate:
         run=lambda wildcards: RUN.format(**wildcards),
         ns=" ".join(str(n) for n in config["evaluate"]["ns"]),
         threshold=config["evaluate"]["threshold"],
+        # The descriptors must come from this run's model (icsa evaluate checks the record).
+        model=model_spec_json,
     shell:
         "icsa evaluate --root {params.root:q} --dataset {params.dataset} --split {params.split}"
         " --db {input.db} --q {input.q} --model-id {params.run} --ns {params.ns}"
-        " --threshold {params.threshold} --out-metrics {output.metrics}"
+        " --threshold {params.threshold} --record {input.record} --model-spec {params.model:q}"
+        " --out-metrics {output.metrics}"
         " --out-perquery {output.perquery} --device cpu"
         " --threads {resources.cpus_per_task} > {log} 2>&1"
