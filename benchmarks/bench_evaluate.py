@@ -88,11 +88,11 @@ def part_extract(threads: int) -> dict:
             model = build_model("vgg16", "none", 64, size, init_seed=0).eval()
             for bf16 in (False, True):
                 warm = ImageDataset(db_paths[:2], size)
-                extract_in_memory(model, warm, batch_size=2, device="cpu", autocast_bf16=bf16)
+                extract_in_memory(model, warm, batch_size=2, device="cpu", fast=bf16)
                 data = ImageDataset(db_paths[:count], size)
                 t0, c0 = time.perf_counter(), _cpu_s()
                 extract_descriptors(
-                    model, data, root / "d.npy", batch_size=4, device="cpu", autocast_bf16=bf16
+                    model, data, root / "d.npy", batch_size=4, device="cpu", fast=bf16
                 )
                 seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
                 results["speed"].append(
@@ -119,10 +119,10 @@ def part_extract(threads: int) -> dict:
         out = {}
         for bf16 in (False, True):
             db = extract_in_memory(
-                model, ImageDataset(db_paths, (120, 160)), 4, device="cpu", autocast_bf16=bf16
+                model, ImageDataset(db_paths, (120, 160)), 4, device="cpu", fast=bf16
             )
             q = extract_in_memory(
-                model, ImageDataset(q_paths, (120, 160)), 4, device="cpu", autocast_bf16=bf16
+                model, ImageDataset(q_paths, (120, 160)), 4, device="cpu", fast=bf16
             )
             out[bf16] = (db, q, recall_at_n(db, q, db_utm, q_utm))
         (d32, q32, r32), (d16, q16, r16) = out[False], out[True]

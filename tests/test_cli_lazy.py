@@ -120,3 +120,6 @@ def test_extract_dtype_choices_match_the_library() -> None:
     from icsa.evaluate import extract as lib_extract
 
     assert tuple(cli_extract.DTYPES) == tuple(lib_extract.DTYPES)
+    from icsa import fast_inference
+
+    assert tuple(cli_extract.FAST_MODES) == fast_inference.MODES

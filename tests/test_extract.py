@@ -90,52 +90,28 @@ def test_float16_and_bf16_autocast(model, images, tmp_path):
                                        dtype="float16", device="cpu"))  # fmt: skip
     assert half.dtype == np.float16
     np.testing.assert_allclose(half.astype(np.float32), full, atol=1e-3)
-    bf16 = extract_in_memory(model, dataset, batch_size=2, device="cpu", autocast_bf16=True)
+    bf16 = extract_in_memory(model, dataset, batch_size=2, device="cpu", fast=True)
     cos = (bf16 * full).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(full, axis=1)
     assert cos.min() > 0.95
+    # The fast path (channels_last) leaves the model as it was: float32 again is bit-identical.
+    assert all(p.is_contiguous() for p in model.parameters())
+    np.testing.assert_array_equal(extract_in_memory(model, dataset, batch_size=2, device="cpu"),
+                                  full)  # fmt: skip
 
 
-def test_nan_descriptor_names_the_image_and_leaves_nothing(model, images, tmp_path):
-    dataset = _Poisoned(images[:6], bad=4)
-    out = tmp_path / "nan.npy"
-    with pytest.raises(InputError, match="img04.png") as err:
-        extract_descriptors(model, dataset, out, batch_size=4, device="cpu")
-    assert "img03" not in str(err.value)
-    assert not out.exists() and not list(tmp_path.iterdir())
+def test_fast_inference_modes_follow_the_cpu_flags(tmp_path):
+    from icsa.fast_inference import cpu_has_bf16, use_bf16
 
-
-def test_bad_arguments(model, images, tmp_path):
-    dataset = ImageDataset(images[:2], SIZE)
-    with pytest.raises(InputError, match="dtype"):
-        extract_descriptors(model, dataset, tmp_path / "x.npy", dtype="int8", device="cpu")
-    with pytest.raises(InputError, match="no images"):
-        extract_descriptors(model, ImageDataset([], SIZE), tmp_path / "x.npy", device="cpu")
-    with pytest.raises(InputError, match="batch_size"):
-        extract_descriptors(model, dataset, tmp_path / "x.npy", batch_size=0, device="cpu")
-
-
-@pytest.mark.parametrize("rows", [30, 120])  # fewer rows than dims (Gram path) and more
-def test_pca_whitening_matches_sklearn(rows, tmp_path):
-    from sklearn.decomposition import PCA
-
-    from icsa.evaluate import PCAWhitening, fit_pca
-
-    rng = np.random.default_rng(rows)
-    x = (rng.standard_normal((rows, 64)) * np.linspace(3, 0.5, 64)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    pca = fit_pca(np.load(tmp_path / "x.npy", mmap_mode="r"), 10, chunk_rows=7)
-    ref = PCA(10, whiten=True, svd_solver="full").fit(x.astype(np.float64))
-    np.testing.assert_allclose(pca.eigenvalues, ref.explained_variance_, rtol=1e-6)
-    signs = np.sign((pca.components * ref.components_).sum(axis=1))
-    np.testing.assert_allclose(np.abs((pca.components * ref.components_).sum(1)), 1, atol=1e-5)
-    expected = ref.transform(x) * signs
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    got = pca.apply(x, chunk_rows=13)
-    np.testing.assert_allclose(got, expected, atol=2e-4)
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
-    pca.save(tmp_path / "p.npz")
-    assert np.array_equal(PCAWhitening.load(tmp_path / "p.npz").apply(x), pca.apply(x))
-    with pytest.raises(InputError, match="dim = 65"):
-        fit_pca(x, 65)
-    with pytest.raises(InputError, match="fitted on 64-D"):
-        pca.apply(x[:, :32])
+    with_amx, without = tmp_path / "amx", tmp_path / "plain"
+    with_amx.write_text("processor : 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
+    without.write_text("processor : 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_has_bf16(with_amx) and not cpu_has_bf16(without)
+    assert not cpu_has_bf16(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    assert use_bf16("auto", cpu, cpuinfo=with_amx) and use_bf16("on", cpu, cpuinfo=with_amx)
+    assert not use_bf16("auto", cpu, cpuinfo=without)  # falls back to float32
+    assert not use_bf16("off", cpu, cpuinfo=with_amx)
+    with pytest.raises(InputError, match="fast_inference = 'on': cpu has no bfloat16"):
+        use_bf16("on", cpu, cpuinfo=without)
+    with pytest.raises(InputError, match="expected one of auto, on, off"):
+        use_bf16("fast", cpu)

@@ -3,7 +3,7 @@
     icsa extract --checkpoint CKPT --root DIR --dataset pitts30k --split test
                  --out-db X-db.npy --out-q X-q.npy [--batch-size 16] [--workers 2]
                  [--dtype float32|float16] [--device auto] [--threads N] [--image-size H W]
-                 [--autocast-bf16] [--memory-budget-mb MB] [--model-spec JSON|@FILE]
+                 [--fast-inference auto|on|off] [--memory-budget-mb MB] [--model-spec JSON|@FILE]
                  [--out-record X.json]
     icsa extract --checkpoint CKPT --images DIR --out X.npy [options as above]
 
@@ -30,6 +30,7 @@ from icsa.utils import resolve_device, set_threads
 # icsa.evaluate.extract.DTYPES, kept here so that `--help` does not import torch; a test checks
 # that the two agree (tests/test_cli_lazy.py).
 DTYPES = ("float32", "float16")
+FAST_MODES = ("auto", "on", "off")  # icsa.fast_inference.MODES (checked by the same test)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
         help="default: the checkpoint's model config",
     )  # fmt: skip
-    p.add_argument("--autocast-bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument(
+        "--fast-inference", choices=FAST_MODES, default="auto",
+        help="bfloat16 + channels_last where the device has bfloat16 instructions (auto)",
+    )  # fmt: skip
     p.add_argument("--memory-budget-mb", type=float, default=None, help="rows mapped at once")
     p.add_argument("--model-spec", default=None, help="ModelSpec the checkpoint must hold (JSON)")
     p.add_argument(
@@ -91,6 +95,7 @@ def _extract(args: argparse.Namespace) -> int:
     _check_mode(args)
     from icsa.data import load_split, split_datasets
     from icsa.evaluate.extract import extract_descriptors
+    from icsa.fast_inference import use_bf16
     from icsa.train.checkpoint import load_model
 
     set_threads(args.threads)
@@ -127,7 +132,7 @@ def _extract(args: argparse.Namespace) -> int:
             num_workers=args.workers,
             dtype=args.dtype,
             device=device,
-            autocast_bf16=args.autocast_bf16,
+            fast=use_bf16(args.fast_inference, device, "--fast-inference"),
             memory_budget_mb=args.memory_budget_mb,
         )
         print(f"{place}: {len(dataset)} descriptors at {image_size[0]}x{image_size[1]} → {out}")

@@ -10,6 +10,7 @@ dataset (dbStruct) order; a non-finite descriptor stops extraction naming the im
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from icsa.errors import InputError
+from icsa.fast_inference import bf16_autocast, channels_last
 from icsa.io import atomic_path, require_free_space, reserve_space
 from icsa.utils import resolve_device, set_threads
 
@@ -40,6 +42,15 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, device: torch.d
     )
 
 
+@contextlib.contextmanager
+def _restore_format(model: torch.nn.Module, converted: bool) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if converted:
+            model.to(memory_format=torch.contiguous_format)
+
+
 def _image_names(dataset: Dataset, rows: np.ndarray) -> list[str]:
     paths = getattr(dataset, "paths", None)
     return [str(paths[r]) if paths is not None else f"item {r}" for r in rows]
@@ -51,15 +62,18 @@ def iter_descriptors(
     batch_size: int = 16,
     num_workers: int = 0,
     device: str | torch.device = "auto",
-    autocast_bf16: bool = False,
+    fast: bool = False,
     desc: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, float32 descriptors[B, D])`` per batch, in dataset order."""
+    """Yield ``(first_row, float32 descriptors[B, D])`` per batch, in dataset order.
+
+    ``fast``: bfloat16 autocast and channels_last (icsa.fast_inference; the caller resolves
+    the setting for the device); the model is back in its own memory format afterwards."""
     device = resolve_device(device) if isinstance(device, str) else device
-    model = model.to(device).eval()
+    model = channels_last(model.to(device).eval(), fast)
     start = 0
     progress = tqdm(total=len(dataset), desc=desc, unit="img", mininterval=5, disable=False)
-    with torch.inference_mode(), progress:
+    with torch.inference_mode(), progress, _restore_format(model, fast):
         for batch in _loader(dataset, batch_size, num_workers, device):
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
@@ -68,8 +82,8 @@ def iter_descriptors(
                     raise InputError(
                         f"dataset returned items {got[:4]}…, expected rows from {start}"
                     )
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-                out = model(images.to(device, non_blocking=True))  # [B, D]
+            with bf16_autocast(device, fast):
+                out = model(channels_last(images.to(device, non_blocking=True), fast))  # [B, D]
             out = out.float().cpu().numpy()
             bad = ~np.isfinite(out).all(axis=1)
             if bad.any():
@@ -137,7 +151,7 @@ def extract_descriptors(
     num_workers: int = 0,
     dtype: str = "float32",
     device: str | torch.device = "auto",
-    autocast_bf16: bool = False,
+    fast: bool = False,
     flush_rows: int | None = None,
     memory_budget_mb: float | None = None,
     threads: int | None = None,
@@ -156,7 +170,7 @@ def extract_descriptors(
     with atomic_path(out_path) as tmp:
         writer: _WindowWriter | None = None
         for start, rows in iter_descriptors(
-            model, dataset, batch_size, num_workers, device, autocast_bf16, desc=out_path.name
+            model, dataset, batch_size, num_workers, device, fast, desc=out_path.name
         ):
             if writer is None:  # the descriptor size is known once the first batch is out
                 row_bytes = np.dtype(dtype).itemsize * rows.shape[1]
@@ -176,15 +190,13 @@ def extract_in_memory(
     num_workers: int = 0,
     dtype: str = "float32",
     device: str | torch.device = "auto",
-    autocast_bf16: bool = False,
+    fast: bool = False,
 ) -> np.ndarray:
     """The same descriptors as :func:`extract_descriptors`, as one in-memory array (small sets)."""
     if dtype not in DTYPES:
         raise InputError(f"dtype = {dtype!r}, expected one of {list(DTYPES)}")
     parts = [
         rows.astype(dtype)
-        for _, rows in iter_descriptors(
-            model, dataset, batch_size, num_workers, device, autocast_bf16
-        )
+        for _, rows in iter_descriptors(model, dataset, batch_size, num_workers, device, fast)
     ]
     return np.concatenate(parts, axis=0)

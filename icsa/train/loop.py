@@ -25,6 +25,7 @@ from tqdm import tqdm
 from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
+from icsa.fast_inference import use_bf16
 from icsa.train.checkpoint import save_checkpoint
 from icsa.train.history import RunLogger, write_history
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
@@ -74,6 +75,10 @@ class TripletTrainer:
         self.geometry = miner.geometry
         self.dataset = dataset
         self.amp = state.scaler.is_enabled()
+        # bfloat16 for forward-only passes (describe), never with AMP's float16 (CUDA training).
+        self.fast = not self.amp and use_bf16(
+            settings.fast_inference, device, "train.fast_inference"
+        )
         self.descriptor_dim = state.model.netvlad.num_clusters * state.model.netvlad.dim
 
     def checkpoint(self) -> dict[str, Any]:
@@ -144,10 +149,12 @@ class TripletTrainer:
         log.info("rewriting %s (epoch %d) from the resumable state", path, st.best_epoch)
         save_checkpoint(path, st.best_checkpoint)
 
-    def _encode(self, inputs: torch.Tensor, cached: bool) -> torch.Tensor:
-        """Descriptors [B, K*C] of a batch of prefixes (cached) or images."""
+    def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
+        """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16
+        (forward-only callers)."""
         inputs = inputs.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        dtype = torch.bfloat16 if fast else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp or fast):
             if not cached:
                 with torch.no_grad():  # the frozen blocks need no graph
                     inputs = self.state.model.frozen_prefix(inputs)
@@ -158,7 +165,7 @@ class TripletTrainer:
         """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
         self.state.model.eval()
         out = [
-            self._encode(batch, src.cached).cpu().numpy()
+            self._encode(batch, src.cached, self.fast).cpu().numpy()
             for batch in src.batches(
                 indices, self.settings.eval_batch_size, self.settings.num_workers
             )

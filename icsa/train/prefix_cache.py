@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from icsa.data import ImageDataset
+from icsa.fast_inference import bf16_autocast
 from icsa.io import atomic_path, require_free_space, reserve_space, write_json
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -73,8 +74,9 @@ def prefix_shape(model: torch.nn.Module, image_size: tuple[int, int]) -> tuple[i
     return shape
 
 
-def _fingerprint(model: torch.nn.Module, dataset: ImageDataset, dtype: str) -> dict:
-    """What the cache depends on: the frozen weights' recipe, the image list, size and dtype."""
+def _fingerprint(model: torch.nn.Module, dataset: ImageDataset, dtype: str, fast: bool) -> dict:
+    """What the cache depends on: the frozen weights' recipe, the image list, size, dtype and
+    the arithmetic (bfloat16 or float32)."""
     cfg = model.config
     names = "\n".join(str(p) for p in dataset.paths).encode()
     return {
@@ -86,6 +88,7 @@ def _fingerprint(model: torch.nn.Module, dataset: ImageDataset, dtype: str) -> d
         "dtype": dtype,
         "num_images": len(dataset),
         "paths_sha1": hashlib.sha1(names).hexdigest(),
+        **({"arithmetic": "bfloat16"} if fast else {}),  # float32 caches keep their old record
     }
 
 
@@ -97,10 +100,12 @@ def open_or_build_prefix_cache(
     batch_size: int,
     num_workers: int,
     device: torch.device,
+    fast: bool = False,
 ) -> np.ndarray:
-    """Memory-map ``path`` (``.npy``) if it matches this model and image list, else build it."""
+    """Memory-map ``path`` (``.npy``) if it matches this model and image list, else build it
+    (``fast``: under bfloat16 autocast, icsa.fast_inference)."""
     meta_path = path.with_suffix(".json")
-    fingerprint = _fingerprint(model, dataset, dtype)
+    fingerprint = _fingerprint(model, dataset, dtype, fast)
     reusable = path.is_file() and meta_path.is_file()
     if reusable and json.loads(meta_path.read_text()) == fingerprint:
         return np.load(path, mmap_mode="r")
@@ -116,7 +121,8 @@ def open_or_build_prefix_cache(
         row = 0
         with torch.no_grad():
             for images, _ in tqdm(loader, desc=f"prefix cache {path.stem}", mininterval=5):
-                prefix = model.frozen_prefix(images.to(device)).float().cpu().numpy()
+                with bf16_autocast(device, fast):
+                    prefix = model.frozen_prefix(images.to(device)).float().cpu().numpy()
                 if dtype == "float16" and np.abs(prefix).max(initial=0.0) > FLOAT16_MAX:
                     raise RuntimeError(
                         f"prefix cache {path}: values exceed the float16 range "

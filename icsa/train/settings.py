@@ -32,6 +32,7 @@ from icsa.io import parse_json_object
 from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
+FAST_MODES = ("auto", "on", "off")  # icsa.fast_inference.MODES, without importing torch here
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class TrainSettings:
     prefix_cache: bool = True  # cache the frozen prefix once per image (see prefix_cache.py)
     prefix_cache_dtype: str = "float16"
     prefix_cache_budget_mb: float = 8192.0
+    # bfloat16 for the forward-only work (prefix cache, mining refresh, validation):
+    # auto | on | off (icsa.fast_inference); off is float32 as before.
+    fast_inference: str = "off"
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -105,6 +109,11 @@ class TrainSettings:
             raise InputError(
                 f"train settings: prefix_cache_dtype={self.prefix_cache_dtype!r}, "
                 f"expected one of {PREFIX_CACHE_DTYPES}"
+            )
+        if self.fast_inference not in FAST_MODES:
+            raise InputError(
+                f"train settings: fast_inference={self.fast_inference!r}, expected one of "
+                f"{FAST_MODES}"
             )
         for key in ("amp", "validate_untrained", "prefix_cache"):
             if not isinstance(getattr(self, key), bool):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
+from icsa.fast_inference import use_bf16
 from icsa.train.checkpoint import get_rng_state, set_rng_state
 from icsa.train.prefix_cache import (
     InputSource,
@@ -89,8 +90,9 @@ def build_sources(
         # File names as before the record had attributes: train-db.npy, ...
         path = Path(run_dir) / STATE_DIR / "prefix_cache" / f"{name.replace('_', '-')}.npy"
         prefix = open_or_build_prefix_cache(
-            model, ds, path, s.prefix_cache_dtype, s.eval_batch_size, s.num_workers, device
-        )
+            model, ds, path, s.prefix_cache_dtype, s.eval_batch_size, s.num_workers, device,
+            fast=use_bf16(s.fast_inference, device, "train.fast_inference"),
+        )  # fmt: skip
         sources[name] = InputSource(ds, prefix)
     return Sources(**sources)
 

@@ -28,6 +28,7 @@ rule extract:
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
         dtype=config["extract"]["dtype"],
+        fast=config["extract"]["fast_inference"],
         batch_size=config["extract"]["batch_size"],
         workers=config["extract"]["workers"],
         device=job_device("extract"),
@@ -38,6 +39,7 @@ rule extract:
         "{params.gpu}icsa extract --checkpoint {input.checkpoint} --root {params.root:q}"
         " --dataset {params.dataset} --split {params.split}"
         " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
+        " --fast-inference {params.fast}"
         " --batch-size {params.batch_size} --workers {params.workers}"
         " --model-spec {params.model:q} --out-record {output.record}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
