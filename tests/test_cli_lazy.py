@@ -123,3 +123,6 @@ def test_extract_dtype_choices_match_the_library() -> None:
     from icsa import fast_inference
 
     assert tuple(cli_extract.FAST_MODES) == fast_inference.MODES
+    from icsa.train import settings
+
+    assert settings.FAST_MODES == fast_inference.MODES
