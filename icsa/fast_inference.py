@@ -8,17 +8,20 @@ on a CPU with AMX). A setting chooses it: ``auto`` where the device has bfloat16
 (CPU: ``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo; CUDA: ``torch.cuda.is_bf16_supported``)
 and float32 elsewhere, ``on`` (an error where unsupported: emulated bfloat16 is slower than
 float32), ``off`` (float32, bit-identical to earlier versions).
+
+torch is imported inside the functions, so that the CLI and the recipe (TrainSettings) read
+MODES without loading torch.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from icsa.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("auto", "on", "off")
 CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -43,6 +46,8 @@ def use_bf16(
         raise InputError(f"{source} = {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "off":
         return False
+    import torch
+
     if device.type == "cuda":
         supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     else:
@@ -55,15 +60,17 @@ def use_bf16(
     return supported
 
 
-@contextlib.contextmanager
-def bf16_autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """bfloat16 autocast on ``device`` when ``enabled`` (a no-op context otherwise)."""
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
-        yield
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def channels_last(x: torch.Tensor | torch.nn.Module, enabled: bool):
     """``x`` in channels_last memory format when ``enabled`` (4-D tensors and modules)."""
+    import torch
+
     if not enabled or (isinstance(x, torch.Tensor) and x.dim() != 4):
         return x
     return x.to(memory_format=torch.channels_last)

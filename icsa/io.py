@@ -81,11 +81,12 @@ def reserve_space(path: str | os.PathLike, nbytes: int) -> None:
     """Allocate the blocks of the existing file ``path`` up to ``nbytes`` before it is written
     through a memory map.
 
-    The free-space check alone is a race (another process may fill the disk in between, and a
-    sparse file from ``open_memmap`` takes its blocks only as pages are written); allocating
-    them makes the disk refuse up front, with ENOSPC, which becomes the same message."""
-    require_free_space(path, nbytes)
-    if not hasattr(os, "posix_fallocate"):  # macOS: the check above is what there is
+    Callers run :func:`require_free_space` before they create the file (its header write
+    must not fail obscurely either); that check alone is a race (another process may fill the
+    disk in between, and a sparse file from ``open_memmap`` takes its blocks only as pages are
+    written). Allocating them makes the disk refuse up front, with ENOSPC, which becomes the
+    same message."""
+    if not hasattr(os, "posix_fallocate"):  # macOS: the caller's check is what there is
         return
     fd = os.open(path, os.O_RDWR)
     try:

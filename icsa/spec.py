@@ -21,6 +21,7 @@ from typing import Any
 
 from icsa.errors import InputError
 from icsa.input_sizes import image_size_problem
+from icsa.io import parse_json_object
 from icsa.records import record_from_dict
 from icsa.registry import attention_spec, backbone_spec
 from icsa.train.settings import TrainSettings
@@ -125,6 +126,11 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model spec") -> ModelSpec:
         return record_from_dict(cls, data, source)
+
+    @classmethod
+    def from_flag(cls, text: str, flag: str = "--model-spec") -> ModelSpec:
+        """A CLI value: a JSON object or ``@file`` (errors name ``flag``)."""
+        return cls.from_dict(parse_json_object(text, flag), flag)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -70,11 +70,10 @@ def set_threads(threads: int | None) -> int:
     if threads is None or threads <= 0:
         return torch.get_num_threads()
     available = available_cpus()
-    wanted = threads
-    if wanted > available:
-        log.warning("%d threads asked for, %d CPU(s) available: using %d", wanted, available,
+    if threads > available:
+        log.warning("%d threads asked for, %d CPU(s) available: using %d", threads, available,
                     available)  # fmt: skip
-    torch.set_num_threads(min(wanted, available))
+    torch.set_num_threads(min(threads, available))
     return torch.get_num_threads()
 
 

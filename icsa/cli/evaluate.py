@@ -83,14 +83,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise InputError("--model-spec: needs --record (the descriptors' record), none given")
     if args.record is not None:
         from icsa.evaluate.record import check_record
+        from icsa.spec import ModelSpec
 
-        expected = None
-        if args.model_spec is not None:
-            from icsa.io import parse_json_object
-            from icsa.spec import ModelSpec
-
-            data = parse_json_object(args.model_spec, "--model-spec")
-            expected = ModelSpec.from_dict(data, "--model-spec").to_dict()
+        expected = ModelSpec.from_flag(args.model_spec).to_dict() if args.model_spec else None
         check_record(args.record, {"db": args.db, "q": args.q}, args.dataset, args.split,
                      expected)  # fmt: skip
     _threads(args.threads)

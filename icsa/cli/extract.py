@@ -25,12 +25,13 @@ from pathlib import Path
 
 from icsa.data.layouts import DATASETS
 from icsa.errors import InputError
+from icsa.fast_inference import MODES
 from icsa.utils import resolve_device, set_threads
 
 # icsa.evaluate.extract.DTYPES, kept here so that `--help` does not import torch; a test checks
 # that the two agree (tests/test_cli_lazy.py).
 DTYPES = ("float32", "float16")
-FAST_MODES = ("auto", "on", "off")  # icsa.fast_inference.MODES (checked by the same test)
+FAST_MODES = MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,11 +102,9 @@ def _extract(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     expected = None
     if args.model_spec is not None:
-        from icsa.io import parse_json_object
         from icsa.spec import ModelSpec
 
-        data = parse_json_object(args.model_spec, "--model-spec")
-        expected = ModelSpec.from_dict(data, "--model-spec").to_dict()
+        expected = ModelSpec.from_flag(args.model_spec).to_dict()
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device, expected=expected)
     image_size = tuple(args.image_size or model.config["image_size"])

@@ -41,12 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _kmeans(args: argparse.Namespace) -> int:
-    from icsa.io import parse_json_object
     from icsa.spec import ModelSpec
     from icsa.train.kmeans import compute_centroids  # deferred: keeps `icsa --help` fast
 
     set_threads(args.threads)
-    model = ModelSpec.from_dict(parse_json_object(args.model_spec, "--model-spec"), "--model-spec")
+    model = ModelSpec.from_flag(args.model_spec)
     summary = compute_centroids(
         root=args.root,
         dataset=args.dataset,

@@ -15,9 +15,9 @@ import argparse
 import csv
 from pathlib import Path
 
+from icsa.cli.evaluate import DEVICES
 from icsa.errors import InputError
 
-DEVICES = {"auto": None, "cpu": False, "cuda": True}
 COLUMNS = ("query", "rank", "database", "distance")
 
 
@@ -52,13 +52,8 @@ def _retrieve(args: argparse.Namespace) -> int:
         ("database", args.db, args.db_names),
         ("query", args.q, args.q_names),
     ):
-        if not path.is_file():
-            raise InputError(f"{what} descriptors {path} not found, expected a .npy file")
-        rows = len(np.load(path, mmap_mode="r"))
-        sides[what] = (
-            load_descriptors(path, rows, what),
-            read_names(names or names_file(path), rows),
-        )
+        descriptors = load_descriptors(path, None, what)
+        sides[what] = (descriptors, read_names(names or names_file(path), len(descriptors)))
     (db, db_names), (q, q_names) = sides["database"], sides["query"]
     squared, indices = search(db, q, args.k, memory_budget_mb=args.memory_budget_mb,
                               use_gpu=DEVICES[args.device])  # fmt: skip

@@ -32,8 +32,9 @@ def count_nonfinite(arr: np.ndarray, chunk_rows: int = 4096) -> int:
     )
 
 
-def load_descriptors(path: str | os.PathLike, expected_rows: int, what: str) -> np.ndarray:
-    """Memory-map a descriptor ``.npy``; InputError unless it is finite [expected_rows, D]."""
+def load_descriptors(path: str | os.PathLike, expected_rows: int | None, what: str) -> np.ndarray:
+    """Memory-map a descriptor ``.npy``; InputError unless it is finite [expected_rows, D]
+    (any number of rows with ``expected_rows=None``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(
@@ -48,7 +49,7 @@ def load_descriptors(path: str | os.PathLike, expected_rows: int, what: str) -> 
             f"{what} descriptors {path}: {arr.dtype} array of shape {arr.shape}, "
             "expected float32/float16 [rows, dim]"
         )
-    if len(arr) != expected_rows:
+    if expected_rows is not None and len(arr) != expected_rows:
         raise InputError(
             f"{what} descriptors {path}: {len(arr)} rows, expected {expected_rows} "
             f"(the split's {what} images; descriptors of another split or dataset?)"

@@ -21,7 +21,7 @@ import torch
 
 from icsa.errors import InputError
 from icsa.io import atomic_path
-from icsa.spec import check_config  # noqa: F401  (re-exported: one model-config check)
+from icsa.spec import check_config
 
 REQUIRED_KEYS = ("model_state", "model_config")
 

@@ -25,7 +25,6 @@ from tqdm import tqdm
 from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
-from icsa.fast_inference import use_bf16
 from icsa.train.checkpoint import save_checkpoint
 from icsa.train.history import RunLogger, write_history
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
@@ -68,6 +67,7 @@ class TripletTrainer:
         device: torch.device,
         logger: RunLogger,
         dataset: str,
+        fast: bool = False,
     ) -> None:
         self.state, self.sources, self.miner, self.val = state, sources, miner, val
         self.settings, self.seed, self.device, self.logger = settings, int(seed), device, logger
@@ -76,9 +76,7 @@ class TripletTrainer:
         self.dataset = dataset
         self.amp = state.scaler.is_enabled()
         # bfloat16 for forward-only passes (describe), never with AMP's float16 (CUDA training).
-        self.fast = not self.amp and use_bf16(
-            settings.fast_inference, device, "train.fast_inference"
-        )
+        self.fast = fast and not self.amp
         self.descriptor_dim = state.model.netvlad.num_clusters * state.model.netvlad.dim
 
     def checkpoint(self) -> dict[str, Any]:

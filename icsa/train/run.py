@@ -22,10 +22,11 @@ import torch
 
 from icsa.data import PlaceSplit, load_split
 from icsa.errors import InputError
+from icsa.fast_inference import use_bf16
 from icsa.io import read_json, write_json
 from icsa.models import build_model
-from icsa.spec import RunSpec, fingerprint_differences
-from icsa.train.checkpoint import check_config, load_checkpoint
+from icsa.spec import RunSpec, check_config, fingerprint_differences
+from icsa.train.checkpoint import load_checkpoint
 from icsa.train.history import RunLogger
 from icsa.train.kmeans import load_centroids
 from icsa.train.loop import TripletTrainer
@@ -69,13 +70,25 @@ def prepare_trainer(
         len(geometry.trainable_queries), geometry.queries_without_positive, s.pos_radius,
     )  # fmt: skip
     miner = HardNegativeMiner(geometry, s.margin, s.neg_samples, s.neg_kept)
-    sources = build_sources(model, train, val, s, Path(run_dir), device)
+    # train.fast_inference resolved once for the run: prefix cache, mining refresh, validation.
+    fast = use_bf16(s.fast_inference, device, "train.fast_inference")
+    sources = build_sources(model, train, val, s, Path(run_dir), device, fast)
     state = RunState.start(model, s, miner.neg_cache, amp=bool(s.amp and device.type == "cuda"))
     if checkpoint is not None:
         state.restore(checkpoint)
     logger = RunLogger(Path(run_dir), state.history, enable_dvclive)
     return TripletTrainer(
-        state, sources, miner, val, s, seed, run_dir, device, logger, dataset=train.dataset
+        state,
+        sources,
+        miner,
+        val,
+        s,
+        seed,
+        run_dir,
+        device,
+        logger,
+        dataset=train.dataset,
+        fast=fast,
     )
 
 

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from icsa.errors import InputError
+from icsa.fast_inference import MODES
 from icsa.io import parse_json_object
 from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
-FAST_MODES = ("auto", "on", "off")  # icsa.fast_inference.MODES, without importing torch here
+FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
 
 @dataclass(frozen=True)

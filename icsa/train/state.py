@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
-from icsa.fast_inference import use_bf16
 from icsa.train.checkpoint import get_rng_state, set_rng_state
 from icsa.train.prefix_cache import (
     InputSource,
@@ -60,9 +59,11 @@ def build_sources(
     settings: TrainSettings,
     run_dir: Path,
     device: torch.device,
+    fast: bool = False,
 ) -> Sources:
     """Input sources, with the frozen prefix cached under ``run_dir/state/prefix_cache`` where
-    the settings and the memory budget allow (built here, or reused when still valid)."""
+    the settings and the memory budget allow (built here, or reused when still valid; under
+    bfloat16 autocast with ``fast``)."""
     image_size = tuple(model.config["image_size"])
     datasets = {
         f"{role}_{part}": ImageDataset(paths, image_size, name=f"{split.name}-{part}")
@@ -91,7 +92,7 @@ def build_sources(
         path = Path(run_dir) / STATE_DIR / "prefix_cache" / f"{name.replace('_', '-')}.npy"
         prefix = open_or_build_prefix_cache(
             model, ds, path, s.prefix_cache_dtype, s.eval_batch_size, s.num_workers, device,
-            fast=use_bf16(s.fast_inference, device, "train.fast_inference"),
+            fast=fast,
         )  # fmt: skip
         sources[name] = InputSource(ds, prefix)
     return Sources(**sources)
