@@ -18,7 +18,15 @@ from typing import Any
 
 from icsa.errors import InputError
 from icsa.records import record_from_dict
-from icsa.registry import ATTENTIONS, BACKBONES, FOLDED, backbone_spec, load_plugins
+from icsa.registry import (
+    AGGREGATIONS,
+    ATTENTIONS,
+    BACKBONES,
+    DEFAULT_AGGREGATION,
+    FOLDED,
+    backbone_spec,
+    load_plugins,
+)
 from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
 from icsa.train.settings import TrainSettings
 
@@ -162,7 +170,12 @@ def check_figures(config: dict[str, Any]) -> None:
 
 # ---- specifications from the config ----------------------------------------------------------
 def model_spec(
-    config: dict[str, Any], backbone: str, attention: str, block: str, init_seed: int
+    config: dict[str, Any],
+    backbone: str,
+    attention: str,
+    block: str,
+    init_seed: int,
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> ModelSpec:
     model = config["model"]
     try:
@@ -174,6 +187,7 @@ def model_spec(
             weights=model.get("weights", "none"),
             init_seed=int(init_seed),
             lowest_trained_block=block,
+            aggregation=aggregation,
         )
     except InputError as err:
         raise InputError(f"config error: model: {err}") from err
@@ -184,7 +198,9 @@ def run_spec(config: dict[str, Any], run: str) -> RunSpec:
     init is seeded with the run's seed (the k-means job of that seed uses the same)."""
     parts = parse_run_id(run)
     seed = int(parts["seed"])
-    model = model_spec(config, parts["backbone"], parts["attention"], parts["block"], seed)
+    model = model_spec(
+        config, parts["backbone"], parts["attention"], parts["block"], seed, parts["aggregation"]
+    )
     return RunSpec(
         dataset=parts["dataset"],
         model=model,
@@ -202,6 +218,9 @@ def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
         check_name(BACKBONES, backbone, f"{key}.backbones")
     for attention in table["attentions"]:
         check_name(ATTENTIONS, attention, f"{key}.attentions")
+    aggregations = table.get("aggregations") or [DEFAULT_AGGREGATION]
+    for aggregation in aggregations:
+        check_name(AGGREGATIONS, aggregation, f"{key}.aggregations")
     if table["baseline"] not in table["attentions"]:
         raise config_error(
             f"{key}.baseline", table["baseline"], f"one of its attentions {table['attentions']}"
@@ -210,14 +229,14 @@ def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
     for backbone in table["backbones"]:
         for block in table["blocks"]:
             block = normalise_block(backbone, block, f"{key}.blocks")
-            for attention in table["attentions"]:
-                runs = [
-                    run_id(config["dataset"], backbone, attention, block, seed)
-                    for seed in config["seeds"]
-                ]
-                rows.append(
-                    {"backbone": backbone, "attention": attention, "block": block, "runs": runs}
-                )
+            for aggregation in aggregations:
+                for attention in table["attentions"]:
+                    runs = [
+                        run_id(config["dataset"], backbone, attention, block, seed, aggregation)
+                        for seed in config["seeds"]
+                    ]
+                    rows.append({"backbone": backbone, "attention": attention, "block": block,
+                                 "aggregation": aggregation, "runs": runs})  # fmt: skip
     blocks = {row["block"] for row in rows}
     return {
         "table": name,

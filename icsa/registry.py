@@ -137,10 +137,26 @@ def attention_spec(name: str) -> AttentionSpec:
     return ATTENTIONS[name]
 
 
-def network_label(backbone: str, attention: str) -> str:
-    """'VGG16+ICSA' as the paper writes it; 'VGG16' for no attention."""
+# How local features become one descriptor (icsa.models.model): NetVLAD, the paper's, or GeM
+# (icsa/models/gem.py), where a per-location weight is not normalised away.
+AGGREGATIONS: dict[str, str] = {"netvlad": "NetVLAD", "gem": "GeM"}
+DEFAULT_AGGREGATION = "netvlad"
+
+
+def check_aggregation(name: str) -> str:
+    if name not in AGGREGATIONS:
+        raise InputError(f"aggregation={name!r}: expected one of {', '.join(AGGREGATIONS)}")
+    return name
+
+
+def network_label(backbone: str, attention: str, aggregation: str = DEFAULT_AGGREGATION) -> str:
+    """'VGG16+ICSA' as the paper writes it; 'VGG16' for no attention; ' (GeM)' appended when the
+    aggregator is not the paper's NetVLAD."""
     name = backbone_spec(backbone).label
-    return name if attention == "none" else f"{name}+{attention_spec(attention).label}"
+    label = name if attention == "none" else f"{name}+{attention_spec(attention).label}"
+    if check_aggregation(aggregation) != DEFAULT_AGGREGATION:
+        label += f" ({AGGREGATIONS[aggregation]})"
+    return label
 
 
 # Table 2 also measures ICSA folded into the last conv layer (icsa.models.folding): no module left.

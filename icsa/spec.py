@@ -23,31 +23,44 @@ from icsa.errors import InputError
 from icsa.input_sizes import image_size_problem
 from icsa.io import parse_json_object
 from icsa.records import record_from_dict
-from icsa.registry import attention_spec, backbone_spec
+from icsa.registry import DEFAULT_AGGREGATION, attention_spec, backbone_spec, check_aggregation
 from icsa.train.settings import TrainSettings
 
 # ---- run ids and the results layout ----------------------------------------------------------
-RUN_ID = "{dataset}-{backbone}-{attention}-b{block}-s{seed}"
+# {pool}: "" for NetVLAD (the paper's aggregator, so its run ids read as before) or "-gem".
+RUN_ID = "{dataset}-{backbone}-{attention}{pool}-b{block}-s{seed}"
+POOL_SUFFIX = {"netvlad": "", "gem": "-gem"}
 _RUN_ID_RE = re.compile(
     r"^(?P<dataset>[a-z0-9]+)-(?P<backbone>[a-z0-9]+)-(?P<attention>[a-z0-9]+)"
-    r"-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
+    r"(?P<pool>-gem)?-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
 )
 RESULTS = "results"
 
 
-def run_id(dataset: str, backbone: str, attention: str, block: str | int, seed: int | str) -> str:
-    """``pitts30k-vgg16-icsa-b5-s0``; block ``none`` gives ``bnone``."""
+def run_id(
+    dataset: str,
+    backbone: str,
+    attention: str,
+    block: str | int,
+    seed: int | str,
+    aggregation: str = DEFAULT_AGGREGATION,
+) -> str:
+    """``pitts30k-vgg16-icsa-b5-s0``; block ``none`` gives ``bnone``; GeM ``…-icsa-gem-b5-s0``."""
+    pool = POOL_SUFFIX[check_aggregation(aggregation)]
     return RUN_ID.format(
-        dataset=dataset, backbone=backbone, attention=attention, block=block, seed=seed
+        dataset=dataset, backbone=backbone, attention=attention, pool=pool, block=block, seed=seed
     )
 
 
 def parse_run_id(run: str) -> dict[str, str]:
-    """The parts of a run id (dataset, backbone, attention, block, seed) as strings."""
+    """The parts of a run id (dataset, backbone, attention, aggregation, block, seed)."""
     match = _RUN_ID_RE.match(run)
     if match is None:
         raise InputError(f"run id {run!r}: expected {RUN_ID}, e.g. pitts30k-vgg16-icsa-b5-s0")
-    return match.groupdict()
+    parts = match.groupdict()
+    pool = parts.pop("pool") or ""
+    parts["aggregation"] = next(a for a, suffix in POOL_SUFFIX.items() if suffix == pool)
+    return parts
 
 
 # Each path is a function of a run id, so the same function gives a file of one run and, called
@@ -103,10 +116,12 @@ class ModelSpec:
     weights: str = "none"  # none (seeded random init), imagenet, or a state-dict path
     init_seed: int = 0
     lowest_trained_block: str = "none"  # "none" or "1".."num_blocks"
+    aggregation: str = DEFAULT_AGGREGATION  # netvlad or gem (num_clusters is NetVLAD's K)
 
     def __post_init__(self) -> None:
         spec = backbone_spec(self.backbone)
         attention_spec(self.attention)
+        check_aggregation(self.aggregation)
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "lowest_trained_block", str(self.lowest_trained_block))
         if len(self.image_size) != 2 or min(self.image_size) < 1:
@@ -154,6 +169,8 @@ def _same(a: Any, b: Any) -> bool:
 def check_config(found: dict[str, Any], expected: dict[str, Any], source: str) -> None:
     """Raise InputError naming every key of ``expected`` whose value in ``found`` differs (a
     checkpoint's ``model_config`` or a descriptor file's record against a ModelSpec)."""
+    # Checkpoints and records made before GeM existed are NetVLAD models.
+    found = {"aggregation": DEFAULT_AGGREGATION, **found}
     diffs = [
         f"{key}: expected {value!r}, found {found.get(key, '<missing>')!r}"
         for key, value in expected.items()
@@ -181,10 +198,10 @@ class RunSpec:
 
     @property
     def id(self) -> str:
+        m = self.model
         return run_id(
-            self.dataset, self.model.backbone, self.model.attention,
-            self.model.lowest_trained_block, self.seed,
-        )  # fmt: skip
+            self.dataset, m.backbone, m.attention, m.lowest_trained_block, self.seed, m.aggregation
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -89,15 +89,16 @@ def test_run_spec_round_trips_through_json_and_names_its_files():
     assert again == run
     assert run.id == "pitts30k-vgg16-icsa-b5-s2"
     parts = {"dataset": "pitts30k", "backbone": "vgg16", "attention": "icsa", "block": "5",
-             "seed": "2"}  # fmt: skip
+             "seed": "2", "aggregation": "netvlad"}  # fmt: skip
     assert spec.parse_run_id(run.id) == parts
     assert spec.run_id(**{**spec.parse_run_id(run.id)}) == run.id
     assert spec.checkpoint_best(run.id) == f"results/runs/{run.id}/checkpoint_best.pt"
     # The same function gives the Snakemake pattern when called with the wildcard pattern.
     pattern = spec.metrics_file(spec.RUN_ID, "{evalset}")
-    assert pattern.format(**spec.parse_run_id(run.id), evalset="x-test") == spec.metrics_file(
-        run.id, "x-test"
-    )
+    # Snakemake's wildcards hold the id's suffix ({pool}: "" for NetVLAD), not the aggregation.
+    wildcards = spec.parse_run_id(run.id)
+    wildcards["pool"] = spec.POOL_SUFFIX[wildcards.pop("aggregation")]
+    assert pattern.format(**wildcards, evalset="x-test") == spec.metrics_file(run.id, "x-test")
     with pytest.raises(InputError, match="expected .dataset.-.backbone."):
         spec.parse_run_id("pitts30k-vgg16-icsa-5-s2")
     with pytest.raises(InputError, match="recipe: unknown keys"):

@@ -218,6 +218,9 @@ def test_paper_values_cover_every_default_table_row():
     paper = load_paper(PAPER)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     for name, spec in config["tables"].items():
+        if name == "table7":  # beyond the paper (NetVLAD vs GeM): no paper values
+            assert name not in paper
+            continue
         if name == "table2":
             assert {r["module"] for r in paper["table2"]["rows"]} == {"ia", "icsa", "se", "cbam"}
             continue

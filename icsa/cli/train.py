@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--spec", required=True, help="RunSpec as a JSON object, or @file.json")
     p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
-    p.add_argument("--centroids", required=True, help="output of `icsa kmeans`")
+    p.add_argument(
+        "--centroids", default=None,
+        help="output of `icsa kmeans` (NetVLAD runs; GeM runs take none)",
+    )  # fmt: skip
     p.add_argument("--run-dir", required=True, help="run folder (checkpoints, history, state/)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1)

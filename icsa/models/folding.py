@@ -51,6 +51,11 @@ def fold_attention(model: PlaceModel) -> PlaceModel:
         raise InputError(
             f"fold_attention: attention={attention!r}; expected one of {FOLDABLE_ATTENTIONS}"
         )
+    if model.aggregation != "netvlad":
+        raise InputError(
+            f"fold_attention: aggregation={model.aggregation!r}; expected netvlad (GeM does not "
+            "normalise each local descriptor, so the spatial half cannot be dropped)"
+        )
     if not model.netvlad.normalize_input:
         raise InputError("fold_attention: NetVLAD normalize_input=False; the spatial half counts")
     spatial = model.attention.spatial_weight

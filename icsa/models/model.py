@@ -1,4 +1,6 @@
-"""The place-recognition model: backbone → attention → NetVLAD → K·C descriptor (DESIGN §2).
+"""The place-recognition model: backbone → attention → aggregator → descriptor (DESIGN §2).
+
+The aggregator is NetVLAD (K·C, the paper's) or GeM (C; icsa/models/gem.py).
 
 :class:`PlaceModel` also exposes the split the training loop needs: ``frozen_prefix`` (the
 blocks below the lowest trained block, a fixed function that can be cached) and
@@ -18,7 +20,9 @@ from torch import nn
 from icsa.errors import InputError
 from icsa.models.attention import build_attention
 from icsa.models.backbones import Backbone, build_backbone, feature_shape_for, weights_name
+from icsa.models.gem import GeM
 from icsa.models.netvlad import NetVLAD
+from icsa.registry import DEFAULT_AGGREGATION, check_aggregation
 
 
 def _parse_image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -32,9 +36,10 @@ def _parse_image_size(image_size: Sequence[int]) -> tuple[int, int]:
 
 
 class PlaceModel(nn.Module):
-    """Images [B,3,H,W] → L2-normalised descriptors [B, K·C].
+    """Images [B,3,H,W] → L2-normalised descriptors [B, D] (D = K·C for NetVLAD, C for GeM).
 
-    Attributes: ``backbone`` (:class:`Backbone`), ``attention``, ``netvlad`` (:class:`NetVLAD`)
+    Attributes: ``backbone`` (:class:`Backbone`), ``attention``, ``pool`` (the aggregator, also
+    reachable by its name: ``netvlad`` or ``gem``, which is also its key prefix in state dicts)
     and ``config`` (the arguments of :func:`build_model`, enough to rebuild the architecture).
     """
 
@@ -42,17 +47,34 @@ class PlaceModel(nn.Module):
         self,
         backbone: Backbone,
         attention: nn.Module,
-        netvlad: NetVLAD,
+        pool: NetVLAD | GeM,
         config: dict[str, Any],
         feature_shape: tuple[int, int, int],
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.attention = attention
-        self.netvlad = netvlad
-        self.config = dict(config)
+        self.config = {"aggregation": DEFAULT_AGGREGATION, **config}
+        self.aggregation = check_aggregation(self.config["aggregation"])
+        expected = NetVLAD if self.aggregation == "netvlad" else GeM
+        if not isinstance(pool, expected):
+            raise InputError(
+                f"aggregation={self.aggregation!r}: expected a {expected.__name__} module, "
+                f"got {type(pool).__name__}"
+            )
+        # Registered under its own name: NetVLAD checkpoints keep their "netvlad.*" keys.
+        self.add_module(self.aggregation, pool)
         self._feature_shape = tuple(feature_shape)
         self.folded_from: str | None = None  # set by icsa.models.fold_attention
+
+    @property
+    def pool(self) -> NetVLAD | GeM:
+        return getattr(self, self.aggregation)
+
+    @property
+    def descriptor_dim(self) -> int:
+        pool = self.pool
+        return pool.num_clusters * pool.dim if isinstance(pool, NetVLAD) else pool.dim
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
@@ -64,17 +86,17 @@ class PlaceModel(nn.Module):
         return self.backbone.forward_blocks(images, 0, self.backbone.num_frozen)
 
     def forward_from_prefix(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Trained blocks → attention → NetVLAD, starting from ``frozen_prefix``'s output."""
+        """Trained blocks → attention → aggregator, starting from ``frozen_prefix``'s output."""
         bb = self.backbone
         features = bb.forward_blocks(prefix, bb.num_frozen, bb.num_blocks)  # [B,C,h,w]
-        return self.netvlad(self.attention(features))  # [B,K*C]
+        return self.pool(self.attention(features))  # [B,D]
 
     def local_features(self, images: torch.Tensor) -> torch.Tensor:
-        """What enters NetVLAD: attention(backbone(images)), [B,C,h,w]."""
+        """What enters the aggregator: attention(backbone(images)), [B,C,h,w]."""
         return self.attention(self.backbone(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # images [B,3,H,W] -> descriptors [B,K*C]
+        # images [B,3,H,W] -> descriptors [B,D]
         return self.forward_from_prefix(self.frozen_prefix(images))
 
 
@@ -86,15 +108,18 @@ def build_model(
     lowest_trained_block: str | int | None = "none",
     weights: str | os.PathLike | None = "none",
     init_seed: int = 0,
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> PlaceModel:
-    """Build backbone + attention + NetVLAD for images of ``image_size`` = (H, W).
+    """Build backbone + attention + aggregator (NetVLAD or GeM) for images of ``image_size``.
 
     The attention module is sized for the feature map at ``image_size`` (it adapts to other
     sizes, see :func:`icsa.models.build_attention`). Everything random comes from ``init_seed``
     (the backbone's init depends only on backbone, weights and seed, so k-means centroids made
     with the same seed match). Attention and NetVLAD always require grad; backbone blocks from
-    ``lowest_trained_block`` on do too.
+    ``lowest_trained_block`` on do too. ``num_clusters`` is NetVLAD's K (recorded, unused by
+    GeM, so that one ``model:`` section serves both aggregators).
     """
+    check_aggregation(aggregation)
     size = _parse_image_size(image_size)
     weights = weights_name(weights)  # None → "none"; other non-strings: InputError
     net = build_backbone(backbone, lowest_trained_block, weights, init_seed=init_seed)
@@ -106,7 +131,7 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed + 1)
         att = build_attention(attention, channels, h, w)
-        vlad = NetVLAD(num_clusters, channels)
+        pool = NetVLAD(num_clusters, channels) if aggregation == "netvlad" else GeM(channels)
     config = {
         "backbone": backbone,
         "attention": attention,
@@ -115,5 +140,6 @@ def build_model(
         "lowest_trained_block": str(net.lowest_trained_block or "none"),
         "weights": str(weights),
         "init_seed": int(init_seed),
+        "aggregation": aggregation,
     }
-    return PlaceModel(net, att, vlad, config, shape)
+    return PlaceModel(net, att, pool, config, shape)

@@ -27,7 +27,7 @@ import yaml
 from icsa.errors import InputError
 from icsa.io import read_json
 from icsa.records import record_from_dict
-from icsa.registry import module_label, network_label
+from icsa.registry import DEFAULT_AGGREGATION, module_label, network_label
 from icsa.tables.comparisons import compare_columns, empty_columns
 from icsa.tables.stats import hits_at, mean_std
 
@@ -181,14 +181,23 @@ def build_run_table(
     table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
     loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
     ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
-    by_key = {(r["backbone"], r["block"], r["attention"]): i for i, r in enumerate(spec["rows"])}
+
+    def key(row: dict[str, Any], block: Any = None, attention: str | None = None) -> tuple:
+        # Rows are compared within one backbone and aggregator (NetVLAD unless the spec says).
+        block = row["block"] if block is None else block
+        aggregation = row.get("aggregation", DEFAULT_AGGREGATION)
+        return (row["backbone"], aggregation, str(block), attention or row["attention"])
+
+    by_key = {key(r): i for i, r in enumerate(spec["rows"])}
     out = []
     for row, (recalls, hits, time_rule) in zip(spec["rows"], loaded):
+        aggregation = row.get("aggregation", DEFAULT_AGGREGATION)
         rec = {
             "table": table,
-            "network": network_label(row["backbone"], row["attention"]),
+            "network": network_label(row["backbone"], row["attention"], aggregation),
             "backbone": row["backbone"],
             "attention": row["attention"],
+            "aggregation": aggregation,
             "block": block_label(row["block"]),
             "evalset": evalset,
             "evalset_label": spec.get("evalset_label") or evalset,
@@ -205,20 +214,24 @@ def build_run_table(
             rec[f"R@{n}"], rec[f"R@{n}_std"] = stat.mean, stat.std
         # ΔR@1 vs the baseline attention and vs the block baseline (icsa/tables/comparisons.py).
         boot = (statistics.bootstrap_samples, statistics.confidence, statistics.seed)
-        base_index = by_key.get((row["backbone"], row["block"], baseline))
+        base_index = by_key.get(key(row, attention=baseline))
         rec.update({"baseline": "", **empty_columns("dR@1")})
         if row["attention"] != baseline and base_index is not None:
             base_row = spec["rows"][base_index]
-            rec["baseline"] = network_label(base_row["backbone"], base_row["attention"])
+            rec["baseline"] = network_label(
+                base_row["backbone"], base_row["attention"], aggregation
+            )
             rec.update(compare_columns("dR@1", hits, loaded[base_index][1], *boot))
         block_base = spec.get("block_baseline")
-        block_index = by_key.get((row["backbone"], str(block_base), row["attention"]))
+        block_index = None if block_base is None else by_key.get(key(row, block=block_base))
         rec.update({"block_baseline": "", **empty_columns("dR@1_block")})
         if block_index is not None and str(row["block"]) != str(block_base):
             rec["block_baseline"] = block_label(block_base)
             rec.update(compare_columns("dR@1_block", hits, loaded[block_index][1], *boot))
         theirs = paper_row(paper, table, backbone=row["backbone"], attention=row["attention"],
                            block=row["block"]) or {}  # fmt: skip
+        if aggregation != DEFAULT_AGGREGATION:
+            theirs = {}  # the paper measured NetVLAD only
         for n in PAPER_NS:
             rec[f"paper_R@{n}"] = float(theirs[f"R@{n}"]) if f"R@{n}" in theirs else math.nan
         # Where the paper's numbers come from (real data), never to be read as our evaluation set.

@@ -77,7 +77,7 @@ class TripletTrainer:
         self.amp = state.scaler.is_enabled()
         # bfloat16 for forward-only passes (describe), never with AMP's float16 (CUDA training).
         self.fast = fast and not self.amp
-        self.descriptor_dim = state.model.netvlad.num_clusters * state.model.netvlad.dim
+        self.descriptor_dim = state.model.descriptor_dim
 
     def checkpoint(self) -> dict[str, Any]:
         """The run's state as a checkpoint, with whose run it is."""

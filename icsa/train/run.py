@@ -114,7 +114,7 @@ def _reconcile_state(run_dir: Path, fingerprint: dict[str, Any], on_mismatch: st
 def train_run(
     spec: RunSpec,
     root: str | os.PathLike,
-    centroids: str | os.PathLike,
+    centroids: str | os.PathLike | None,
     run_dir: str | os.PathLike,
     device: str = "auto",
     threads: int | None = None,
@@ -123,7 +123,8 @@ def train_run(
 ) -> dict[str, Any]:
     """Train (resume, or restart) the run ``spec`` on the dataset at ``root``; returns a summary
     with the best validation Recall@5. ``spec.model.init_seed`` must be the one ``icsa kmeans``
-    used for ``centroids``; ``spec.seed`` drives the mining order."""
+    used for ``centroids`` (NetVLAD's initialisation; GeM runs have none); ``spec.seed`` drives
+    the mining order."""
     if on_mismatch not in ON_MISMATCH:
         raise InputError(f"on_mismatch={on_mismatch!r}: expected one of {ON_MISMATCH}")
     set_threads(threads)
@@ -133,15 +134,22 @@ def train_run(
     val = load_split(root, spec.dataset, "val")
     m = spec.model
     model = build_model(**m.build_args())
-    made_with = {"weights": m.weights, "init_seed": m.init_seed, "image_size": list(m.image_size)}
-    cents, descs = load_centroids(
-        centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
-    )
-    model.netvlad.init_from_centroids(cents, descs)
+    inputs = {"train": train.mat_path, "val": val.mat_path}
+    if (centroids is None) != (m.aggregation != "netvlad"):
+        raise InputError(
+            f"centroids = {centroids!r} for aggregation {m.aggregation!r}: expected k-means "
+            "centroids for netvlad and none for gem"
+        )
+    if centroids is not None:
+        made_with = {"weights": m.weights, "init_seed": m.init_seed,
+                     "image_size": list(m.image_size)}  # fmt: skip
+        cents, descs = load_centroids(
+            centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
+        )
+        model.netvlad.init_from_centroids(cents, descs)
+        inputs["centroids"] = centroids
     run_dir = Path(run_dir)
-    fingerprint = spec.fingerprint(
-        {"centroids": centroids, "train": train.mat_path, "val": val.mat_path}
-    )
+    fingerprint = spec.fingerprint(inputs)
     checkpoint = None
     if _reconcile_state(run_dir, fingerprint, on_mismatch):
         last = run_dir / CHECKPOINT_LAST

@@ -84,7 +84,10 @@ def evalset_index(wildcards):
 
 
 def run_centroids(wildcards):
-    """The centroids a run's NetVLAD starts from (shared by modules that are identity at init)."""
+    """The centroids a run's NetVLAD starts from (shared by modules that are identity at init);
+    none for GeM."""
+    if wildcards.pool:
+        return []
     return CENTROIDS.format(
         dataset=wildcards.dataset,
         backbone=wildcards.backbone,
@@ -93,8 +96,12 @@ def run_centroids(wildcards):
     )
 
 
-def run_id(dataset, backbone, attention, block, seed):
-    return spec.run_id(dataset, backbone, attention, block, seed)
+def centroids_flag(wildcards, input):
+    return f"--centroids {input.centroids} " if input.centroids else ""
+
+
+def run_id(dataset, backbone, attention, block, seed, aggregation="netvlad"):
+    return spec.run_id(dataset, backbone, attention, block, seed, aggregation)
 
 
 def run_spec_json(wildcards):

@@ -1,4 +1,5 @@
-"""Training: one job per run {dataset}-{backbone}-{attention}-b{block}-s{seed}.
+"""Training: one job per run {dataset}-{backbone}-{attention}{pool}-b{block}-s{seed}
+({pool}: "" for NetVLAD, "-gem" for GeM, which starts from no k-means centroids).
 
 The run's specification (icsa.spec.RunSpec: model, recipe, seed) reaches the job as one JSON
 `params:` value, so Snakemake's params trigger reruns exactly the trainings a changed value
@@ -32,10 +33,11 @@ rule train:
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
         run_dir=lambda wildcards: RUN_DIR.format(**wildcards),
+        centroids=centroids_flag,
         spec=run_spec_json,
         device=job_device("train"),
         gpu=gpu_prefix("train"),
     shell:
         "{params.gpu}icsa train --spec {params.spec:q} --root {params.root:q}"
-        " --centroids {input.centroids} --run-dir {params.run_dir}"
+        " {params.centroids}--run-dir {params.run_dir}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"
