@@ -190,21 +190,3 @@ def test_a_moved_checkout_keeps_its_runs_state(tiny_run, tmp_path):
     log = (moved / "results" / "logs" / "train" / f"{run}.log").read_text()
     assert "from epoch 1" in log and "restarting" not in log, log[-3000:]
     assert [row["epoch"] for row in _trained_epochs(moved, run)] == [1, 2]
-
-
-def test_a_gem_run_trains_without_centroids_under_snakemake(tiny_run):
-    """A GeM run id plans train → extract → evaluate and no k-means (GeM has no centroids);
-    its descriptors are C = 512 wide and its checkpoint is a GeM model."""
-    run = "pitts30k-vgg16-sp-gem-b5-s0"
-    target = f"results/metrics/{run}/pitts30k-test.json"
-    plan = job_counts(snakemake(tiny_run, "-n", "--cores", "2", target).stdout)
-    assert plan == {"train": 1, "extract": 1, "evaluate": 1}, plan
-    result = snakemake(tiny_run, "--cores", "2", target)
-    assert result.returncode == 0, result.stdout[-4000:]
-    metrics = json.loads((tiny_run / target).read_text())
-    assert metrics["descriptor_dim"] == 512 and set(metrics["recalls"]) == {"1", "5", "10", "20"}
-    checkpoint = torch.load(
-        tiny_run / "results" / "runs" / run / "checkpoint_best.pt", weights_only=True
-    )
-    assert checkpoint["model_config"]["aggregation"] == "gem"
-    assert "gem.p" in checkpoint["model_state"], sorted(checkpoint["model_state"])[:5]
