@@ -149,6 +149,11 @@ def check_aggregation(name: str) -> str:
     return name
 
 
+def needs_centroids(aggregation: str) -> bool:
+    """Whether the aggregator starts from k-means centroids (NetVLAD does; GeM has none)."""
+    return check_aggregation(aggregation) == "netvlad"
+
+
 def network_label(backbone: str, attention: str, aggregation: str = DEFAULT_AGGREGATION) -> str:
     """'VGG16+ICSA' as the paper writes it; 'VGG16' for no attention; ' (GeM)' appended when the
     aggregator is not the paper's NetVLAD."""

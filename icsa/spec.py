@@ -30,6 +30,7 @@ from icsa.train.settings import TrainSettings
 # {pool}: "" for NetVLAD (the paper's aggregator, so its run ids read as before) or "-gem".
 RUN_ID = "{dataset}-{backbone}-{attention}{pool}-b{block}-s{seed}"
 POOL_SUFFIX = {"netvlad": "", "gem": "-gem"}
+_AGGREGATION_OF_SUFFIX = {suffix: name for name, suffix in POOL_SUFFIX.items()}
 _RUN_ID_RE = re.compile(
     r"^(?P<dataset>[a-z0-9]+)-(?P<backbone>[a-z0-9]+)-(?P<attention>[a-z0-9]+)"
     r"(?P<pool>-gem)?-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
@@ -58,8 +59,7 @@ def parse_run_id(run: str) -> dict[str, str]:
     if match is None:
         raise InputError(f"run id {run!r}: expected {RUN_ID}, e.g. pitts30k-vgg16-icsa-b5-s0")
     parts = match.groupdict()
-    pool = parts.pop("pool") or ""
-    parts["aggregation"] = next(a for a, suffix in POOL_SUFFIX.items() if suffix == pool)
+    parts["aggregation"] = _AGGREGATION_OF_SUFFIX[parts.pop("pool") or ""]
     return parts
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from icsa.errors import InputError
 from icsa.models.independent import ICSA
 from icsa.models.model import PlaceModel
+from icsa.models.netvlad import NetVLAD
 
 FOLDABLE_BACKBONES = ("vgg16", "alexnet")
 FOLDABLE_ATTENTIONS = ("icsa", "ch")
@@ -51,7 +52,7 @@ def fold_attention(model: PlaceModel) -> PlaceModel:
         raise InputError(
             f"fold_attention: attention={attention!r}; expected one of {FOLDABLE_ATTENTIONS}"
         )
-    if model.aggregation != "netvlad":
+    if not isinstance(model.pool, NetVLAD):
         raise InputError(
             f"fold_attention: aggregation={model.aggregation!r}; expected netvlad (GeM does not "
             "normalise each local descriptor, so the spatial half cannot be dropped)"

@@ -33,6 +33,10 @@ class GeM(nn.Module):
         self.eps = float(eps)
         self.p = nn.Parameter(torch.tensor([float(p)]))
 
+    @property
+    def output_dim(self) -> int:
+        return self.dim
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B,C,H,W]; the clamp keeps x^p differentiable in p (log 0 otherwise).
         x = F.relu(x).clamp(min=self.eps).pow(self.p)  # [B,C,H,W]

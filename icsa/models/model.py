@@ -24,6 +24,8 @@ from icsa.models.gem import GeM
 from icsa.models.netvlad import NetVLAD
 from icsa.registry import DEFAULT_AGGREGATION, check_aggregation
 
+POOLS: dict[str, type[nn.Module]] = {"netvlad": NetVLAD, "gem": GeM}
+
 
 def _parse_image_size(image_size: Sequence[int]) -> tuple[int, int]:
     try:
@@ -56,7 +58,7 @@ class PlaceModel(nn.Module):
         self.attention = attention
         self.config = {"aggregation": DEFAULT_AGGREGATION, **config}
         self.aggregation = check_aggregation(self.config["aggregation"])
-        expected = NetVLAD if self.aggregation == "netvlad" else GeM
+        expected = POOLS[self.aggregation]
         if not isinstance(pool, expected):
             raise InputError(
                 f"aggregation={self.aggregation!r}: expected a {expected.__name__} module, "
@@ -73,8 +75,7 @@ class PlaceModel(nn.Module):
 
     @property
     def descriptor_dim(self) -> int:
-        pool = self.pool
-        return pool.num_clusters * pool.dim if isinstance(pool, NetVLAD) else pool.dim
+        return self.pool.output_dim
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:

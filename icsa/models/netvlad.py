@@ -59,6 +59,10 @@ class NetVLAD(nn.Module):
         self.conv = nn.Conv2d(dim, num_clusters, kernel_size=1, bias=False)
         self.centroids = nn.Parameter(torch.rand(num_clusters, dim))
 
+    @property
+    def output_dim(self) -> int:
+        return self.num_clusters * self.dim
+
     @torch.no_grad()
     def init_from_centroids(self, centroids: np.ndarray, descriptors: np.ndarray) -> float:
         """Set centroids and the assignment conv (α·ĉ) from k-means output; returns α."""

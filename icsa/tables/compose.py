@@ -228,10 +228,10 @@ def build_run_table(
         if block_index is not None and str(row["block"]) != str(block_base):
             rec["block_baseline"] = block_label(block_base)
             rec.update(compare_columns("dR@1_block", hits, loaded[block_index][1], *boot))
-        theirs = paper_row(paper, table, backbone=row["backbone"], attention=row["attention"],
-                           block=row["block"]) or {}  # fmt: skip
-        if aggregation != DEFAULT_AGGREGATION:
-            theirs = {}  # the paper measured NetVLAD only
+        # The paper measured NetVLAD only.
+        theirs = (aggregation == DEFAULT_AGGREGATION and paper_row(
+            paper, table, backbone=row["backbone"], attention=row["attention"], block=row["block"]
+        )) or {}  # fmt: skip
         for n in PAPER_NS:
             rec[f"paper_R@{n}"] = float(theirs[f"R@{n}"]) if f"R@{n}" in theirs else math.nan
         # Where the paper's numbers come from (real data), never to be read as our evaluation set.

@@ -25,6 +25,7 @@ from icsa.errors import InputError
 from icsa.fast_inference import use_bf16
 from icsa.io import read_json, write_json
 from icsa.models import build_model
+from icsa.registry import needs_centroids
 from icsa.spec import RunSpec, check_config, fingerprint_differences
 from icsa.train.checkpoint import load_checkpoint
 from icsa.train.history import RunLogger
@@ -135,7 +136,7 @@ def train_run(
     m = spec.model
     model = build_model(**m.build_args())
     inputs = {"train": train.mat_path, "val": val.mat_path}
-    if (centroids is None) != (m.aggregation != "netvlad"):
+    if needs_centroids(m.aggregation) != (centroids is not None):
         raise InputError(
             f"centroids = {centroids!r} for aggregation {m.aggregation!r}: expected k-means "
             "centroids for netvlad and none for gem"

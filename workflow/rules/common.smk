@@ -86,7 +86,8 @@ def evalset_index(wildcards):
 def run_centroids(wildcards):
     """The centroids a run's NetVLAD starts from (shared by modules that are identity at init);
     none for GeM."""
-    if wildcards.pool:
+    aggregation = spec.parse_run_id(RUN.format(**wildcards))["aggregation"]
+    if not registry.needs_centroids(aggregation):
         return []
     return CENTROIDS.format(
         dataset=wildcards.dataset,
