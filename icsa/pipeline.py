@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUTS
 from icsa.errors import InputError
 from icsa.records import record_from_dict
 from icsa.registry import (
@@ -104,12 +105,27 @@ def evalset_label(config: dict[str, Any], evalset: str) -> str:
     return evalset
 
 
-def missing_root_message(name: str, root: str | Path) -> str:
+def missing_root_message(name: str, root: str | Path, layout: str = DEFAULT_LAYOUT) -> str:
     """What the parse-time warning and the failing dataset check both say of a missing root."""
     return (
-        f"datasets.{name}.root = {str(root)!r}: no such folder; expected a folder in the NetVLAD "
+        f"datasets.{name}.root = {str(root)!r}: no such folder; expected a folder in the {layout} "
         'layout (docs/architecture.md, "Data"), or `synthetic:` to generate one'
     )
+
+
+def dataset_layout(config: dict[str, Any], name: str) -> str:
+    """``datasets.<name>.layout``: netvlad (the default) or benchmark."""
+    return config["datasets"][name].get("layout", DEFAULT_LAYOUT)
+
+
+def synthetic_layout(config: dict[str, Any]) -> str:
+    """The one layout the synthetic city is written in: that of every dataset it stands for."""
+    layouts = {dataset_layout(config, name) for name in config["datasets"]}
+    if len(layouts) > 1:
+        raise config_error(
+            "datasets.*.layout", sorted(layouts), "one layout for every synthetic dataset"
+        )
+    return layouts.pop() if layouts else DEFAULT_LAYOUT
 
 
 # ---- the checks ------------------------------------------------------------------------------
@@ -131,6 +147,11 @@ def check(config: dict[str, Any]) -> list[str]:
         CitySettings.from_dict(synthetic.get("settings") or {})
     for name, entry in config["datasets"].items():
         root = Path(entry["root"])
+        if dataset_layout(config, name) == "netvlad" and name not in LAYOUTS:
+            raise config_error(
+                f"datasets.{name}", name,
+                f"one of {sorted(LAYOUTS)} in the netvlad layout (any name: layout benchmark)",
+            )  # fmt: skip
         if synthetic:
             # The generator writes <out>/pitts30k and <out>/tokyotm; no other root.
             expected = Path(synthetic["out"]) / name
@@ -139,7 +160,9 @@ def check(config: dict[str, Any]) -> list[str]:
                     f"datasets.{name}.root", str(root), f"{expected} (synthetic.out)"
                 )
         elif not root.is_dir():
-            warnings.append(missing_root_message(name, root))
+            warnings.append(missing_root_message(name, root, dataset_layout(config, name)))
+    if synthetic:
+        synthetic_layout(config)
     for name in config["evalsets"]:
         resolve_evalset(config, name, f"evalsets.{name}")
     for name in run_tables(config):

@@ -11,12 +11,9 @@ nowhere else (docs/architecture.md, "Run naming and results layout"). No torch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from icsa.errors import InputError
@@ -223,27 +220,19 @@ class RunSpec:
         fields["recipe"] = TrainSettings.from_dict(data.get("recipe", {}), f"{source}: recipe")
         return record_from_dict(cls, fields, source)
 
-    def fingerprint(self, inputs: dict[str, str | os.PathLike]) -> dict[str, Any]:
+    def fingerprint(self, inputs: dict[str, str]) -> dict[str, Any]:
         """What determines the trained weights: the spec (but for the resumable recipe keys)
-        and the content of the input files (``{role: path}``, e.g. centroids, the train and val
-        dbStructs). Content digests, not paths: a moved checkout is the same run."""
+        and the content digests of its inputs (``{role: sha256}``, e.g. of the centroids file
+        and the train and val splits: :meth:`PlaceSplit.digest`). Content, not paths: a moved
+        checkout is the same run."""
         recipe = {k: v for k, v in self.recipe.to_dict().items() if k not in RESUMABLE_CHANGES}
         return {
             "run": self.id,
             "model": self.model.to_dict(),
             "recipe": recipe,
             "seed": self.seed,
-            "inputs": {role: file_digest(path) for role, path in sorted(inputs.items())},
+            "inputs": dict(sorted(inputs.items())),
         }
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

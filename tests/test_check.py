@@ -48,7 +48,7 @@ def test_check_good_dataset_prints_summary_and_writes_index(tmp_path, capsys):
     test = index["splits"]["test"]
     assert (test["num_db"], test["num_q"], test["ok"]) == (7, 2, True)
     assert test["image_size"] == [12, 16] and test["image_sizes"] == {"12x16": 9}
-    assert Path(test["mat"]) == (root / "datasets/pitts30k_test.mat").resolve()
+    assert Path(test["source"]) == (root / "datasets/pitts30k_test.mat").resolve()
 
 
 def test_check_with_a_process_pool_on_tokyotm(tmp_path):

@@ -239,7 +239,7 @@ def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_pat
             "x", "--out-metrics", str(tmp_path / "m.json"), "--ns", "1"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "tokyoTM_val.mat: a tokyotm dbStruct without capture times" in err
+    assert "tokyoTM_val.mat: a tokyotm split without capture times" in err
     assert "--time-rule off" in err and not (tmp_path / "m.json").exists()
     assert main([*args, "--time-rule", "off"]) == 0  # explicit: each query finds itself
     metrics = json.loads((tmp_path / "m.json").read_text())

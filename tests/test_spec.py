@@ -9,6 +9,7 @@ import pytest
 
 from icsa import pipeline, registry, spec
 from icsa.errors import InputError
+from icsa.io import file_digest
 from icsa.train.settings import TrainSettings
 
 CONFIG_MODEL = {"image_size": [32, 48], "num_clusters": 8, "weights": "none"}
@@ -114,7 +115,8 @@ def test_fingerprint_follows_content_not_paths_and_ignores_resumable_keys(tmp_pa
     run = spec.RunSpec("pitts30k", _model(), TrainSettings(epochs=3), seed=0)
 
     def fp(run, root):
-        return run.fingerprint({"centroids": root / "centroids.npz", "train": root / "train.mat"})
+        files = {"centroids": root / "centroids.npz", "train": root / "train.mat"}
+        return run.fingerprint({role: file_digest(path) for role, path in files.items()})
 
     assert fp(run, a) == fp(run, b)  # a moved checkout is the same run
     longer = spec.RunSpec("pitts30k", _model(), TrainSettings(epochs=9, patience=2), seed=0)

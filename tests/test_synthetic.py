@@ -139,8 +139,15 @@ def test_tokyo_years_change_the_look_of_a_place(tmp_path):
     settings = CitySettings(**{**TINY.to_dict(), "tokyo_val_db": 24, "tokyo_val_q": 4})
     generate(tmp_path / "c", 3, settings, workers=1, progress=False)
     sp = load_split(tmp_path / "c" / "tokyotm", "tokyotm", "val")
-    images = [np.asarray(Image.open(p), dtype=np.float32) for p in sp.db_paths]
-    t = settings.tokyo_capture_times  # images are ordered place, yaw, year
+
+    # Ordered place, yaw, year (names db/<year>/<place>_yaw<k>.jpg; the .mat sorts otherwise).
+    def place_yaw_year(path):
+        place, yaw = path.stem.split("_yaw")
+        return int(place), int(yaw), path.parent.name
+
+    paths = sorted(sp.db_paths, key=place_yaw_year)
+    images = [np.asarray(Image.open(p), dtype=np.float32) for p in paths]
+    t = settings.tokyo_capture_times
     same_place = [np.abs(images[k * t] - images[k * t + 1]).mean() for k in range(4)]
     other_place = [np.abs(images[k * t] - images[12 + k * t]).mean() for k in range(4)]
     assert min(same_place) > 2.0, "another year must look different"

@@ -65,13 +65,13 @@ def test_dry_run_lists_exactly_the_jobs_of_each_table(workdir, table):
     assert not (workdir / "results").exists()  # a dry run writes nothing
 
 
-def test_seeds_multiply_the_runs_and_table5_has_twelve_per_seed(workdir):
+def test_seeds_multiply_the_runs_and_table5_has_eight_per_seed(workdir):
     (workdir / "seeds.yaml").write_text("seeds: [0, 3]\n")
     result = snakemake(workdir, "-n", "--cores", "2", "results/table5.csv",
                        config="config/tiny.yaml seeds.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     counts, runs = expected_jobs("table5", [0, 3])
-    assert job_counts(result.stdout) == counts and counts["train"] == 24
+    assert job_counts(result.stdout) == counts and counts["train"] == 16  # tiny: 4 depths
     assert "pitts30k-vgg16-icsa-b1-s3" in planned_runs(result.stdout) == runs
 
 

@@ -29,7 +29,7 @@ from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 BASELINE = ROOT / "tests" / "baselines" / "tiny_metrics.json"
-TABLES = ["table1", "table2", "table3", "table4", "table5", "table6"]
+TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table7"]
 
 
 def environment() -> dict[str, str]:
@@ -56,7 +56,8 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tables_have_the_configured_rows(tiny_run):
-    sizes = {"table1": 5, "table2": 6, "table3": 3, "table4": 6, "table5": 12, "table6": 2}
+    sizes = {"table1": 5, "table2": 6, "table3": 3, "table4": 6, "table5": 8, "table6": 2,
+             "table7": 8}  # fmt: skip
     for name in TABLES:
         df = pd.read_csv(tiny_run / "results" / f"{name}.csv")
         assert len(df) == sizes[name], name
@@ -67,11 +68,24 @@ def test_tables_have_the_configured_rows(tiny_run):
     assert ((t5["R@1"] <= t5["R@5"]) & (t5["R@5"] <= t5["R@10"])).all()
     icsa = t5[t5["attention"] == "icsa"]
     assert (icsa["dR@1_low"] <= icsa["dR@1"]).all() and (icsa["dR@1"] <= icsa["dR@1_high"]).all()
+    # Table 7: each module under both aggregators, compared with "none" under the same one.
+    t7 = pd.read_csv(tiny_run / "results" / "table7.csv")
+    assert sorted(zip(t7["attention"], t7["aggregation"])) == sorted(
+        (a, g) for a in ("none", "icsa", "ch", "sp") for g in ("netvlad", "gem")
+    )
+    for aggregation, rows in t7.groupby("aggregation"):
+        none = rows[rows["attention"] == "none"]["R@1"].item()
+        for _, row in rows[rows["attention"] != "none"].iterrows():
+            assert row["dR@1"] == pytest.approx(row["R@1"] - none), (aggregation, row.to_dict())
+    gem = torch.load(tiny_run / "results/runs/pitts30k-vgg16-sp-gem-b5-s0/checkpoint_best.pt",
+                     weights_only=True)  # fmt: skip
+    assert "gem.p" in gem["model_state"] and not any("netvlad" in k for k in gem["model_state"])
+    assert not list((tiny_run / "results" / "centroids").glob("*gem*"))  # GeM needs no k-means
 
 
 def test_metrics_match_the_baseline(tiny_run):
     metrics = collect_metrics(tiny_run)
-    assert len(metrics) == 22  # 20 trainings on the test split + 2 on the TokyoTM role
+    assert len(metrics) == 23  # 21 trainings on the test split + 2 on the TokyoTM role
     if os.environ.get("ICSA_UPDATE_BASELINE"):
         BASELINE.parent.mkdir(parents=True, exist_ok=True)
         BASELINE.write_text(json.dumps({"environment": environment(), "metrics": metrics},
@@ -115,15 +129,35 @@ def test_one_training_parameter_reruns_only_what_it_affects(tiny_run):
     result = snakemake(tiny_run, "-n", "--cores", "2", "tables",
                        config="config/tiny.yaml lr.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
-    # Every training uses lr, so all 20 retrain and their 22 evaluations follow; the data,
+    # Every training uses lr, so all 21 retrain and their 23 evaluations follow; the data,
     # the centroids, the efficiency measurement and Table 2 are untouched.
-    expected = {"train": 20, "extract": 22, "evaluate": 22, "table": 5, "tables": 1}
+    expected = {"train": 21, "extract": 23, "evaluate": 23, "table": 6, "tables": 1}
     assert job_counts(result.stdout) == expected
     (tiny_run / "k.yaml").write_text("kmeans: {iterations: 11}\n")
     result = snakemake(tiny_run, "-n", "--cores", "2", "results/table6.csv",
                        config="config/tiny.yaml k.yaml")  # fmt: skip
     assert job_counts(result.stdout) == {"kmeans": 1, "train": 2, "extract": 2, "evaluate": 2,
                                          "table": 1}  # fmt: skip
+
+
+def test_the_benchmark_layout_gives_the_same_metrics(tiny_run, tmp_path):
+    # The same synthetic city written in the benchmark's file-name layout, read through it by
+    # every step (check, k-means, training, extraction, evaluation with TokyoTM's time rule).
+    workdir = scratch_workdir(tmp_path)
+    (workdir / "layout.yaml").write_text(
+        "datasets:\n  pitts30k: {root: data/synthetic/pitts30k, layout: benchmark}\n"
+        "  tokyotm: {root: data/synthetic/tokyotm, layout: benchmark}\n"
+    )
+    run = "pitts30k-vgg16-icsa-b5-s0"
+    targets = [f"results/metrics/{run}/{e}.json" for e in ("pitts30k-test", "tokyotm-val")]
+    result = snakemake(workdir, "--cores", "2", *targets, config="config/tiny.yaml layout.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (workdir / "data/synthetic/pitts30k/images/test/queries").is_dir()
+    assert not (workdir / "data/synthetic/pitts30k/datasets").exists()
+    ours, theirs = collect_metrics(workdir), collect_metrics(tiny_run)
+    assert len(ours) == 2
+    for key, value in ours.items():
+        assert value == theirs[key], key  # bit for bit: same rows, same order, same training
 
 
 def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run):

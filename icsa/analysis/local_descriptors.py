@@ -107,6 +107,7 @@ def local_stats_for_checkpoint(
     batch_size: int = 8,
     num_workers: int = 0,
     device: str = "auto",
+    layout: str = "netvlad",
 ) -> tuple[LocalStats, dict]:
     """Local-descriptor statistics of a trained model on a split's images (db, q or all).
 
@@ -121,7 +122,7 @@ def local_stats_for_checkpoint(
         raise InputError(f"images={images!r}: expected one of {sorted(choices)}")
     dev = resolve_device(device)
     model = load_model(checkpoint, map_location=dev)
-    place = load_split(dataset_root, dataset, split)
+    place = load_split(dataset_root, dataset, split, layout)
     paths = {"db": place.db_paths, "q": place.q_paths, "all": place.db_paths + place.q_paths}
     chosen = [paths[images][i] for i in spaced_indices(len(paths[images]), max_images)]
     ds = ImageDataset(chosen, model.config["image_size"], name=f"{place.name}-{images}")

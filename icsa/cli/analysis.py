@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.io import write_json
 from icsa.utils import seed_everything, set_threads  # light: torch loads inside them
 
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("local-stats", help="Gram matrix and sample of a model's local descriptors")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `icsa train`")
     p.add_argument("--dataset-root", required=True)
-    p.add_argument("--dataset", required=True)
+    add_dataset_flags(p)
     p.add_argument("--split", default="test")
     p.add_argument("--images", choices=["db", "q", "all"], default="all")
     p.add_argument("--max-images", type=int, default=500, help="evenly spaced subset (0 = all)")
@@ -85,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrieval", help="Fig. 4: queries with their top-k, hits marked")
     p.add_argument("--perquery", required=True, help="per-query .npz of `icsa evaluate`")
     p.add_argument("--dataset-root", required=True)
-    p.add_argument("--dataset", required=True)
+    add_dataset_flags(p)
     p.add_argument("--split", default="test")
     p.add_argument("--num-queries", type=int, default=4)
     p.add_argument("--k", type=int, default=5)
@@ -126,6 +127,7 @@ def _local_stats(args: argparse.Namespace) -> int:
         args.dataset_root,
         args.dataset,
         args.split,
+        layout=args.layout,
         images=args.images,
         max_images=args.max_images or None,
         per_image=args.per_image,
@@ -223,7 +225,7 @@ def _retrieval(args: argparse.Namespace) -> int:
     from icsa.errors import InputError
 
     set_threads(args.threads)
-    place = load_split(args.dataset_root, args.dataset, args.split)
+    place = load_split(args.dataset_root, args.dataset, args.split, args.layout)
     with np.load(args.perquery) as z:
         missing = {"indices", "first_hit_rank"} - set(z.files)
         if missing:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icsa.data.layouts import DATASETS
+from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.errors import InputError
 
 # torch and faiss load in the handlers, not for `--help` (icsa/lazy.py).
@@ -37,7 +37,7 @@ def _threads(n: int) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="Recall@N of a split from descriptor files")
     p.add_argument("--root", required=True, type=Path, help="the dataset folder")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    add_dataset_flags(p)
     p.add_argument("--split", required=True)
     p.add_argument("--db", required=True, type=Path, help="database descriptors .npy")
     p.add_argument("--q", required=True, type=Path, help="query descriptors .npy")
@@ -89,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_record(args.record, {"db": args.db, "q": args.q}, args.dataset, args.split,
                      expected)  # fmt: skip
     _threads(args.threads)
-    split = load_split(args.root, args.dataset, args.split)
+    split = load_split(args.root, args.dataset, args.split, args.layout)
     metrics, perquery = evaluate_split(
         split,
         args.db,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icsa.data.layouts import DATASETS
+from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.errors import InputError
 from icsa.fast_inference import MODES
 from icsa.utils import resolve_device, set_threads
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("extract", help="descriptors of a split's images → .npy files")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of `icsa train`")
     p.add_argument("--root", type=Path, default=None, help="the dataset folder")
-    p.add_argument("--dataset", default=None, choices=DATASETS)
+    add_dataset_flags(p, required=False)
     p.add_argument("--split", default=None, help="e.g. test, val")
     p.add_argument("--out-db", type=Path, default=None, help="database descriptors .npy")
     p.add_argument("--out-q", type=Path, default=None, help="query descriptors .npy")
@@ -116,7 +116,7 @@ def _extract(args: argparse.Namespace) -> int:
         folder = ImageDataset([args.images / n for n in names], image_size, name=str(args.images))
         jobs, place = [("images", folder, args.out)], f"{args.images}"
     else:
-        split = load_split(args.root, args.dataset, args.split)
+        split = load_split(args.root, args.dataset, args.split, args.layout)
         db_set, q_set = split_datasets(split, image_size)
         jobs, place = [("db", db_set, args.out_db), ("q", q_set, args.out_q)], repr(split)
     written = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.utils import resolve_device, set_threads
 
 
@@ -23,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="k-means centroids for NetVLAD initialisation",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
-    p.add_argument("--dataset", required=True, help="pitts30k, pitts250k, tokyotm, ...")
+    p.add_argument("--root", required=True, help="dataset root")
+    add_dataset_flags(p)
     p.add_argument("--split", default="train", help="split whose database images are sampled")
     p.add_argument(
         "--model-spec", required=True,
@@ -49,6 +50,7 @@ def _kmeans(args: argparse.Namespace) -> int:
     summary = compute_centroids(
         root=args.root,
         dataset=args.dataset,
+        layout=args.layout,
         split=args.split,
         backbone=model.backbone,
         weights=model.weights,

@@ -1,12 +1,16 @@
 """`icsa prepare`: get a dataset folder ready before any expensive step.
 
-    icsa prepare check --root DIR --dataset pitts30k|pitts250k|tokyotm|tokyo247
-                       [--splits S ...] [--index-out PATH] [--workers N] [--threads N]
-    icsa prepare synthetic --out DIR [--seed 0] [--settings JSON|@FILE] [--threads N]
+    icsa prepare check --root DIR --dataset pitts30k|pitts250k|tokyotm|tokyo247|NAME
+                       [--layout netvlad|benchmark] [--splits S ...] [--index-out PATH]
+                       [--workers N] [--threads N]
+    icsa prepare synthetic --out DIR [--seed 0] [--settings JSON|@FILE] [--layout L] [--threads N]
+    icsa prepare convert --root DIR --dataset D --from netvlad|benchmark --to benchmark|netvlad
+                         --out DIR [--utm-zone 17T] [--copy]
 
 ``check`` verifies that every image a split references exists and decodes and that the counts
 agree, prints one line per split and writes the index JSON the later steps read. ``synthetic``
-renders the embedded synthetic city (Pittsburgh-like and TokyoTM-like) in the NetVLAD layout.
+renders the embedded synthetic city (Pittsburgh-like and TokyoTM-like) in either layout;
+``convert`` rewrites a dataset from one layout into the other (icsa/data/convert.py).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
-from icsa.data.layouts import DATASETS, LAYOUTS, load_split
+from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
+from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
 from icsa.errors import InputError
 from icsa.io import parse_json_object
 from icsa.utils import set_threads
@@ -26,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = subparsers.add_parser("prepare", help="check a dataset folder or make synthetic data")
     sub = prepare.add_subparsers(dest="prepare_command", required=True)
 
-    check = sub.add_parser("check", help="verify a NetVLAD-layout dataset and write its index")
+    check = sub.add_parser("check", help="verify a dataset folder and write its index")
     check.add_argument("--root", required=True, type=Path, help="the dataset folder")
-    check.add_argument("--dataset", required=True, choices=DATASETS)
+    add_dataset_flags(check)
     check.add_argument("--splits", nargs="+", default=None, help="default: all of the dataset")
     check.add_argument(
         "--index-out", type=Path, default=None,
@@ -48,8 +54,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--settings", default=None,
         help="CitySettings overrides as a JSON object, or @FILE holding one",
     )  # fmt: skip
+    synth.add_argument(
+        "--layout", choices=LAYOUT_KINDS, default=DEFAULT_LAYOUT,
+        help="write the NetVLAD .mat layout or the benchmark layout (default: %(default)s)",
+    )  # fmt: skip
     synth.add_argument("--threads", type=int, default=1, help="torch threads")
     synth.set_defaults(func=_synthetic)
+
+    conv = sub.add_parser("convert", help="convert a dataset between the two layouts")
+    conv.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    conv.add_argument("--dataset", required=True, type=dataset_name)
+    conv.add_argument("--from", dest="source", required=True, choices=LAYOUT_KINDS)
+    conv.add_argument("--to", dest="target", required=True, choices=LAYOUT_KINDS)
+    conv.add_argument("--out", required=True, type=Path, help="a new or empty folder")
+    conv.add_argument(
+        "--utm-zone", default=None,
+        help="zone written into benchmark names, e.g. 17T (default: the dataset's city, if known)",
+    )  # fmt: skip
+    conv.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
+    conv.set_defaults(func=_convert)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -64,7 +87,12 @@ def _check(args: argparse.Namespace) -> int:
         raise InputError(missing_root_message(args.dataset, args.root))
     index_out = args.index_out or Path("results/datasets") / f"{args.dataset}.json"
     index = check_dataset(
-        args.root, args.dataset, splits=args.splits, workers=args.workers, index_out=index_out
+        args.root,
+        args.dataset,
+        splits=args.splits,
+        workers=args.workers,
+        index_out=index_out,
+        layout=args.layout,
     )
     for line in summary_lines(index):
         print(line)
@@ -79,10 +107,28 @@ def _synthetic(args: argparse.Namespace) -> int:
     from icsa.data import synthetic
 
     settings = synthetic.CitySettings.from_dict(overrides) if overrides else None
-    summary = synthetic.generate(Path(args.out), int(args.seed), settings)
+    summary = synthetic.generate(Path(args.out), int(args.seed), settings, layout=args.layout)
     print(json.dumps(summary, indent=2, default=str))
     for dataset in DATASETS:
-        if (Path(args.out) / dataset).is_dir():
-            for split in LAYOUTS[dataset].mats:
-                print(load_split(Path(args.out) / dataset, dataset, split))
+        root = Path(args.out) / dataset
+        if root.is_dir():
+            for split in dataset_splits(root, dataset, args.layout):
+                print(load_split(root, dataset, split, args.layout))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from icsa.data.convert import convert
+
+    zone = None
+    if args.utm_zone is not None:
+        match = re.fullmatch(r"([0-9]{1,2})([C-HJ-NP-X])", args.utm_zone)
+        if not match:
+            raise InputError(f"--utm-zone = {args.utm_zone!r}; expected a zone such as 17T")
+        zone = (match[1], match[2])
+    summary = convert(args.root, args.dataset, args.source, args.target, args.out, zone,
+                      link=not args.copy)  # fmt: skip
+    for split, counts in summary.items():
+        print(f"< {args.dataset}-{split} - #q: {counts['num_q']}; #db: {counts['num_db']} >")
+    print(f"{args.root} ({args.source}) written to {args.out} ({args.target})")
     return 0

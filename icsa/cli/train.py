@@ -14,6 +14,8 @@ import argparse
 import json
 import logging
 
+from icsa.cli.dataset_flags import add_layout_flag
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--spec", required=True, help="RunSpec as a JSON object, or @file.json")
-    p.add_argument("--root", required=True, help="dataset root (NetVLAD layout)")
+    p.add_argument("--root", required=True, help="dataset root")
+    add_layout_flag(p)
     p.add_argument(
         "--centroids", default=None,
         help="output of `icsa kmeans` (NetVLAD runs; GeM runs take none)",
@@ -51,6 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = train_run(
         spec,
         root=args.root,
+        layout=args.layout,
         centroids=args.centroids,
         run_dir=args.run_dir,
         device=args.device,

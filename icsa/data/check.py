@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from icsa.data.layouts import PlaceSplit, get_layout, load_split
+from icsa.data.layouts import DEFAULT_LAYOUT, PlaceSplit, dataset_splits, load_split
 from icsa.errors import InputError
 from icsa.io import write_json
 
@@ -70,16 +70,18 @@ def check_dataset(
     splits: Sequence[str] | None = None,
     workers: int = 2,
     index_out: str | os.PathLike | None = None,
+    layout: str = DEFAULT_LAYOUT,
 ) -> dict:
-    """Verify ``splits`` of ``dataset`` under ``root``; return the index (and write it if asked).
+    """Verify ``splits`` of ``dataset`` under ``root`` (in ``layout``); return the index (and
+    write it if asked). In the benchmark layout every file name must parse as well.
 
-    The index: ``{"dataset", "root", "splits": {split: {"name", "mat", "which_set", "num_db",
-    "num_q", "image_size" ([H, W] or None if mixed), "image_sizes" ({"HxW": count}), "ok"}}}``.
+    The index: ``{"dataset", "root", "layout", "splits": {split: {"name", "source", "which_set",
+    "num_db", "num_q", "image_size" ([H, W] or None if mixed), "image_sizes" ({"HxW": count}),
+    "ok"}}}``.
     """
     root = Path(root)
-    layout = get_layout(dataset)
-    wanted = list(splits) if splits else list(layout.mats)
-    loaded: list[PlaceSplit] = [load_split(root, dataset, s) for s in wanted]
+    wanted = list(splits) if splits else dataset_splits(root, dataset, layout)
+    loaded: list[PlaceSplit] = [load_split(root, dataset, s, layout) for s in wanted]
 
     # Splits share database images (and TokyoTM mixes them with queries): decode each once.
     unique = sorted({str(p) for sp in loaded for p in (*sp.db_paths, *sp.q_paths)})
@@ -88,12 +90,14 @@ def check_dataset(
     if failures:
         raise InputError(f"{root} ({dataset}): {_failure_report(root, failures, len(unique))}")
 
-    index: dict[str, Any] = {"dataset": dataset, "root": str(root.resolve()), "splits": {}}
+    index: dict[str, Any] = {
+        "dataset": dataset, "root": str(root.resolve()), "layout": layout, "splits": {},
+    }  # fmt: skip
     for sp in loaded:
         sizes = Counter(results[str(p)][1] for p in (*sp.db_paths, *sp.q_paths))
         index["splits"][sp.split] = {
             "name": sp.name,
-            "mat": str(sp.mat_path.resolve()),
+            "source": str(sp.source.resolve()),
             "which_set": sp.db.which_set,
             "num_db": sp.db.num_db,
             "num_q": sp.db.num_q,

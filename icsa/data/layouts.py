@@ -1,19 +1,38 @@
 """Dataset layouts on disk and :func:`load_split`, the one way a split gets from disk to code.
 
-Each supported dataset is a folder in the layout the NetVLAD authors distribute (DESIGN §4):
-``datasets/*.mat`` dbStruct files plus image folders whose names the dbStructs list relative to
-a database and a query folder. The synthetic city writes exactly the same layout, so real and
-synthetic data share this code path.
+Two layouts (a dataset's ``layout:`` in config, ``--layout`` on every command that takes
+``--root``):
+
+- ``netvlad`` (the default): the layout the NetVLAD authors distribute (DESIGN §4),
+  ``datasets/*.mat`` dbStruct files plus image folders whose names the dbStructs list relative
+  to a database and a query folder. Only the datasets of :data:`LAYOUTS` come in it.
+- ``benchmark``: the visual geo-localization benchmark's ``images/{train,val,test}/{database,
+  queries}/`` with the UTM position in each file name (:mod:`icsa.data.benchmark`); any dataset
+  name.
+
+The synthetic city writes either, so real and synthetic data share this code path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from icsa.data.dbstruct import DbStruct, read_dbstruct
+from typing import TYPE_CHECKING
+
 from icsa.errors import InputError
+from icsa.io import file_digest
+
+if TYPE_CHECKING:  # the readers (scipy, numpy) load with the first split: the workflow's parse
+    from icsa.data.dbstruct import DbStruct  # imports this module for its names only
+
+LAYOUT_KINDS = ("netvlad", "benchmark")
+DEFAULT_LAYOUT = "netvlad"
+# Time machines (TokyoTM): capture times decide positives and the time rule. Elsewhere a
+# benchmark name's timestamp field is only a note (MSLS has one; its protocol has no such rule).
+TIME_MACHINE_DATASETS = frozenset({"tokyotm"})
 
 
 @dataclass(frozen=True)
@@ -60,10 +79,36 @@ _SOURCE = (
 )
 
 
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUT_KINDS:
+        raise InputError(f"layout = {layout!r} is unknown; expected one of {list(LAYOUT_KINDS)}")
+    return layout
+
+
 def get_layout(dataset: str) -> Layout:
+    """The NetVLAD layout of ``dataset``."""
     if dataset not in LAYOUTS:
-        raise InputError(f"dataset = {dataset!r} is unknown; expected one of {list(DATASETS)}")
+        raise InputError(
+            f"dataset = {dataset!r} is unknown in the netvlad layout; expected one of "
+            f"{list(DATASETS)} (any other dataset: layout benchmark)"
+        )
     return LAYOUTS[dataset]
+
+
+def dataset_splits(root: str | os.PathLike, dataset: str, layout: str = DEFAULT_LAYOUT) -> list:
+    """Every split of ``dataset``: the NetVLAD layout's .mat files, or the benchmark folders
+    present under ``root/images``."""
+    if check_layout(layout) == "netvlad":
+        return list(get_layout(dataset).mats)
+    from icsa.data import benchmark
+
+    found = benchmark.benchmark_splits(root)
+    if not found:
+        raise InputError(
+            f"{Path(root) / 'images'}: no split folder; expected images/{{train,val,test}}/"
+            "{database,queries}/ (the benchmark layout)"
+        )
+    return found
 
 
 def describe_layout(dataset: str) -> str:
@@ -84,13 +129,22 @@ class PlaceSplit:
     dataset: str
     split: str
     root: Path
-    mat_path: Path
+    source: Path  # the .mat (netvlad layout) or the split's folder (benchmark layout)
     db: DbStruct
     db_paths: list[Path]
     q_paths: list[Path]
+    layout: str = DEFAULT_LAYOUT
 
     def __repr__(self) -> str:
         return f"< {self.name} - #q: {self.db.num_q}; #db: {self.db.num_db} >"
+
+    def digest(self) -> str:
+        """What identifies the split's content for a run's fingerprint: the .mat's bytes, or in
+        the benchmark layout the sorted file names (they hold every position and time)."""
+        if self.layout == "netvlad":
+            return file_digest(self.source)
+        text = "\n".join(["database", *self.db.db_images, "queries", *self.db.q_images])
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def split_mat_path(root: str | os.PathLike, dataset: str, split: str) -> Path:
@@ -108,13 +162,19 @@ def split_mat_path(root: str | os.PathLike, dataset: str, split: str) -> Path:
     return root / layout.mats[split]
 
 
-def load_split(root: str | os.PathLike, dataset: str, split: str) -> PlaceSplit:
+def load_split(
+    root: str | os.PathLike, dataset: str, split: str, layout: str = DEFAULT_LAYOUT
+) -> PlaceSplit:
     """Read ``split`` of ``dataset`` under ``root`` (images are not opened; see ``check``)."""
+    if check_layout(layout) == "benchmark":
+        return _load_benchmark_split(Path(root), dataset, split)
     mat = split_mat_path(root, dataset, split)
     if not mat.is_file():
         raise InputError(
             f"{mat}: dbStruct file not found; expected {describe_layout(dataset)}. {_SOURCE}"
         )
+    from icsa.data.dbstruct import read_dbstruct
+
     db = read_dbstruct(mat)
     layout = get_layout(dataset)
     root = Path(root)
@@ -124,8 +184,31 @@ def load_split(root: str | os.PathLike, dataset: str, split: str) -> PlaceSplit:
         dataset=dataset,
         split=split,
         root=root,
-        mat_path=mat,
+        source=mat,
         db=db,
         db_paths=[db_base / name for name in db.db_images],
         q_paths=[q_base / name for name in db.q_images],
+    )
+
+
+def _load_benchmark_split(root: Path, dataset: str, split: str) -> PlaceSplit:
+    if not root.is_dir():
+        raise InputError(
+            f"{root}: dataset root not found; expected a {dataset} folder in the benchmark "
+            "layout: images/{train,val,test}/{database,queries}/ with @east@north@…@.jpg names"
+        )
+    from icsa.data import benchmark
+
+    db = benchmark.read_benchmark_split(root, split, dataset in TIME_MACHINE_DATASETS)
+    base = root / "images" / split
+    return PlaceSplit(
+        name=f"{dataset}-{split}",
+        dataset=dataset,
+        split=split,
+        root=root,
+        source=base,
+        db=db,
+        db_paths=[base / benchmark.DB_FOLDER / name for name in db.db_images],
+        q_paths=[base / benchmark.Q_FOLDER / name for name in db.q_images],
+        layout="benchmark",
     )

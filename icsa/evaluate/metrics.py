@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from icsa.data import PlaceSplit
+from icsa.data.layouts import TIME_MACHINE_DATASETS
 from icsa.errors import InputError
 from icsa.evaluate.memmap import read_rows
 from icsa.evaluate.pca import PCAWhitening
@@ -60,9 +61,8 @@ def load_descriptors(path: str | os.PathLike, expected_rows: int | None, what: s
     return arr
 
 
-# Datasets whose protocol is defined by capture times (the time machine): evaluating one without
-# them is an error unless the rule is switched off explicitly (time_rule=False, --time-rule off).
-TIME_MACHINE_DATASETS = frozenset({"tokyotm"})
+# TIME_MACHINE_DATASETS: protocols defined by capture times; evaluating one without them is an
+# error unless the rule is switched off explicitly (time_rule=False, --time-rule off).
 
 
 def evaluate_split(
@@ -109,12 +109,13 @@ def evaluate_split(
         # Without capture times the time rule would silently fall away and a query would find
         # its own capture: R@1 33 % instead of 0 % on the same descriptors (issue 16).
         raise InputError(
-            f"{split.mat_path}: a {split.dataset} dbStruct without capture times (dbTimeStamp, "
-            "qTimeStamp); expected them for its time rule, or evaluate with --time-rule off"
+            f"{split.source}: a {split.dataset} split without capture times (dbTimeStamp, "
+            "qTimeStamp, or the benchmark names' timestamp field); expected them for its time "
+            "rule, or evaluate with --time-rule off"
         )
     use_times = split.db.has_timestamps if time_rule is None else time_rule
     if use_times and not split.db.has_timestamps:
-        raise InputError(f"{split.mat_path}: time_rule asked for, but the dbStruct has no times")
+        raise InputError(f"{split.source}: time_rule asked for, but the dbStruct has no times")
     if panorama_cutouts is None and split.dataset == "tokyo247":
         panorama_cutouts = 12
     groups = panorama_groups(len(db), panorama_cutouts) if panorama_cutouts else None

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from icsa.errors import InputError
-from icsa.io import read_json, write_json
-from icsa.spec import check_config, file_digest
+from icsa.io import file_digest, read_json, write_json
+from icsa.spec import check_config
 
 RECORD_VERSION = 1
 SIDES = ("db", "q")

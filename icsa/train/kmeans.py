@@ -93,6 +93,7 @@ def compute_centroids(
     seed: int = 0,
     threads: int | None = None,
     device: torch.device | str = "cpu",
+    layout: str = "netvlad",
 ) -> dict[str, Any]:
     """Sample descriptors of ``split``'s database with the untrained network, cluster, save.
 
@@ -104,7 +105,7 @@ def compute_centroids(
         raise InputError(f"k-means: image_size={list(image_size)}; expected {problem}")
     if threads:
         faiss.omp_set_num_threads(threads)
-    place = load_split(root, dataset, split)
+    place = load_split(root, dataset, split, layout)
     images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
     source = centroid_source(attention)
     if source == BACKBONE_SOURCE:

@@ -23,7 +23,7 @@ import torch
 from icsa.data import PlaceSplit, load_split
 from icsa.errors import InputError
 from icsa.fast_inference import use_bf16
-from icsa.io import read_json, write_json
+from icsa.io import file_digest, read_json, write_json
 from icsa.models import build_model
 from icsa.registry import needs_centroids
 from icsa.spec import RunSpec, check_config, fingerprint_differences
@@ -118,6 +118,7 @@ def train_run(
     centroids: str | os.PathLike | None,
     run_dir: str | os.PathLike,
     device: str = "auto",
+    layout: str = "netvlad",
     threads: int | None = None,
     enable_dvclive: bool = True,
     on_mismatch: str = "restart",
@@ -131,11 +132,11 @@ def train_run(
     set_threads(threads)
     seed_everything(spec.seed)
     dev = resolve_device(device)
-    train = load_split(root, spec.dataset, "train")
-    val = load_split(root, spec.dataset, "val")
+    train = load_split(root, spec.dataset, "train", layout)
+    val = load_split(root, spec.dataset, "val", layout)
     m = spec.model
     model = build_model(**m.build_args())
-    inputs = {"train": train.mat_path, "val": val.mat_path}
+    inputs = {"train": train.digest(), "val": val.digest()}
     if needs_centroids(m.aggregation) != (centroids is not None):
         raise InputError(
             f"centroids = {centroids!r} for aggregation {m.aggregation!r}: expected k-means "
@@ -148,7 +149,7 @@ def train_run(
             centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
         )
         model.netvlad.init_from_centroids(cents, descs)
-        inputs["centroids"] = centroids
+        inputs["centroids"] = file_digest(centroids)
     run_dir = Path(run_dir)
     fingerprint = spec.fingerprint(inputs)
     checkpoint = None

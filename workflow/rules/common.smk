@@ -70,6 +70,10 @@ def dataset_root(dataset):
     return config["datasets"][dataset]["root"]
 
 
+def dataset_layout(dataset):
+    return pipeline.dataset_layout(config, dataset)
+
+
 def dataset_source(wildcards):
     """Input of check_dataset: the synthetic city when generated here, else the user's folder
     (nothing when it is missing: the check itself then fails with the parse-time warning)."""

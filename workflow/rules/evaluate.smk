@@ -25,6 +25,7 @@ rule extract:
         **job_resources("extract"),
     params:
         root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
+        layout=lambda wildcards: dataset_layout(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
         dtype=config["extract"]["dtype"],
@@ -37,7 +38,7 @@ rule extract:
         model=model_spec_json,
     shell:
         "{params.gpu}icsa extract --checkpoint {input.checkpoint} --root {params.root:q}"
-        " --dataset {params.dataset} --split {params.split}"
+        " --dataset {params.dataset} --layout {params.layout} --split {params.split}"
         " --out-db {output.db} --out-q {output.q} --dtype {params.dtype}"
         " --fast-inference {params.fast}"
         " --batch-size {params.batch_size} --workers {params.workers}"
@@ -63,6 +64,7 @@ rule evaluate:
         **job_resources("evaluate"),
     params:
         root=lambda wildcards: dataset_root(split_evalset(wildcards.evalset)[0]),
+        layout=lambda wildcards: dataset_layout(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
         run=lambda wildcards: RUN.format(**wildcards),
@@ -71,7 +73,8 @@ rule evaluate:
         # The descriptors must come from this run's model (icsa evaluate checks the record).
         model=model_spec_json,
     shell:
-        "icsa evaluate --root {params.root:q} --dataset {params.dataset} --split {params.split}"
+        "icsa evaluate --root {params.root:q} --dataset {params.dataset} --layout {params.layout}"
+        " --split {params.split}"
         " --db {input.db} --q {input.q} --model-id {params.run} --ns {params.ns}"
         " --threshold {params.threshold} --record {input.record} --model-spec {params.model:q}"
         " --out-metrics {output.metrics}"

@@ -66,6 +66,7 @@ rule fig_local_stats:
         **job_resources("figures"),
     params:
         root=dataset_root(FIG_DATASET),
+        layout=dataset_layout(FIG_DATASET),
         dataset=FIG_DATASET,
         split=FIG_SPLIT,
         max_images=FIG["max_images"],
@@ -74,8 +75,8 @@ rule fig_local_stats:
         gpu=gpu_prefix("figures"),
     shell:
         "{params.gpu}icsa analysis local-stats --checkpoint {input.checkpoint}"
-        " --dataset-root {params.root:q} --dataset {params.dataset} --split {params.split}"
-        " --max-images {params.max_images} --per-image {params.per_image}"
+        " --dataset-root {params.root:q} --dataset {params.dataset} --layout {params.layout}"
+        " --split {params.split} --max-images {params.max_images} --per-image {params.per_image}"
         " --device {params.device} --threads {resources.cpus_per_task} --out {output} > {log} 2>&1"
 
 
@@ -196,13 +197,15 @@ rule fig4_retrieval_examples:
     params:
         data_label=FIG_DATA_LABEL,
         root=dataset_root(FIG_DATASET),
+        layout=dataset_layout(FIG_DATASET),
         dataset=FIG_DATASET,
         split=FIG_SPLIT,
         num_queries=FIG["num_queries"],
         threshold=config["evaluate"]["threshold"],
     shell:
         "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
-        " --dataset {params.dataset} --split {params.split} --num-queries {params.num_queries}"
+        " --dataset {params.dataset} --layout {params.layout} --split {params.split}"
+        " --num-queries {params.num_queries}"
         " --k 5 --threshold {params.threshold} --out-png {output.png} --out-csv {output.csv}"
         " --data-label {params.data_label:q}"
         " --threads {resources.cpus_per_task} > {log} 2>&1"

@@ -23,6 +23,7 @@ rule kmeans:
         **job_resources("kmeans"),
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
+        layout=lambda wildcards: dataset_layout(wildcards.dataset),
         model=kmeans_model_spec_json,
         max_images=config["kmeans"]["max_images"],
         per_image=config["kmeans"]["descriptors_per_image"],
@@ -31,7 +32,7 @@ rule kmeans:
         gpu=gpu_prefix("kmeans"),
     shell:
         "{params.gpu}icsa kmeans --root {params.root:q} --dataset {wildcards.dataset}"
-        " --split train --model-spec {params.model:q} --seed {wildcards.seed}"
+        " --layout {params.layout} --split train --model-spec {params.model:q} --seed {wildcards.seed}"
         " --max-images {params.max_images} --descriptors-per-image {params.per_image}"
         " --iterations {params.iterations} --device {params.device}"
         " --threads {resources.cpus_per_task} --out {output} > {log} 2>&1"

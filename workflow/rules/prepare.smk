@@ -21,8 +21,9 @@ if config.get("synthetic"):
         params:
             seed=config["synthetic"].get("seed", 0),
             settings=json.dumps(config["synthetic"].get("settings", {}), sort_keys=True),
+            layout=pipeline.synthetic_layout(config),
         shell:
-            "icsa prepare synthetic --out {output} --seed {params.seed}"
+            "icsa prepare synthetic --out {output} --seed {params.seed} --layout {params.layout}"
             " --settings {params.settings:q} --threads {resources.cpus_per_task} > {log} 2>&1"
 
 
@@ -40,10 +41,12 @@ rule check_dataset:
         **job_resources("prepare"),
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
+        layout=lambda wildcards: dataset_layout(wildcards.dataset),
         # User data: an image overwritten in place reruns the check (icsa/data/fingerprint.py).
         content=lambda wildcards: (
             "" if config.get("synthetic") else folder_fingerprint(dataset_root(wildcards.dataset))
         ),
     shell:
         "icsa prepare check --root {params.root:q} --dataset {wildcards.dataset}"
+        " --layout {params.layout}"
         " --index-out {output} --workers {resources.cpus_per_task} > {log} 2>&1"

@@ -32,12 +32,13 @@ rule train:
         **job_resources("train"),
     params:
         root=lambda wildcards: dataset_root(wildcards.dataset),
+        layout=lambda wildcards: dataset_layout(wildcards.dataset),
         run_dir=lambda wildcards: RUN_DIR.format(**wildcards),
         centroids=centroids_flag,
         spec=run_spec_json,
         device=job_device("train"),
         gpu=gpu_prefix("train"),
     shell:
-        "{params.gpu}icsa train --spec {params.spec:q} --root {params.root:q}"
+        "{params.gpu}icsa train --spec {params.spec:q} --root {params.root:q} --layout {params.layout}"
         " {params.centroids}--run-dir {params.run_dir}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"

@@ -1,9 +1,11 @@
-"""The embedded synthetic city: a procedural street world rendered in the NetVLAD layout.
+"""The embedded synthetic city: a procedural street world, in the NetVLAD or benchmark layout.
 
 ``generate(out_dir, seed)`` writes ``out_dir/pitts30k/`` (a Pittsburgh-like city, train/val/test
 from disjoint areas) and ``out_dir/tokyotm/`` (a differently styled city in the TokyoTM role: a
-time machine captured in several years whose queries are database images, ``time_machine.py``), each with its ``datasets/*.mat`` dbStructs, so that real and synthetic data
-share one code path (DESIGN §4). Same seed and settings give byte-identical files.
+time machine captured in several years whose queries are database images, ``time_machine.py``),
+each with its ``datasets/*.mat`` dbStructs, so that real and synthetic data share one code path
+(DESIGN §4); ``layout="benchmark"`` writes the same city as benchmark-named image folders
+(:mod:`icsa.data.convert`). Same seed and settings give byte-identical files.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from icsa.data.convert import UTM_ZONES, in_benchmark_order, netvlad_to_benchmark
 from icsa.data.dbstruct import write_dbstruct
+from icsa.data.layouts import check_layout
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
 from icsa.data.synthetic.writer import Job, SplitPlan, default_workers, plan_city, render_all
@@ -50,7 +54,13 @@ def plan_cities(
     )  # fmt: skip
     jobs = [replace(j, path=f"pitts30k/{j.path}") for j in jobs_p]
     jobs += [replace(j, path=f"tokyotm/{j.path}") for j in jobs_t]
-    return [*w_p, *w_t], {"pitts30k": plans_p, "tokyotm": plans_t}, jobs
+    # Rows in the order the benchmark layout reads them (sorted file names), so that the city
+    # gives the same splits, hence the same training and metrics, in either layout.
+    plans = {
+        dataset: [replace(pl, db=in_benchmark_order(pl.db, UTM_ZONES[dataset])) for pl in pls]
+        for dataset, pls in (("pitts30k", plans_p), ("tokyotm", plans_t))
+    }
+    return [*w_p, *w_t], plans, jobs
 
 
 def generate(
@@ -60,8 +70,10 @@ def generate(
     *,
     workers: int | None = None,
     progress: bool = True,
+    layout: str = "netvlad",
 ) -> dict[str, Any]:
-    """Render both cities into ``out_dir`` and return a summary (counts, seconds).
+    """Render both cities into ``out_dir`` in ``layout`` (netvlad: ``datasets/*.mat`` and image
+    folders; benchmark: ``images/<split>/{database,queries}/@…@.jpg``) and return a summary.
 
     The files are written into a temporary sibling folder that replaces ``out_dir`` only when
     everything succeeded. An existing ``out_dir`` is replaced only if it is empty or a previous
@@ -77,6 +89,7 @@ def generate(
             f"{out}: exists and is not a synthetic city (no {MANIFEST}); expected a new or empty "
             "folder — remove it or choose another --out"
         )
+    check_layout(layout)
     worlds, plans, jobs = plan_cities(seed, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -89,7 +102,15 @@ def generate(
                 write_dbstruct(tmp / dataset / plan.mat, plan.db)
                 name = f"{dataset}-{plan.db.which_set}"
                 splits[name] = {"num_db": plan.db.num_db, "num_q": plan.db.num_q}
+        if layout == "benchmark":
+            for dataset in plans:
+                netvlad = tmp / f".{dataset}.netvlad"
+                (tmp / dataset).rename(netvlad)
+                netvlad_to_benchmark(netvlad, dataset, tmp / dataset, progress=False)
+                shutil.rmtree(netvlad)  # the images live on as hard links (or copies)
         manifest = {"seed": int(seed), "settings": s.to_dict(), "splits": splits}
+        if layout != "netvlad":  # older cities' manifests stay byte-identical
+            manifest["layout"] = layout
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
