@@ -67,6 +67,19 @@ def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def training_autocast(device: torch.device, amp: bool) -> str | None:
+    """The autocast dtype of CUDA mixed-precision training (``amp``), or None (float32).
+
+    bfloat16 where the GPU has it (Ampere and later): its exponent range is float32's, so
+    gradients need no loss scaling; float16 with a GradScaler on older GPUs. AMP is CUDA only:
+    on CPUs training stays float32 (the forward-only work has ``fast_inference``)."""
+    if not amp or device.type != "cuda":
+        return None
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
 def channels_last(x: torch.Tensor | torch.nn.Module, enabled: bool):
     """``x`` in channels_last memory format when ``enabled`` (4-D tensors and modules)."""
     import torch

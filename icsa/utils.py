@@ -78,9 +78,16 @@ def set_threads(threads: int | None) -> int:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` are taken as given."""
+    """``auto``: CUDA when present, else CPU; ``cpu``/``cuda``/``cuda:N`` are taken as given.
+
+    On CUDA this also turns on ``cudnn.benchmark``: every job here runs one fixed input size, so
+    cuDNN's search for the fastest convolution algorithm is paid once. GPU runs are not
+    bit-reproducible in any case (atomics in the backward pass); CPU runs are."""
     import torch
 
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return resolved

@@ -133,3 +133,17 @@ def test_read_rows_copies_and_releases_memmap_pages(tmp_path):
     assert _rss_file_kb() - before < 8 * 1024  # the 16 MB file did not stay resident
     float(mm.sum())  # touching every page the ordinary way does keep it resident
     assert _rss_file_kb() - before > 12 * 1024
+
+
+def test_torch_tile_searcher_matches_brute_force():
+    """The GPU backend where faiss has none (torch, exact float32), run here on the CPU."""
+    from icsa.evaluate.search import torch_tile_searcher
+
+    rng = np.random.default_rng(3)
+    db = rng.standard_normal((200, 24)).astype(np.float32)
+    q = rng.standard_normal((40, 24)).astype(np.float32)
+    ref_d, ref_i = brute_force(db, q, 7)
+    dist, idx = torch_tile_searcher(db, device="cpu")(q, 7)
+    assert idx.dtype == np.int64 and np.array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-5, atol=1e-4)
+    assert torch_tile_searcher(db[:5], device="cpu")(q, 7)[1].shape == (40, 5)  # k capped

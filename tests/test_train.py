@@ -139,6 +139,13 @@ def test_prefix_cache_gives_the_recomputed_descriptors(tiny_city, tmp_path):
     assert sorted(p.name for p in (tmp_path / "c" / "state" / "prefix_cache").iterdir()) == [
         f"{s}-{p}.{e}" for s in ("train", "val") for p in ("db", "q") for e in ("json", "npy")
     ]
+    # prefix rows held as a tensor (on the GPU in training; indexing is the same on the CPU)
+    src = exact.sources.train_db
+    from_file = exact.describe(src, idx)
+    src.on_device = torch.from_numpy(np.array(src.prefix))
+    order = np.array([3, 0, 3, 1])  # any order, repeats allowed (a mined batch)
+    np.testing.assert_array_equal(src.get(order).numpy(), np.asarray(src.prefix[order]))
+    np.testing.assert_array_equal(exact.describe(src, idx), from_file)
     # over the budget: training inputs first, then validation, while they fit
     assert plan_prefix_cache({"train": 10, "val": 10}, 2**20, 15) == {"train": True, "val": False}
     tight = make_trainer(tiny_city, tmp_path / "t", prefix_cache_budget_mb=1e-6)

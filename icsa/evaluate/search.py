@@ -9,12 +9,17 @@ with one fixed tiling every (query, row) distance is the same float whether the 
 whole or in shards, so sharded and unsharded searches return identical arrays. Ties are broken by
 the smaller database index (faiss's heap does the same inside a tile, and the merge sorts on
 ``(distance, index)``).
+
+On a GPU the search runs in faiss's GPU index when faiss-gpu is installed, else in torch on the
+GPU (float32 without TF32: |q|² + |x|² − 2 q·x, then top-k); there a tile is a whole shard ×
+query chunk, because small tiles leave the GPU idle, so GPU searches are exact but their
+distances may round differently from the CPU's in the last bits (and ties follow the GPU).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
@@ -86,11 +91,45 @@ def _gpu_resources():
     return faiss.StandardGpuResources()
 
 
+TORCH_CUDA = "torch-cuda"  # the GPU backend where faiss has none
+
+
+def _gpu_backend():
+    """faiss GPU resources, or TORCH_CUDA when only torch sees a GPU, or None (CPU search)."""
+    gpu = _gpu_resources()
+    if gpu is None and torch.cuda.is_available():
+        return TORCH_CUDA
+    return gpu
+
+
+def torch_tile_searcher(tile: np.ndarray, device: str = "cuda"):
+    """``search(queries, k)`` over one tile held in ``device`` memory, with torch (exact
+    float32; the GPU backend where faiss has none)."""
+    x = torch.from_numpy(tile).to(device)
+    x_sq = (x * x).sum(1)
+
+    def run(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = torch.from_numpy(queries).to(device)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 keeps 10 mantissa bits
+        try:
+            dist = ((q * q).sum(1, keepdim=True) + x_sq - 2.0 * (q @ x.T)).clamp_min_(0)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        d, i = torch.topk(dist, min(k, len(x)), dim=1, largest=False, sorted=True)
+        return d.cpu().numpy(), i.cpu().numpy().astype(np.int64)
+
+    return run
+
+
 def _tile_searcher(tile: np.ndarray, gpu):
     """``search(queries, k)`` over one tile; on the CPU faiss.knn runs IndexFlatL2's kernel
-    without copying the tile, on a GPU the tile is uploaded once into a GpuIndexFlatL2."""
+    without copying the tile, on a GPU the tile is uploaded once into a GpuIndexFlatL2 (or a
+    torch tensor)."""
     if gpu is None:
         return lambda queries, k: faiss.knn(queries, tile, min(k, len(tile)))
+    if gpu == TORCH_CUDA:
+        return torch_tile_searcher(tile)
     index = faiss.GpuIndexFlatL2(gpu, tile.shape[1])
     index.add(tile)
     return lambda queries, k: index.search(queries, min(k, len(tile)))
@@ -139,7 +178,8 @@ def search(
 
     ``db``/``queries`` may be memmaps (float32 or float16; computed in float32). k is capped at
     the database size. ``memory_budget_mb`` derives ``shard_rows`` and ``query_chunk``.
-    ``use_gpu=None`` uses a faiss GPU index when one is available (ties there follow faiss GPU).
+    ``use_gpu=None`` searches on the GPU when torch sees one (faiss's GPU index where faiss-gpu
+    is installed, else torch; see the module docstring).
     ``progress`` shows a bar over (shard, query chunk) steps.
     """
     _check_inputs(db, queries, k)
@@ -149,11 +189,11 @@ def search(
     plan = plan_search(
         num_db, num_q, dim, memory_budget_mb, shard_rows, query_chunk, tile_rows, query_tile
     )
-    gpu = _gpu_resources() if use_gpu in (None, True) else None
+    gpu = _gpu_backend() if use_gpu in (None, True) else None
     if use_gpu and gpu is None:
-        raise InputError(
-            "use_gpu = True, but torch or faiss sees no GPU (faiss-gpu not installed?)"
-        )
+        raise InputError("use_gpu = True, but torch sees no GPU")
+    if gpu is not None:  # one tile per shard and query chunk (module docstring)
+        plan = replace(plan, tile_rows=plan.shard_rows, query_tile=plan.query_chunk)
     best_d = np.full((num_q, k), np.inf, dtype=np.float32)
     best_i = np.full((num_q, k), -1, dtype=np.int64)
     steps = math.ceil(num_db / plan.shard_rows) * math.ceil(num_q / plan.query_chunk)

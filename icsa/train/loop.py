@@ -25,6 +25,7 @@ from tqdm import tqdm
 from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
+from icsa.fast_inference import channels_last
 from icsa.train.checkpoint import save_checkpoint
 from icsa.train.history import RunLogger, write_history
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
@@ -74,9 +75,11 @@ class TripletTrainer:
         self.run_dir = Path(run_dir)
         self.geometry = miner.geometry
         self.dataset = dataset
-        self.amp = state.scaler.is_enabled()
-        # bfloat16 for forward-only passes (describe), never with AMP's float16 (CUDA training).
-        self.fast = fast and not self.amp
+        # CUDA mixed precision for every pass (bfloat16, or float16 with the GradScaler); else
+        # bfloat16 for the forward-only passes (describe) with ``fast``.
+        self.amp_dtype = state.amp_dtype
+        self.fast = fast and self.amp_dtype is None
+        self.channels_last = device.type == "cuda"  # faster convolutions on tensor cores
         self.descriptor_dim = state.model.descriptor_dim
 
     def checkpoint(self) -> dict[str, Any]:
@@ -150,9 +153,9 @@ class TripletTrainer:
     def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16
         (forward-only callers)."""
-        inputs = inputs.to(self.device, non_blocking=True)
-        dtype = torch.bfloat16 if fast else torch.float16
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp or fast):
+        inputs = channels_last(inputs.to(self.device, non_blocking=True), self.channels_last)
+        dtype = getattr(torch, self.amp_dtype or "bfloat16")
+        with torch.autocast(self.device.type, dtype=dtype, enabled=bool(self.amp_dtype) or fast):
             if not cached:
                 with torch.no_grad():  # the frozen blocks need no graph
                     inputs = self.state.model.frozen_prefix(inputs)

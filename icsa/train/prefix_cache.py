@@ -32,9 +32,13 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 class InputSource:
     """Model inputs for one image list: cached prefix rows, or decoded images."""
 
-    def __init__(self, dataset: ImageDataset, prefix: np.ndarray | None = None) -> None:
+    def __init__(
+        self, dataset: ImageDataset, prefix: np.ndarray | None = None, pin_memory: bool = False
+    ) -> None:
         self.dataset = dataset
         self.prefix = prefix
+        self.pin_memory = pin_memory  # decoded batches in page-locked memory (CUDA)
+        self.on_device: torch.Tensor | None = None  # the prefix rows in GPU memory, if kept
 
     @property
     def cached(self) -> bool:
@@ -44,7 +48,11 @@ class InputSource:
         return len(self.dataset)
 
     def get(self, indices: np.ndarray) -> torch.Tensor:
-        """Inputs of ``indices`` (any order, repeats allowed) as one float32 batch."""
+        """Inputs of ``indices`` (any order, repeats allowed) as one float32 batch (on the GPU
+        when the prefix is kept there)."""
+        if self.on_device is not None:
+            rows = torch.as_tensor(np.asarray(indices), device=self.on_device.device)
+            return self.on_device[rows].float()
         if self.prefix is not None:
             return torch.from_numpy(np.asarray(self.prefix[np.asarray(indices)], np.float32))
         return torch.stack([self.dataset[int(i)][0] for i in indices])
@@ -58,7 +66,9 @@ class InputSource:
                 yield self.get(indices[start : start + batch_size])
             return
         subset = Subset(self.dataset, [int(i) for i in indices])
-        loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(
+            subset, batch_size=batch_size, num_workers=num_workers, pin_memory=self.pin_memory
+        )
         for images, _ in loader:
             yield images
 
@@ -117,7 +127,10 @@ def open_or_build_prefix_cache(
         require_free_space(tmp, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         reserve_space(tmp, tmp.stat().st_size)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
         row = 0
         with torch.no_grad():
             for images, _ in tqdm(loader, desc=f"prefix cache {path.stem}", mininterval=5):
@@ -135,6 +148,32 @@ def open_or_build_prefix_cache(
     model.train(was_training)
     write_json(meta_path, fingerprint)
     return np.load(path, mmap_mode="r")
+
+
+# Of the GPU memory free when training starts, the share the prefix caches may take: the rest
+# is the trained blocks' activations and gradients, and cuDNN's workspaces.
+GPU_PREFIX_SHARE = 0.5
+UPLOAD_ROWS = 256  # rows copied to the GPU at a time (the file is never read whole into RAM)
+
+
+def keep_prefix_on_gpu(
+    sources: list[InputSource], device: torch.device, share: float = GPU_PREFIX_SHARE
+) -> bool:
+    """Copy every cached prefix to GPU memory (in its file's dtype) if together they fit in
+    ``share`` of the free memory; then a training step reads its inputs without a host copy.
+    All or none, as a step reads database and query rows together. True when kept."""
+    cached = [s for s in sources if s.prefix is not None]
+    need = sum(s.prefix.nbytes for s in cached)
+    if not cached or need > share * torch.cuda.mem_get_info(device)[0]:
+        return False
+    for src in cached:
+        gpu = torch.empty(src.prefix.shape, dtype=getattr(torch, src.prefix.dtype.name),
+                          device=device)  # fmt: skip
+        for start in range(0, len(src.prefix), UPLOAD_ROWS):
+            rows = np.array(src.prefix[start : start + UPLOAD_ROWS])  # a writable copy
+            gpu[start : start + len(rows)] = torch.from_numpy(rows).to(device)
+        src.on_device = gpu
+    return True
 
 
 def plan_prefix_cache(

@@ -22,7 +22,7 @@ import torch
 
 from icsa.data import PlaceSplit, load_split
 from icsa.errors import InputError
-from icsa.fast_inference import use_bf16
+from icsa.fast_inference import channels_last, training_autocast, use_bf16
 from icsa.io import file_digest, read_json, write_json
 from icsa.models import build_model
 from icsa.registry import needs_centroids
@@ -61,7 +61,7 @@ def prepare_trainer(
     """Compose a trainer: mining geometry and miner, input sources (this reads the images into
     the prefix cache), a fresh or restored state, and a logger that replays the history."""
     s = settings
-    model = model.to(device)
+    model = channels_last(model.to(device), device.type == "cuda")
     geometry = build_geometry(
         train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
         train.db.db_timestamps, train.db.q_timestamps,
@@ -74,7 +74,7 @@ def prepare_trainer(
     # train.fast_inference resolved once for the run: prefix cache, mining refresh, validation.
     fast = use_bf16(s.fast_inference, device, "train.fast_inference")
     sources = build_sources(model, train, val, s, Path(run_dir), device, fast)
-    state = RunState.start(model, s, miner.neg_cache, amp=bool(s.amp and device.type == "cuda"))
+    state = RunState.start(model, s, miner.neg_cache, training_autocast(device, s.amp))
     if checkpoint is not None:
         state.restore(checkpoint)
     logger = RunLogger(Path(run_dir), state.history, enable_dvclive)

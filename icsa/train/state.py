@@ -26,6 +26,7 @@ from icsa.data import ImageDataset, PlaceSplit
 from icsa.train.checkpoint import get_rng_state, set_rng_state
 from icsa.train.prefix_cache import (
     InputSource,
+    keep_prefix_on_gpu,
     open_or_build_prefix_cache,
     plan_prefix_cache,
     prefix_shape,
@@ -71,8 +72,9 @@ def build_sources(
         for part, paths in (("db", split.db_paths), ("q", split.q_paths))
     }
     s = settings
+    pin = device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
     if not s.prefix_cache:
-        return Sources(**{name: InputSource(ds) for name, ds in datasets.items()})
+        return Sources(**{name: InputSource(ds, pin_memory=pin) for name, ds in datasets.items()})
     per_image = int(np.prod(prefix_shape(model, image_size)))
     per_image *= np.dtype(s.prefix_cache_dtype).itemsize
     # Query and database inputs of one split go into one forward pass, so they are cached
@@ -86,7 +88,7 @@ def build_sources(
         if not plan[name.split("_")[0]]:
             log.info("prefix cache for %s skipped: over the %g MB budget", name,
                      s.prefix_cache_budget_mb)  # fmt: skip
-            sources[name] = InputSource(ds)
+            sources[name] = InputSource(ds, pin_memory=pin)
             continue
         # File names as before the record had attributes: train-db.npy, ...
         path = Path(run_dir) / STATE_DIR / "prefix_cache" / f"{name.replace('_', '-')}.npy"
@@ -94,7 +96,9 @@ def build_sources(
             model, ds, path, s.prefix_cache_dtype, s.eval_batch_size, s.num_workers, device,
             fast=fast,
         )  # fmt: skip
-        sources[name] = InputSource(ds, prefix)
+        sources[name] = InputSource(ds, prefix, pin_memory=pin)
+    if device.type == "cuda":
+        keep_prefix_on_gpu(list(sources.values()), device)
     return Sources(**sources)
 
 
@@ -111,6 +115,7 @@ class RunState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     neg_cache: np.ndarray
+    amp_dtype: str | None = None  # CUDA training autocast (fast_inference.training_autocast)
     initial_weight_norm: float = 0.0  # the divergence check's reference
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -122,16 +127,21 @@ class RunState:
 
     @classmethod
     def start(
-        cls, model: torch.nn.Module, settings: TrainSettings, neg_cache: np.ndarray, amp: bool
+        cls,
+        model: torch.nn.Module,
+        settings: TrainSettings,
+        neg_cache: np.ndarray,
+        amp_dtype: str | None = None,
     ) -> RunState:
-        """A fresh run: SGD over the trainable parameters with StepLR, as the NetVLAD recipe."""
+        """A fresh run: SGD over the trainable parameters with StepLR, as the NetVLAD recipe;
+        ``amp_dtype`` float16 brings a GradScaler, bfloat16 needs none."""
         s = settings
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
                                     weight_decay=s.weight_decay)  # fmt: skip
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, s.lr_step, s.lr_gamma)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        state = cls(model, optimizer, scheduler, scaler, neg_cache)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16")
+        state = cls(model, optimizer, scheduler, scaler, neg_cache, amp_dtype)
         state.initial_weight_norm = state.weight_norm()
         return state
 
