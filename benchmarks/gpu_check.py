@@ -173,10 +173,29 @@ def extraction_check(root: Path, sizes: Sizes, device: torch.device) -> dict:
         out[f"agree_{name}"] = {
             "max_abs_diff": float(np.abs(got - ref).max()),
             "min_cosine": float((got * ref).sum(1).min()),
-            # the scale: how far apart the CPU's descriptors of different images are
+            # the scale: how far apart the CPU's descriptors of different images are (a random
+            # VGG16 maps all images to nearly one descriptor, so this is small)
             "median_abs_diff_between_images": float(np.median(np.abs(ref[1:] - ref[:-1]))),
+            **_feature_agreement(few[:4], sizes, device, use_fast),
         }
     return out
+
+
+@torch.inference_mode()
+def _feature_agreement(paths, sizes: Sizes, device: torch.device, fast: bool) -> dict:
+    """Blocks 1–4 of VGG16 (the frozen prefix of block 5) on CPU float32 and on ``device``:
+    relative error, beside the relative distance between two images' features."""
+    model = _model(sizes).eval()
+    images = torch.stack([ImageDataset(paths, sizes.image)[i][0] for i in range(len(paths))])
+    ref = model.frozen_prefix(images).flatten(1)
+    with torch.autocast(device.type, torch.bfloat16, fast):
+        got = model.to(device).frozen_prefix(images.to(device)).float().cpu().flatten(1)
+    norm = ref.norm(dim=1)
+    return {
+        "prefix_relative_error": float(((got - ref).norm(dim=1) / norm).max()),
+        "prefix_relative_distance_between_images": float(((ref[1:] - ref[:-1]).norm(dim=1)
+                                                           / norm[1:]).min()),
+    }  # fmt: skip
 
 
 def search_check(sizes: Sizes, device: torch.device) -> dict:
