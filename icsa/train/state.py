@@ -83,11 +83,17 @@ def build_sources(
         role: len(datasets[f"{role}_db"]) + len(datasets[f"{role}_q"]) for role in ("train", "val")
     }
     plan = plan_prefix_cache(sizes, per_image, s.prefix_cache_budget_mb)
+    over = [role for role, cached in plan.items() if not cached]
+    if over:  # said before anything is built (`icsa plan` says it before the run starts)
+        needs = ", ".join(f"{role} {sizes[role] * per_image / 2**20:,.0f} MB" for role in over)
+        log.warning(
+            "prefix cache over train.prefix_cache_budget_mb = %g: %s; those inputs are "
+            "recomputed from decoded images at every step and refresh (icsa plan estimates the "
+            "cost); raise the budget where the disk holds it", s.prefix_cache_budget_mb, needs,
+        )  # fmt: skip
     sources = {}
     for name, ds in datasets.items():
         if not plan[name.split("_")[0]]:
-            log.info("prefix cache for %s skipped: over the %g MB budget", name,
-                     s.prefix_cache_budget_mb)  # fmt: skip
             sources[name] = InputSource(ds, pin_memory=pin)
             continue
         # File names as before the record had attributes: train-db.npy, ...
