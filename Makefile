@@ -1,6 +1,8 @@
 # Two entry points, each doing its own set-up on first use:
 #   make run    -> the main job: snakemake --cores 8 results/table5.csv on the embedded default
-#   make test   -> ruff (lint + format check), snakefmt --check and the whole pytest suite
+#   make test   -> ruff (lint + format check), snakefmt --check and the whole pytest suite, in
+#                  one worker per available CPU (pytest-xdist; a module's tests stay together,
+#                  so module fixtures such as the tiny workflow are built once)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check workflow/
 
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadscope
 
 clean:
 	rm -rf results .snakemake

@@ -11,3 +11,11 @@ from tests.helpers.city import build_tiny_city
 def tiny_city(tmp_path_factory):
     """(root, centroids) of the tiny 32×32 street city (tests/helpers/city.py); read-only."""
     return build_tiny_city(tmp_path_factory.mktemp("tiny-city"))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per CPU this process may use (affinity and cgroup quota), at most
+    4 — the workflow tests each run Snakemake on 2 cores."""
+    from icsa.utils import available_cpus
+
+    return min(available_cpus(), 4)
