@@ -133,7 +133,7 @@ def render(args, rows: dict, fp: dict, counts, machine: str) -> str:
     argv = " ".join(sys.argv[1:])
     lines = [
         "# Training time: the frozen-prefix cache vs recomputing every forward (issue 14)", "",
-        f"Command: `python benchmarks/bench_train.py {argv}`  ",
+        f"Command: `{' '.join(['python benchmarks/bench_train.py', argv]).strip()}`  ",
         f"Machine: {machine}.", "",
         f"Data: a synthetic city, pitts30k-train {train.num_db} database images / {train.num_q} "
         f"queries, val {val.num_db} / {val.num_q}; {args.image_size[0]}×{args.image_size[1]} "
