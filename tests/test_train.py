@@ -18,7 +18,7 @@ from icsa.errors import InputError
 from icsa.train.kmeans import compute_centroids
 from icsa.train.loop import NonFiniteLossError
 from icsa.train.mining import HardNegativeMiner
-from icsa.train.prefix_cache import plan_prefix_cache
+from icsa.train.prefix_cache import InputSource, plan_prefix_cache
 from tests.helpers.city import QUICK, make_street_city, make_trainer, run_spec, run_training
 
 torch.set_num_threads(1)
@@ -146,6 +146,10 @@ def test_prefix_cache_gives_the_recomputed_descriptors(tiny_city, tmp_path):
     order = np.array([3, 0, 3, 1])  # any order, repeats allowed (a mined batch)
     np.testing.assert_array_equal(src.get(order).numpy(), np.asarray(src.prefix[order]))
     np.testing.assert_array_equal(exact.describe(src, idx), from_file)
+    # a training step's images decoded by threads: the same batch, in the same order
+    plain = recompute.sources.train_db
+    threaded = InputSource(plain.dataset, decode_threads=3)
+    np.testing.assert_array_equal(threaded.get(order).numpy(), plain.get(order).numpy())
     # over the budget: training inputs first, then validation, while they fit
     assert plan_prefix_cache({"train": 10, "val": 10}, 2**20, 15) == {"train": True, "val": False}
     tight = make_trainer(tiny_city, tmp_path / "t", prefix_cache_budget_mb=1e-6)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,28 @@ class InputSource:
     """Model inputs for one image list: cached prefix rows, or decoded images."""
 
     def __init__(
-        self, dataset: ImageDataset, prefix: np.ndarray | None = None, pin_memory: bool = False
+        self,
+        dataset: ImageDataset,
+        prefix: np.ndarray | None = None,
+        pin_memory: bool = False,
+        decode_threads: int = 0,
     ) -> None:
         self.dataset = dataset
         self.prefix = prefix
         self.pin_memory = pin_memory  # decoded batches in page-locked memory (CUDA)
         self.on_device: torch.Tensor | None = None  # the prefix rows in GPU memory, if kept
+        # A training step's images decoded by this many threads (PIL releases the GIL while it
+        # decodes and resizes); 0 or 1: in the calling thread. The batch order is the same.
+        self.decode_threads = decode_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _decode(self, indices: np.ndarray) -> list[torch.Tensor]:
+        load = lambda i: self.dataset[int(i)][0]  # noqa: E731
+        if self.decode_threads <= 1 or len(indices) < 2:
+            return [load(i) for i in indices]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode")
+        return list(self._pool.map(load, indices))
 
     @property
     def cached(self) -> bool:
@@ -55,7 +72,8 @@ class InputSource:
             return self.on_device[rows].float()
         if self.prefix is not None:
             return torch.from_numpy(np.asarray(self.prefix[np.asarray(indices)], np.float32))
-        return torch.stack([self.dataset[int(i)][0] for i in indices])
+        batch = torch.stack(self._decode(np.asarray(indices)))
+        return batch.pin_memory() if self.pin_memory else batch
 
     def batches(
         self, indices: np.ndarray, batch_size: int, num_workers: int = 0

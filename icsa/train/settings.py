@@ -56,7 +56,7 @@ class TrainSettings:
     cache_refresh: int = 1000  # queries between refreshes of the mining descriptor cache
     patience: int = 10  # epochs without a better val Recall@5 before stopping
     eval_batch_size: int = 16  # images per forward pass when filling caches and validating
-    num_workers: int = 0  # DataLoader workers for image decoding
+    num_workers: int = 0  # DataLoader workers for image decoding; threads for a step's images
     amp: bool = False  # CUDA mixed precision: bfloat16, or float16 + GradScaler (CPU: ignored)
     validate_untrained: bool = True  # log val recall of the initial model as epoch 0
     prefix_cache: bool = True  # cache the frozen prefix once per image (see prefix_cache.py)

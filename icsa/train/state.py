@@ -73,8 +73,10 @@ def build_sources(
     }
     s = settings
     pin = device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
+    threads = s.num_workers  # a training step's images decoded by as many threads
     if not s.prefix_cache:
-        return Sources(**{name: InputSource(ds, pin_memory=pin) for name, ds in datasets.items()})
+        return Sources(**{name: InputSource(ds, pin_memory=pin, decode_threads=threads)
+                          for name, ds in datasets.items()})  # fmt: skip
     per_image = int(np.prod(prefix_shape(model, image_size)))
     per_image *= np.dtype(s.prefix_cache_dtype).itemsize
     # Query and database inputs of one split go into one forward pass, so they are cached
@@ -94,7 +96,7 @@ def build_sources(
     sources = {}
     for name, ds in datasets.items():
         if not plan[name.split("_")[0]]:
-            sources[name] = InputSource(ds, pin_memory=pin)
+            sources[name] = InputSource(ds, pin_memory=pin, decode_threads=threads)
             continue
         # File names as before the record had attributes: train-db.npy, ...
         path = Path(run_dir) / STATE_DIR / "prefix_cache" / f"{name.replace('_', '-')}.npy"
