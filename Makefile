@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check workflow/
 
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadscope
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder
 
 clean:
 	rm -rf results .snakemake

@@ -19,3 +19,16 @@ def pytest_xdist_auto_num_workers(config) -> int:
     from icsa.utils import available_cpus
 
     return min(available_cpus(), 4)
+
+
+# The longest modules first: under `--dist loadscope` a module starts when a worker takes it, in
+# collection order, so the tiny workflow (minutes) must not be the last one to start.
+HEAVY_FIRST = ("test_workflow_e2e", "test_slurm", "test_dvc", "test_workflow_kills", "test_report")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def rank(item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside a module is kept
