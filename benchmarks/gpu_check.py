@@ -186,7 +186,8 @@ def _feature_agreement(paths, sizes: Sizes, device: torch.device, fast: bool) ->
     """Blocks 1–4 of VGG16 (the frozen prefix of block 5) on CPU float32 and on ``device``:
     relative error, beside the relative distance between two images' features."""
     model = _model(sizes).eval()
-    images = torch.stack([ImageDataset(paths, sizes.image)[i][0] for i in range(len(paths))])
+    dataset = ImageDataset(paths, sizes.image)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     ref = model.frozen_prefix(images).flatten(1)
     with torch.autocast(device.type, torch.bfloat16, fast):
         got = model.to(device).frozen_prefix(images.to(device)).float().cpu().flatten(1)

@@ -114,13 +114,19 @@ def split_counts(config: dict[str, Any], dataset: str, split: str) -> tuple[int,
     """(database, queries, source) of one split: the data if present, else published."""
     root = Path(config["datasets"][dataset]["root"])
     if root.is_dir():
-        from icsa.data import load_split
-
-        db = load_split(root, dataset, split, dataset_layout(config, dataset)).db
-        return db.num_db, db.num_q, str(root)
+        return _read_counts(str(root), dataset, split, dataset_layout(config, dataset))
     if split in PUBLISHED_COUNTS.get(dataset, {}):
         return (*PUBLISHED_COUNTS[dataset][split], "published")
     return 0, 0, f"unknown: {root} missing and no published count"
+
+
+@functools.cache
+def _read_counts(root: str, dataset: str, split: str, layout: str) -> tuple[int, int, str]:
+    """Each split is read once per plan, however many runs use it."""
+    from icsa.data import load_split
+
+    db = load_split(root, dataset, split, layout).db
+    return db.num_db, db.num_q, root
 
 
 def measure_cpu_gflops(seconds: float = 1.0) -> float:
@@ -161,8 +167,11 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     per_image = c.prefix_values * itemsize
     train_bytes, val_bytes = (t_db + t_q) * per_image, (v_db + v_q) * per_image
     budget = s.prefix_cache_budget_mb * 2**20
-    cached_train = s.prefix_cache and train_bytes <= budget
-    cached_val = s.prefix_cache and train_bytes * cached_train + val_bytes <= budget
+    from icsa.train.prefix_cache import plan_prefix_cache  # the trainer's own rule
+
+    fits = plan_prefix_cache({"train": t_db + t_q, "val": v_db + v_q}, per_image,
+                             s.prefix_cache_budget_mb)  # fmt: skip
+    cached_train, cached_val = (s.prefix_cache and fits[role] for role in ("train", "val"))
     refreshes = math.ceil(t_q / s.cache_refresh) if t_q else 0
     steps = math.ceil(t_q / s.batch_size)
     inputs = s.batch_size * (2 + s.neg_kept)

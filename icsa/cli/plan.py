@@ -38,19 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plan)
 
 
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Snakemake's merge of config files: nested mappings merged, anything else replaced."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_config(paths: list[Path]) -> dict[str, Any]:
     import yaml
+    from snakemake.utils import update_config, validate  # Snakemake's own merge and schema
 
     config: dict[str, Any] = {}
     for path in [DEFAULT_CONFIG, *paths]:
@@ -59,10 +49,8 @@ def load_config(paths: list[Path]) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a YAML mapping at the top level")
-        config = merge(config, data)
+        update_config(config, data)
     # The workflow's schema, with its defaults filled in (as the Snakefile validates).
-    from snakemake.utils import validate
-
     validate(config, str(SCHEMA.resolve()))
     return config
 

@@ -49,13 +49,15 @@ class InputSource:
         self.decode_threads = decode_threads
         self._pool: ThreadPoolExecutor | None = None
 
+    def _image(self, index: int) -> torch.Tensor:
+        return self.dataset[int(index)][0]
+
     def _decode(self, indices: np.ndarray) -> list[torch.Tensor]:
-        load = lambda i: self.dataset[int(i)][0]  # noqa: E731
         if self.decode_threads <= 1 or len(indices) < 2:
-            return [load(i) for i in indices]
+            return [self._image(i) for i in indices]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode")
-        return list(self._pool.map(load, indices))
+        return list(self._pool.map(self._image, indices))
 
     @property
     def cached(self) -> bool:
