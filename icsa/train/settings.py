@@ -33,6 +33,7 @@ from icsa.io import parse_json_object
 from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
+OPTIMIZERS = ("sgd", "adam")
 FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
 
@@ -41,6 +42,9 @@ class TrainSettings:
     """The recipe; ``from_json`` accepts a JSON object with any subset of these keys."""
 
     epochs: int = 30
+    # sgd (the recipe) or adam (pytorch-NetVlad's --optim ADAM: Adam over the same parameters;
+    # here it keeps weight_decay and the lr step, which the port drops for Adam).
+    optimizer: str = "sgd"
     batch_size: int = 4  # queries per step; each brings 1 positive and up to neg_kept negatives
     lr: float = 1e-4
     momentum: float = 0.9
@@ -105,6 +109,10 @@ class TrainSettings:
             raise InputError(
                 f"train settings: pos_radius={self.pos_radius} > neg_radius={self.neg_radius}, "
                 "expected positives to lie inside the negative exclusion radius"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(
+                f"train settings: optimizer={self.optimizer!r}, expected one of {OPTIMIZERS}"
             )
         if self.prefix_cache_dtype not in PREFIX_CACHE_DTYPES:
             raise InputError(

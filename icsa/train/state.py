@@ -141,12 +141,15 @@ class RunState:
         neg_cache: np.ndarray,
         amp_dtype: str | None = None,
     ) -> RunState:
-        """A fresh run: SGD over the trainable parameters with StepLR, as the NetVLAD recipe;
-        ``amp_dtype`` float16 brings a GradScaler, bfloat16 needs none."""
+        """A fresh run: SGD (the NetVLAD recipe) or Adam over the trainable parameters, with
+        StepLR; ``amp_dtype`` float16 brings a GradScaler, bfloat16 needs none."""
         s = settings
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
-                                    weight_decay=s.weight_decay)  # fmt: skip
+        if s.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
+                                        weight_decay=s.weight_decay)  # fmt: skip
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, s.lr_step, s.lr_gamma)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16")
         state = cls(model, optimizer, scheduler, scaler, neg_cache, amp_dtype)
