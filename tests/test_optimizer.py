@@ -56,3 +56,11 @@ def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign():
 def test_an_unknown_optimizer_is_an_input_error_naming_the_choices():
     with pytest.raises(InputError, match=r"optimizer='rmsprop'.*'sgd', 'adam'"):
         TrainSettings(optimizer="rmsprop")
+
+
+def test_the_default_optimizer_leaves_recorded_recipes_unchanged():
+    # Runs recorded before the key existed keep their spec, params and fingerprint.
+    assert "optimizer" not in TrainSettings().to_dict()
+    assert TrainSettings(optimizer="adam").to_dict()["optimizer"] == "adam"
+    for settings in (TrainSettings(), TrainSettings(optimizer="adam", lr=0.01)):
+        assert TrainSettings.from_dict(settings.to_dict()) == settings

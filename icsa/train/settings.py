@@ -34,6 +34,9 @@ from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
 OPTIMIZERS = ("sgd", "adam")
+# Keys added after runs were recorded, with the value those runs implicitly had.
+LATER_KEYS = {"optimizer": "sgd"}
+_ABSENT = object()
 FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
 
@@ -141,4 +144,8 @@ class TrainSettings:
         return cls.from_dict(data, source)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every key, but for those added later while they hold the value every earlier recipe
+        had: a run's spec, params and fingerprint stay what they were, so adding a setting
+        never retrains or restarts existing runs."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if LATER_KEYS.get(k, _ABSENT) != v}
