@@ -1,10 +1,11 @@
 """Does training beat the untrained backbone (block none) on the embedded city? Probe recipes.
 
-    .venv/bin/python benchmarks/training_effect.py [--cores 2] [OVERRIDE.yaml ...]
+    .venv/bin/python benchmarks/training_effect.py [--cores 2] [PROBE ...]
 
-Each override (default: every ``benchmarks/training_effect/*.yaml``) is laid over
-``config/config.yaml`` and builds ``results/table5.csv`` with the real Snakemake in its own
-scratch folder: the pipeline's own data, k-means, training, extraction, evaluation and table.
+Each probe of ``benchmarks/training_effect_probes.yaml`` (default: all) is its ``base`` with the
+probe's changes merged over it; that override is laid over ``config/config.yaml`` and builds
+``results/table5.csv`` with the real Snakemake in its own scratch folder: the pipeline's own
+data, k-means, training, extraction, evaluation and table.
 For every row it records R@1 (mean ± std over seeds), ΔR@1 against block none with the
 two-level (seeds × queries) 95% interval, and the median query-to-database descriptor distance
 of seed 0 on the test split: how far apart the descriptors stay (L2-normalised, so 0..2). A
@@ -15,6 +16,7 @@ recipe that collapses the descriptor space shows as a shrinking distance. Writes
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import os
 import shutil
@@ -25,20 +27,35 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
+from snakemake.utils import update_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_threads import gemm_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = ROOT / "benchmarks" / "training_effect"
+PROBES = ROOT / "benchmarks" / "training_effect_probes.yaml"
 OUT = ROOT / "benchmarks" / "results" / "training_effect.md"
 
 
-def run_probe(override: Path, workdir: Path, cores: int) -> float:
+def probe_overrides() -> dict[str, tuple[str, dict]]:
+    """Probe name → (what it changes, its whole override)."""
+    probes = yaml.safe_load(PROBES.read_text())
+    out = {}
+    for name, changes in probes["probes"].items():
+        changes = copy.deepcopy(changes)
+        about = changes.pop("about")
+        override = copy.deepcopy(probes["base"])
+        update_config(override, changes)
+        out[name] = (about, override)
+    return out
+
+
+def run_probe(override: dict, workdir: Path, cores: int) -> float:
     """Build table5 under ``override`` in ``workdir``; returns the wall seconds."""
     shutil.copytree(ROOT / "config", workdir / "config")
-    shutil.copy(override, workdir / "override.yaml")
+    (workdir / "override.yaml").write_text(yaml.safe_dump(override, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     command = [
         str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
@@ -48,7 +65,7 @@ def run_probe(override: Path, workdir: Path, cores: int) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, env=env, text=True, capture_output=True)
     if done.returncode:
-        raise SystemExit(f"{override.name}: snakemake failed\n{done.stdout[-3000:]}")
+        raise SystemExit(f"{workdir.name}: snakemake failed\n{done.stdout[-3000:]}")
     return time.perf_counter() - start
 
 
@@ -79,33 +96,39 @@ def probe_rows(workdir: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", type=Path)
+    parser.add_argument("probes", nargs="*", help="probe names (default: all)")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT.relative_to(ROOT)}")
     args = parser.parse_args()
-    overrides = args.overrides or sorted(PROBES.glob("*.yaml"))
+    overrides = probe_overrides()
+    unknown = sorted(set(args.probes) - set(overrides))
+    if unknown:
+        parser.error(f"unknown probes {unknown}; the probes are {sorted(overrides)}")
+    names = args.probes or list(overrides)
     lines = [
         "# Training effect on the embedded city: trained blocks vs block none",
         "",
-        "`.venv/bin/python benchmarks/training_effect.py` (overrides in "
-        "`benchmarks/training_effect/`, each over `config/config.yaml`; VGG16, no attention, "
-        "random init, 2 seeds, 700 test queries). ΔR@1 in points vs block none, two-level "
-        "95% interval (* = excludes 0). Distance: median test query-to-database descriptor "
-        "distance of seed 0 (block none keeps the k-means-initialised spread).",
+        "`.venv/bin/python benchmarks/training_effect.py` (probes in "
+        "`benchmarks/training_effect_probes.yaml`, each over `config/config.yaml`; VGG16, no "
+        "attention, random init, 2 or 3 seeds, 700 test queries). ΔR@1 in points vs block "
+        "none, two-level 95% interval (* = excludes 0). Distance: median test "
+        "query-to-database descriptor distance of seed 0 (block none keeps the "
+        "k-means-initialised spread).",
         "",
         f"2-thread fp32 GEMM before: {gemm_rate():.0f} GFLOP/s.",
     ]
     with tempfile.TemporaryDirectory(prefix="training-effect-") as scratch:
-        for override in overrides:
-            workdir = Path(scratch) / override.stem
+        for name in names:
+            about, override = overrides[name]
+            workdir = Path(scratch) / name
             wall = run_probe(override, workdir, args.cores)
-            comment = override.read_text().splitlines()[0].lstrip("# ")
-            lines += ["", f"## {override.name} ({wall:.0f} s)", "", comment, "",
+            lines += ["", f"## {name} ({wall:.0f} s)", "", about, "",
                       "| lowest trained block | R@1 | ΔR@1 vs block none | distance |",
                       "|---|---|---|---|", *probe_rows(workdir)]  # fmt: skip
             print("\n".join(lines[-6:]), flush=True)
     lines += ["", f"2-thread fp32 GEMM after: {gemm_rate():.0f} GFLOP/s.", ""]
-    OUT.write_text("\n".join(lines))
-    print(f"wrote {OUT}")
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
