@@ -1,7 +1,8 @@
-"""Tables: paired bootstrap, mean ± std, composition from metrics files, the paper's numbers."""
+"""Tables: paired intervals, mean ± std, composition from metrics files, the paper's numbers."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats as scipy_stats
 
 from icsa.cli import main as icsa_main
 from icsa.errors import InputError
@@ -19,11 +21,11 @@ from icsa.tables import (
     Statistics,
     build_efficiency_table,
     build_run_table,
+    difference_interval,
     format_mean_std,
     hits_at,
     load_paper,
     mean_std,
-    paired_bootstrap,
 )
 from tests.helpers.tables import PAPER, table5_spec, write_run
 from tests.helpers.workflow import ROOT
@@ -37,48 +39,52 @@ def correlated_hits(rng: np.random.Generator, m: int, p_a: float, p_b: float):
 
 
 # ---- stats -------------------------------------------------------------------------------------
-def test_bootstrap_interval_covers_true_difference():
+def test_one_seed_interval_covers_true_difference():
     # 40 independent evaluation sets; a 95% interval must contain the population difference
     # (0.1) in about 95% of them. 34/40 is > 3 binomial sd below 95%: a real failure, not noise.
     covered = 0
     for rep in range(40):
         a, b = correlated_hits(np.random.default_rng(rep), 800, 0.6, 0.5)
-        ci = paired_bootstrap(a, b, samples=1000, confidence=0.95, seed=rep)
-        assert ci.low <= ci.difference <= ci.high
+        ci = difference_interval(a, b, confidence=0.95)
+        assert ci.low <= ci.difference <= ci.high and ci.covers == "queries only"
         covered += ci.low <= 0.1 <= ci.high
     assert covered >= 34, covered
 
 
-def test_bootstrap_matches_normal_interval_of_paired_differences():
+def test_one_seed_interval_is_the_paired_t_interval_over_queries():
     a, b = correlated_hits(np.random.default_rng(1), 4000, 0.55, 0.5)
     d = a.astype(float) - b
-    ci = paired_bootstrap(a, b, samples=4000, seed=3)
-    half = 1.959964 * d.std(ddof=1) / math.sqrt(d.size)
+    ci = difference_interval(a, b)
+    half = scipy_stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
     assert ci.difference == pytest.approx(d.mean(), abs=1e-12)
-    assert ci.low == pytest.approx(d.mean() - half, abs=0.15 * half)
-    assert ci.high == pytest.approx(d.mean() + half, abs=0.15 * half)
+    assert (ci.low, ci.high) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-12)
 
 
-def test_bootstrap_pairs_queries():
+def test_interval_pairs_queries():
     # Identical answers on every query: the paired difference is exactly zero, however noisy
-    # each model's own recall is. An unpaired resampling would give a wide interval here.
+    # each model's own recall is. An unpaired interval would be wide here.
     a = (np.random.default_rng(2).random(500) < 0.5).astype(int)
-    ci = paired_bootstrap(a, a.copy(), samples=500)
-    assert (ci.difference, ci.low, ci.high) == (0.0, 0.0, 0.0)
+    ci = difference_interval(a, a.copy())
+    assert (ci.difference, ci.low, ci.high, ci.p_value) == (0.0, 0.0, 0.0, 1.0)
+    # Every query found by one model and missed by the other: certain, p = 0.
+    sure = difference_interval(np.ones((3, 50)), np.zeros((3, 50)))
+    assert (sure.low, sure.high, sure.p_value) == (1.0, 1.0, 0.0)
 
 
-def test_bootstrap_pools_seeds_after_pairing_and_is_reproducible():
+def test_interval_pairs_seeds_and_checks_shapes():
     rng = np.random.default_rng(4)
     pairs = [correlated_hits(rng, 300, 0.7, 0.6), correlated_hits(rng, 300, 0.5, 0.45)]
     a = np.stack([p[0] for p in pairs])
     b = np.stack([p[1] for p in pairs])
-    ci = paired_bootstrap(a, b, samples=800, seed=7)
+    ci = difference_interval(a, b)
     per_seed = [p[0].mean() - p[1].mean() for p in pairs]
     assert ci.difference == pytest.approx(np.mean(per_seed), abs=1e-12)
-    assert ci.num_seeds == 2 and ci.num_queries == 300
-    assert paired_bootstrap(a, b, samples=800, seed=7) == ci
+    assert ci.per_seed == pytest.approx(per_seed)
+    assert ci.num_seeds == 2 and ci.num_queries == 300 and ci.covers == "seeds and queries"
     with pytest.raises(InputError, match="same"):
-        paired_bootstrap(a, b[:, :200])
+        difference_interval(a, b[:, :200])
+    with pytest.raises(InputError, match="confidence"):
+        difference_interval(a, b, confidence=1.5)
 
 
 def test_mean_std_and_formatting():
@@ -113,7 +119,7 @@ def make_metrics(tmp_path: Path, spec: dict, m: int = 400) -> dict[str, np.ndarr
 def test_run_table_from_metrics_with_paper_values(tmp_path):
     spec = table5_spec([0, 1])
     ranks = make_metrics(tmp_path, spec)
-    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=500))
+    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
     assert list(df["network"]) == ["VGG16", "VGG16+ICSA", "VGG16", "VGG16+ICSA"]
     assert list(df["block"]) == ["none", "none", "block5", "block5"]
     icsa5 = df.iloc[3]
@@ -148,11 +154,12 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     out = tmp_path / "out"
     code = icsa_main([
         "tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
-        "--statistics", json.dumps({"bootstrap_samples": 300, "confidence": 0.9, "seed": 1}),
+        "--statistics", json.dumps({"confidence": 0.9, "multiplicity": "bh", "power": 0.9}),
         "--metrics-dir", str(tmp_path / "metrics"), "--runs-dir", str(tmp_path / "runs"),
         "--out-csv", str(out / "t5.csv"),
         "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
-        "--out-html", str(out / "t5.html"), "--out-recall-csv", str(out / "t5_recall.csv"),
+        "--out-html", str(out / "t5.html"), "--out-png", str(out / "t5.png"),
+        "--out-recall-csv", str(out / "t5_recall.csv"),
         "--out-curves-csv", str(out / "t5_curves.csv"),
     ])  # fmt: skip
     assert code == 0
@@ -165,10 +172,12 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     assert list(df["best_epoch"].astype(str)) == ["2"] * 4 and "| 2 / 3 |" in md
     summary = json.loads((out / "t5.json").read_text())
     assert summary["VGG16+ICSA block5"]["R@1"] == pytest.approx(df.iloc[3]["R@1"])
-    # `dvc metrics show`: Recall@N and ΔR@1 per row, not the paper's constants or bookkeeping.
-    recalls = {"R@1", "R@5", "R@10", "R@20"}
-    assert set(summary["VGG16+ICSA block5"]) == recalls | {"dR@1"}
+    # `dvc metrics show`: Recall@N and ΔR@1 per row and per seed (one seed: no MDE), not the
+    # paper's constants or bookkeeping.
+    recalls = {"R@1", "R@5", "R@10", "R@20", "R@1_s0"}
+    assert set(summary["VGG16+ICSA block5"]) == recalls | {"dR@1", "dR@1_s0"}
     assert set(summary["VGG16 block5"]) == set(summary["VGG16 none"]) == recalls
+    assert summary["VGG16+ICSA block5"]["R@1_s0"] == pytest.approx(df.iloc[3]["R@1"], abs=0.05)
     # The data of the DVC plots: Recall@N per row; every run's history, one line per epoch.
     recall = pd.read_csv(out / "t5_recall.csv")
     assert len(recall) == 4 * 4 and list(recall["N"][:4]) == [1, 5, 10, 20]
@@ -183,6 +192,10 @@ def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     page = (out / "t5.html").read_text()
     assert page.count("<tr>") == 1 + len(df) and "<th class=paper>R@1 paper" in page
     assert f"<td>{df.iloc[3]['R@1']:.1f}</td>" in page and "<script" not in page
+    # The table's figure: written, and the same PNG embedded in the page right after the table.
+    png = (out / "t5.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and base64.b64encode(png).decode() in page
+    assert page.index("</table>") < page.index("<img class=figure") < page.index("class=note")
 
 
 def test_mismatched_perquery_file_is_an_error(tmp_path):
@@ -191,10 +204,10 @@ def test_mismatched_perquery_file_is_an_error(tmp_path):
     run = spec["rows"][1]["runs"][0]
     np.savez(tmp_path / run / "pitts30k-test-perquery.npz", first_hit_rank=np.zeros(400, int))
     with pytest.raises(InputError, match="per-query Recall@1"):
-        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=100))
+        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
     (tmp_path / run / "pitts30k-test.json").unlink()
     with pytest.raises(InputError, match="not found"):
-        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(bootstrap_samples=100))
+        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
 
 
 def test_efficiency_table_ratios_and_paper_sizes(tmp_path):

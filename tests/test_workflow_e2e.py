@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers.browser import report_table_text
+from tests.helpers.browser import report_table_view
 from tests.helpers.report import FIGURES, check_report, report_results
 from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
@@ -108,9 +108,12 @@ def test_report_right_after_the_tables_target(tiny_run, tmp_path):
     tables = [f"{name}.html" for name in TABLES]
     check_report(tiny_run, figures=[], tables=tables)
     assert not set(FIGURES) & set(report_results(tiny_run / "results" / "report.html"))
-    # In a real browser: Results → Tables → table5 shows Table 5, ours beside the paper's.
+    # In a real browser: Results → Tables → table5 shows Table 5, ours beside the paper's, and
+    # the table's figure decoded right on the page.
     shot = tmp_path / "report-table5.png"
-    text = report_table_text(tiny_run / "results" / "report.html", "Tables", "table5", shot)
+    text, images = report_table_view(tiny_run / "results" / "report.html", "Tables", "table5",
+                                     shot)  # fmt: skip
+    assert len(images) == 1 and min(images[0]) > 200, images
     t5 = pd.read_csv(tiny_run / "results" / "table5.csv")
     assert text.startswith("Table 5: Partially trained VGG16")
     assert "R@1 paper (real Pitts30k-test)" in text and "ΔR@1 vs block none" in text

@@ -4,9 +4,10 @@
         --metrics-dir results/metrics [--runs-dir results/runs]
         [--efficiency results/efficiency.json]
         --out-csv results/table5.csv --out-md results/table5.md [--out-json results/table5.json]
-        [--out-html results/table5.html]
+        [--out-html results/table5.html] [--out-png results/table5.png]
         [--out-recall-csv results/table5_recall.csv --out-curves-csv results/table5_curves.csv]
 
+The PNG is the table as a figure (icsa/tables/figure.py), also embedded in the HTML page.
 The two CSVs are the data of the table's DVC plots (icsa/tables/plots.py); Table 2 measures
 modules, not trained runs, so its plot files hold the header only.
 
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--statistics",
         default="{}",
-        help='bootstrap settings JSON: {"bootstrap_samples", "confidence", "seed"}',
+        help='how differences are judged, JSON: {"confidence", "multiplicity", "power"}',
     )
     p.add_argument("--paper", required=True, type=Path, help="config/paper_values.yaml")
     p.add_argument("--metrics-dir", type=Path, default=Path("results/metrics"))
@@ -45,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-json", type=Path, default=None, help="flat metrics for DVC")
     p.add_argument("--out-html", type=Path, default=None,
                    help="the table as an HTML page (for the Snakemake report)")  # fmt: skip
+    p.add_argument("--out-png", type=Path, default=None,
+                   help="the table as a figure (embedded in --out-html too)")  # fmt: skip
     p.add_argument("--out-recall-csv", type=Path, default=None,
                    help="Recall@N per row, long format (a DVC plot)")  # fmt: skip
     p.add_argument("--out-curves-csv", type=Path, default=None,
@@ -63,7 +66,12 @@ def _build(args: argparse.Namespace) -> int:
         build_run_table,
         load_paper,
     )
-    from icsa.tables.render import efficiency_markdown, run_table_markdown, write_outputs
+    from icsa.tables.render import (
+        efficiency_markdown,
+        run_table_markdown,
+        seed_details,
+        write_outputs,
+    )
 
     spec = parse_json_object(args.spec, "--spec")
     stats = Statistics.from_dict(parse_json_object(args.statistics, "--statistics"))
@@ -73,22 +81,42 @@ def _build(args: argparse.Namespace) -> int:
         markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
         recall = pd.DataFrame(columns=plots.RECALL_COLUMNS)
         curves = pd.DataFrame(columns=plots.CURVE_COLUMNS)
+        details = None
+        draw = _efficiency_figure
     elif spec.get("rows"):
         df = build_run_table(spec, args.metrics_dir, paper, stats, args.runs_dir)
         markdown = run_table_markdown(df, spec, stats)
         recall = plots.recall_curves(df)
         curves = plots.training_curves(df, spec, args.runs_dir)
+        details = seed_details(df, spec, stats)
+        draw = _run_figure
     else:
         raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "
                          "spec with rows, or table2 with attentions")  # fmt: skip
     write_outputs(df, markdown, args.out_csv, args.out_md, args.out_json)
+    title = markdown.splitlines()[0].removeprefix("### ")
+    if args.out_png is not None:
+        draw(df, spec, args.out_png, title)
     if args.out_html is not None:
         from icsa.tables.html import write_table_html
 
-        write_table_html(markdown, args.out_html)
+        png = args.out_png.read_bytes() if args.out_png is not None else None
+        write_table_html(markdown, args.out_html, details=details, figure_png=png)
     if args.out_recall_csv is not None:
         plots.write_plot_csv(recall, args.out_recall_csv)
     if args.out_curves_csv is not None:
         plots.write_plot_csv(curves, args.out_curves_csv)
     print(markdown)
     return 0
+
+
+def _run_figure(df, spec: dict, out_png: Path, title: str) -> None:
+    from icsa.tables.figure import plot_run_table
+
+    plot_run_table(df, out_png, title, data_label=spec.get("evalset_label") or spec["evalset"])
+
+
+def _efficiency_figure(df, spec: dict, out_png: Path, title: str) -> None:
+    from icsa.tables.figure import plot_efficiency_table
+
+    plot_efficiency_table(df, out_png, title)

@@ -8,7 +8,7 @@ A run table (Tables 1, 3–6) is described by a *spec* that the workflow resolve
                                 "runs": ["pitts30k-vgg16-icsa-b5-s0", ...]}, ...]}
 
 Each row reads ``{metrics_dir}/{run}/{evalset}.json`` (recalls) and ``…-perquery.npz``
-(``first_hit_rank``, for the paired bootstrap) of every seed. Table 2 reads the JSON of
+(``first_hit_rank``, for the paired intervals) of every seed. Table 2 reads the JSON of
 ``icsa efficiency``. The paper's numbers (config/paper_values.yaml) go beside ours.
 """
 
@@ -28,7 +28,9 @@ from icsa.errors import InputError
 from icsa.io import read_json
 from icsa.records import record_from_dict
 from icsa.registry import DEFAULT_AGGREGATION, module_label, network_label
-from icsa.tables.comparisons import compare_columns, empty_columns
+from icsa.tables.comparisons import compare_columns, empty_columns, format_seeds, mark_family
+from icsa.tables.inference import mean_interval
+from icsa.tables.multiplicity import METHODS
 from icsa.tables.stats import hits_at, mean_std
 
 PAPER_NS = (1, 5, 10)  # the paper reports Recall@1/5/10
@@ -36,9 +38,21 @@ PAPER_NS = (1, 5, 10)  # the paper reports Recall@1/5/10
 
 @dataclass(frozen=True)
 class Statistics:
-    bootstrap_samples: int = 10000
-    confidence: float = 0.95
-    seed: int = 0
+    """How a run table's differences are judged (icsa/tables/inference.py, multiplicity.py)."""
+
+    confidence: float = 0.95  # of every interval; α = 1 − confidence for the marks
+    multiplicity: str = "holm"  # holm | bh | none, over all ΔR@1 comparisons of one table
+    power: float = 0.8  # of the minimum detectable effect
+
+    def __post_init__(self) -> None:
+        if self.multiplicity not in METHODS:
+            raise InputError(
+                f"statistics.multiplicity: {self.multiplicity!r}; expected one of {list(METHODS)}"
+            )
+        for key in ("confidence", "power"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise InputError(f"statistics.{key}: {value!r}; expected a number in (0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Statistics:
@@ -175,9 +189,10 @@ def build_run_table(
     statistics: Statistics,
     runs_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """One row per spec row: mean (± std) recalls in %, ΔR@1 vs baseline with its interval,
-    and the paper's recalls. With ``runs_dir`` each row also records its models' best epochs
-    (seeds joined by "/") and the flags of :data:`SELECTION_FLAGS` (see :func:`read_selection`)."""
+    """One row per spec row: mean (± std) recalls in %, each seed's R@1, ΔR@1 vs baseline with
+    its interval, p and MDE (marks decided over the whole table), and the paper's recalls.
+    With ``runs_dir`` each row also records its models' best epochs (seeds joined by "/") and
+    the flags of :data:`SELECTION_FLAGS` (see :func:`read_selection`)."""
     table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
     loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
     ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
@@ -202,6 +217,7 @@ def build_run_table(
             "evalset": evalset,
             "evalset_label": spec.get("evalset_label") or evalset,
             "seeds": len(row["runs"]),
+            "seed_ids": "/".join(str(x) for x in spec.get("seeds") or range(len(row["runs"]))),
             "time_rule": time_rule,
         }
         if runs_dir is not None:
@@ -212,8 +228,11 @@ def build_run_table(
         for n in ns:
             stat = mean_std([100.0 * r[n] for r in recalls])
             rec[f"R@{n}"], rec[f"R@{n}_std"] = stat.mean, stat.std
+        # Each seed's Recall@1 and the interval of the row's mean (what the table's figure draws).
+        rec["R@1_seeds"] = format_seeds([100.0 * float(h.mean()) for h in hits])
+        low, high = mean_interval(hits, statistics.confidence)
+        rec["R@1_low"], rec["R@1_high"] = 100.0 * low, 100.0 * high
         # ΔR@1 vs the baseline attention and vs the block baseline (icsa/tables/comparisons.py).
-        boot = (statistics.bootstrap_samples, statistics.confidence, statistics.seed)
         base_index = by_key.get(key(row, attention=baseline))
         rec.update({"baseline": "", **empty_columns("dR@1")})
         if row["attention"] != baseline and base_index is not None:
@@ -221,13 +240,15 @@ def build_run_table(
             rec["baseline"] = network_label(
                 base_row["backbone"], base_row["attention"], aggregation
             )
-            rec.update(compare_columns("dR@1", hits, loaded[base_index][1], *boot))
+            rec.update(compare_columns("dR@1", hits, loaded[base_index][1], statistics.confidence))
         block_base = spec.get("block_baseline")
         block_index = None if block_base is None else by_key.get(key(row, block=block_base))
         rec.update({"block_baseline": "", **empty_columns("dR@1_block")})
         if block_index is not None and str(row["block"]) != str(block_base):
             rec["block_baseline"] = block_label(block_base)
-            rec.update(compare_columns("dR@1_block", hits, loaded[block_index][1], *boot))
+            rec.update(
+                compare_columns("dR@1_block", hits, loaded[block_index][1], statistics.confidence)
+            )
         # The paper measured NetVLAD only.
         theirs = (aggregation == DEFAULT_AGGREGATION and paper_row(
             paper, table, backbone=row["backbone"], attention=row["attention"], block=row["block"]
@@ -237,6 +258,8 @@ def build_run_table(
         # Where the paper's numbers come from (real data), never to be read as our evaluation set.
         rec["paper_evalset"] = str((paper.get(table) or {}).get("evaluated_on", ""))
         out.append(rec)
+    # One family per table: every comparison made above is judged together.
+    mark_family(out, statistics.confidence, statistics.multiplicity, statistics.power)
     return pd.DataFrame(out)
 
 

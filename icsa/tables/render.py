@@ -10,7 +10,13 @@ from typing import Any
 import pandas as pd
 
 from icsa.io import atomic_path, write_json
-from icsa.tables.comparisons import format_difference, format_query_interval, interval_note
+from icsa.tables.comparisons import (
+    PREFIXES,
+    format_difference,
+    format_mde,
+    format_query_interval,
+    interval_note,
+)
 from icsa.tables.compose import SELECTION_FLAGS, Statistics
 from icsa.tables.stats import MeanStd, format_mean_std
 
@@ -47,11 +53,11 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
         header.append(f"R@{n}")
         if f"paper_R@{n}" in df.columns:
             header.append(f"R@{n} paper ({paper_on})" if paper_on else f"R@{n} paper")
-    ci = f"{stats.confidence:.0%} CI"
-    header += [f"ΔR@1 vs baseline [{ci}]", "(queries only)"]
+    columns = difference_headers(spec, stats)
+    header += [columns["dR@1"], "(queries only)", "MDE"]
     by_block = "dR@1_block" in df.columns and df["block_baseline"].fillna("").astype(bool).any()
     if by_block:
-        header += [f"ΔR@1 vs block {spec.get('block_baseline')} [{ci}]", "(queries only)"]
+        header += [columns["dR@1_block"], "(queries only)", "MDE"]
     selection = "best_epoch" in df.columns
     if selection:
         header.append("best epoch / trained")
@@ -64,13 +70,14 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
                 cells.append(_fmt(rec[f"paper_R@{n}"]))
         if rec["baseline"]:
             cells += [f"{format_difference(rec, 'dR@1')} vs {rec['baseline']}",
-                      format_query_interval(rec, "dR@1")]  # fmt: skip
+                      format_query_interval(rec, "dR@1"), format_mde(rec, "dR@1")]  # fmt: skip
         else:
-            cells += ["(baseline)" if rec["attention"] == spec.get("baseline") else "–", ""]
+            cells += ["(baseline)" if rec["attention"] == spec.get("baseline") else "–", "", ""]
         if by_block:
             own = str(rec.get("block_baseline") or "") == ""
             cells += [format_difference(rec, "dR@1_block") or ("(baseline)" if own else "–"),
-                      format_query_interval(rec, "dR@1_block")]  # fmt: skip
+                      format_query_interval(rec, "dR@1_block"),
+                      format_mde(rec, "dR@1_block")]  # fmt: skip
         if selection:
             marks = "".join(f" ⚑{f}" for f in _flags(rec.get("selection_flags")))
             cells.append(f"{rec['best_epoch']} / {rec['trained_epochs']}{marks}")
@@ -81,15 +88,53 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
         f"Evaluation set (ours): {label} (`{spec['evalset']}`). Recall@N in %; seeds: "
         f"{', '.join(map(str, seeds))}"
         + (" (cells: mean ± std over seeds)." if len(seeds) > 1 else "."),
-        interval_note(stats.confidence, stats.bootstrap_samples, stats.seed, len(seeds)),
+        interval_note(stats.confidence, len(seeds), family_size(df), stats.multiplicity,
+                      stats.power),  # fmt: skip
         f"Paper: the published numbers, measured on {paper_on or 'the paper’s data'} "
         "(config/paper_values.yaml)"
         + (f", not on our {label}: compare trends, not values." if label != spec["evalset"]
            else "."),
     ]  # fmt: skip
+    if len(seeds) > 1:
+        notes.append(
+            "Per-seed values (each seed's Recall@1 and difference) are in the CSV, JSON and HTML "
+            "table. They depend on the machine: training trajectories follow the CPU's (or GPU's) "
+            "kernels, so another CPU gives other per-seed values; a conclusion that holds only on "
+            "one machine is not a conclusion."
+        )
     notes += protocol_notes(df, spec)
     title = f"### Table {spec['table'].removeprefix('table')}: {spec.get('title', '')}".rstrip(": ")
     return "\n\n".join([title, _markdown_grid(header, rows), *notes]) + "\n"
+
+
+def difference_headers(spec: dict[str, Any], stats: Statistics) -> dict[str, str]:
+    """The Markdown header of each ΔR@1 column."""
+    ci = f"{stats.confidence:.0%} CI"
+    return {
+        "dR@1": f"ΔR@1 vs baseline [{ci}]",
+        "dR@1_block": f"ΔR@1 vs block {spec.get('block_baseline')} [{ci}]",
+    }
+
+
+def seed_details(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics) -> list[dict[str, str]]:
+    """Per row, {column header: each seed's values} for the HTML page (several seeds only)."""
+    columns = {"R@1": "R@1", **difference_headers(spec, stats)}
+    out = []
+    for rec in df.to_dict("records"):
+        ids = str(rec.get("seed_ids") or "").split("/")
+        row = {}
+        for name, header in columns.items():
+            cell = rec.get(f"{name}_seeds")
+            if isinstance(cell, str) and cell.count("/") >= 1:
+                values = " · ".join(f"{v}" for v in cell.split("/"))
+                row[header] = f"seeds {'/'.join(ids)}: {values}"
+        out.append(row)
+    return out
+
+
+def family_size(df: pd.DataFrame) -> int:
+    """How many ΔR@1 comparisons the table makes (the family its marks are adjusted over)."""
+    return int(sum(df[f"{p}_p"].notna().sum() for p in PREFIXES if f"{p}_p" in df.columns))
 
 
 def _paper_evalset(df: pd.DataFrame) -> str:
@@ -168,21 +213,36 @@ def efficiency_markdown(df: pd.DataFrame, spec: dict[str, Any], metadata: dict[s
 
 # What `dvc metrics show` lists per row: the numbers a reader compares between commits (not the
 # paper's constants, interval bounds or bookkeeping such as best epochs).
-SUMMARY_METRIC = re.compile(r"R@\d+|dR@1|dR@1_block|params|size_kb|time_vs_icsa")
+SUMMARY_METRIC = re.compile(r"R@\d+|dR@1(_block)?(_mde)?|params|size_kb|time_vs_icsa")
+# "/"-joined per-seed columns, listed per seed as `R@1_s0`, `dR@1_s0`, … (seed ids from `seed_ids`).
+PER_SEED = ("R@1", "dR@1", "dR@1_block")
+
+
+def _per_seed(rec: dict[str, Any]) -> dict[str, float]:
+    ids = str(rec.get("seed_ids") or "").split("/")
+    out = {}
+    for name in PER_SEED:
+        cell = rec.get(f"{name}_seeds")
+        if isinstance(cell, str) and cell:
+            out.update({f"{name}_s{i}": float(v) for i, v in zip(ids, cell.split("/"))})
+    return out
 
 
 def summary_json(df: pd.DataFrame) -> dict[str, Any]:
     """A flat {row label: {metric: value}} view for `dvc metrics show` (a row's ΔR@1 only where
-    it is compared: NaN values are left out)."""
+    it is compared: NaN values are left out), with each seed's R@1 and differences."""
     out: dict[str, Any] = {}
     for rec in df.to_dict("records"):
         out[row_label(rec)] = {
-            k: v
-            for k, v in rec.items()
-            if SUMMARY_METRIC.fullmatch(str(k))
-            and isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and not (isinstance(v, float) and math.isnan(v))
+            **{
+                k: v
+                for k, v in rec.items()
+                if SUMMARY_METRIC.fullmatch(str(k))
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and not (isinstance(v, float) and math.isnan(v))
+            },
+            **_per_seed(rec),
         }
     return out
 

@@ -1,9 +1,10 @@
 """A real headless browser for the report tests: Debian's chromium driven by selenium.
 
-`report_table_text` opens a Snakemake HTML report the way a reader does (Results → a category →
+`report_table_view` opens a Snakemake HTML report the way a reader does (Results → a category →
 the eye button of one result), switches into the frame the report shows the result in, saves a
-screenshot and returns the text on screen. Where no browser is installed (`.ci/run` installs
-Debian's chromium and chromium-driver where it can) or it cannot start, the calling test skips.
+screenshot and returns the text on screen and the size of every image the browser rendered.
+Where no browser is installed (`.ci/run` installs Debian's chromium and chromium-driver where it
+can) or it cannot start, the calling test skips.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def _driver():
         pytest.skip(f"{binary} did not start headless: {err.msg}")
 
 
-def report_table_text(report: Path, category: str, label: str, screenshot: Path) -> str:
-    """The text of the result labelled `label` in `category`, as the report displays it."""
+def report_table_view(
+    report: Path, category: str, label: str, screenshot: Path
+) -> tuple[str, list[tuple[int, int]]]:
+    """The text of the result labelled `label` in `category`, as the report displays it, and
+    the (natural width, natural height) of each image on it (0 × 0: not decoded)."""
     from selenium.webdriver.common.by import By
 
     browser = _driver()
@@ -50,8 +54,12 @@ def report_table_text(report: Path, category: str, label: str, screenshot: Path)
         row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
         browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
         text = browser.find_element(By.TAG_NAME, "body").text
+        images = [
+            (int(img.get_property("naturalWidth")), int(img.get_property("naturalHeight")))
+            for img in browser.find_elements(By.TAG_NAME, "img")
+        ]
         browser.switch_to.default_content()
         browser.save_screenshot(str(screenshot))
-        return text
+        return text, images
     finally:
         browser.quit()

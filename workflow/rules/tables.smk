@@ -45,13 +45,16 @@ rule table:
         md="results/{table}.md",
         json="results/{table}.json",
         # The page the Snakemake report shows inline (a CSV or Markdown would only be offered
-        # for download): the paper-style table as HTML, intervals that exclude 0 highlighted.
+        # for download): the paper-style table as HTML, marked differences coloured by sign,
+        # each seed's values under its cell, and the table's figure right after it.
         html=report(
             "results/{table}.html",
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
+        # The table as a figure (icsa/tables/figure.py); the HTML page embeds it.
+        png="results/{table}.png",
         # The data of the table's DVC plots (dvc.yaml `plots:`): Recall@N per row, and the
         # training curve of every run behind the rows.
         recall="results/{table}_recall.csv",
@@ -72,5 +75,5 @@ rule table:
         " --paper {input.paper} --metrics-dir results/metrics --runs-dir results/runs"
         " --efficiency {params.efficiency}"
         " --out-csv {output.csv} --out-md {output.md} --out-json {output.json}"
-        " --out-html {output.html} --out-recall-csv {output.recall}"
+        " --out-html {output.html} --out-png {output.png} --out-recall-csv {output.recall}"
         " --out-curves-csv {output.curves} > {log} 2>&1"
