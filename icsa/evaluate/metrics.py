@@ -3,7 +3,7 @@
 The metrics JSON and the per-query ``.npz`` are the contract in docs/architecture.md
 ("Evaluation"): recalls and found counts per N, queries without any positive, descriptor dims
 and timings; per query the top-k ``indices``/``distances`` and ``first_hit_rank`` (−1 = none in
-the top-k), from which the tables' paired bootstrap recomputes Found@N.
+the top-k), from which the tables' paired intervals recompute Found@N.
 """
 
 from __future__ import annotations
