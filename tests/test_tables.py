@@ -250,3 +250,14 @@ def test_paper_values_cover_every_default_table_row():
     # Cross-table consistency of the paper itself: the VGG16+ICSA block5 model is one model.
     icsa = [paper[t]["rows"][i] for t, i in (("table1", 2), ("table3", 0), ("table5", 3))]
     assert all(r["attention"] == "icsa" and r["R@1"] == 85.3 for r in icsa)
+
+
+def test_statistics_settings_are_checked():
+    assert Statistics.from_dict({}) == Statistics(confidence=0.95, multiplicity="holm", power=0.8)
+    with pytest.raises(InputError, match=r"statistics.multiplicity: 'bonferroni'; expected one of"):
+        Statistics.from_dict({"multiplicity": "bonferroni"})
+    with pytest.raises(InputError, match=r"statistics.power: 1.5; expected a number in \(0, 1\)"):
+        Statistics.from_dict({"power": 1.5})
+    # The old bootstrap's keys are gone: named, with the valid ones.
+    with pytest.raises(InputError, match=r"unknown keys \['bootstrap_samples'\]; valid keys"):
+        Statistics.from_dict({"bootstrap_samples": 1000})

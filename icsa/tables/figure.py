@@ -96,7 +96,7 @@ def plot_run_table(
     seeds = int(df["seeds"].max()) if len(df) else 0
     interval = "interval of the mean" if seeds > 1 else "queries-only interval (1 seed)"
     ax_ours.set_title(f"Recall@1, ours: seeds (dots), {interval}", fontsize=9)
-    ax_diff.set_title("ΔR@1 vs baseline: green/red = marked gain/harm", fontsize=9)
+    ax_diff.set_title("ΔR@1 vs baseline (green/red: marked gain/harm)", fontsize=9)
     paper_on = ", ".join(sorted({str(v) for v in df.get("paper_evalset", []) if str(v)
                                  and str(v) != "nan"}))  # fmt: skip
     ax_paper.set_title(f"Paper's Recall@1 ({paper_on or 'the paper’s data'})", fontsize=9)

@@ -2,7 +2,8 @@
 
 A run table compares every "with module" row with its baseline and every trained block with
 block none: Table 5 makes 16 comparisons. At 5 % each, a table of 16 null differences carries
-at least one star by chance more often than not (1 − 0.95¹⁶ = 56 %). The marker is therefore decided over the table's whole family:
+at least one star by chance more often than not (1 − 0.95¹⁶ = 56 %). The marker is therefore
+decided over the table's whole family:
 
 - ``holm`` (default) — Holm's (1979) step-down procedure: the family-wise error rate (the chance
   of *any* false star in the table) is at most α, under any dependence between comparisons.
