@@ -71,13 +71,15 @@ def _numbers(tree, path=()):
 
 
 def check_what_dvc_users_see(repo: Path) -> None:
-    """`dvc metrics show`: Recall@N and ΔR@1 per row only; `dvc plots show`: the table's Recall@N
+    """`dvc metrics show`: Recall@N, ΔR@1 (its MDE with several seeds) and each seed's R@1 and
+    ΔR@1 per row only; `dvc plots show`: the table's Recall@N
     and training curves with their data; `dvc params diff`: a changed list shown once."""
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
     numbers = list(_numbers(shown))
     table = json.loads((repo / "results" / "table6.json").read_text())
     assert {path[-1] for path, _ in numbers} == {k for row in table.values() for k in row}
-    assert all(re.fullmatch(r"R@(1|5|10|20)|dR@1", path[-1]) for path, _ in numbers), numbers
+    metric = r"R@(1|5|10|20)|dR@1(_mde)?|(R@1|dR@1)_s[0-9]+"
+    assert all(re.fullmatch(metric, path[-1]) for path, _ in numbers), numbers
     assert {"VGG16 block5", "VGG16+ICSA block5"} <= {path[-2] for path, _ in numbers}
 
     # (This repository has Table 6 only: DVC warns, on stderr, about the other tables' plots.)

@@ -84,7 +84,7 @@ def test_table_rows_compare_within_one_aggregator(tmp_path) -> None:
     for run, p in found.items():
         ranks = np.where(np.arange(200) < 200 * p, 0, -1)
         write_run(tmp_path, run, "pitts30k-test", ranks)
-    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(200, 0.95, 0))
+    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
     df = df.set_index("network")
     assert df.loc["VGG16+SP", "dR@1"] == pytest.approx(0.0)  # vs NetVLAD's none
     assert df.loc["VGG16+SP (GeM)", "dR@1"] == pytest.approx(40.0)  # vs GeM's none

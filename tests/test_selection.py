@@ -60,10 +60,10 @@ def test_untrained_model_better_than_all_trained_epochs_still_selects_a_trained_
     spec = {"table": "table5", "title": "t", "evalset": "pitts30k-test", "baseline": "none",
             "seeds": [0], "rows": [{"backbone": "vgg16", "attention": "icsa", "block": "5",
                                     "runs": [run]}]}  # fmt: skip
-    df = build_run_table(spec, tmp_path / "metrics", {}, Statistics(100), tmp_path / "runs")
+    df = build_run_table(spec, tmp_path / "metrics", {}, Statistics(), tmp_path / "runs")
     assert df.iloc[0]["best_epoch"] == "2" and df.iloc[0]["trained_epochs"] == "3"
     assert df.iloc[0]["selection_flags"] == "untrained-better"
-    md = run_table_markdown(df, spec, Statistics(100))
+    md = run_table_markdown(df, spec, Statistics())
     row = next(line for line in md.splitlines() if line.startswith("| VGG16+ICSA"))
     assert "2 / 3 ⚑untrained-better" in row
 

@@ -210,3 +210,35 @@ def test_csv_and_json_carry_labels_and_seeds(tmp_path: Path) -> None:
     seeds = [summary[f"R@1_s{s}"] for s in SEEDS]
     assert np.mean(seeds) == pytest.approx(built.iloc[3]["R@1"], abs=0.06)
     assert {"dR@1_s0", "dR@1_block_s2", "dR@1_mde"} <= set(summary)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh", "none"])
+def test_no_mark_where_the_per_seed_t_interval_includes_zero(tmp_path: Path, method: str) -> None:
+    """Issue 26's criterion, on a table with effects of every size: whatever the adjustment, a
+    marked difference has a per-seed paired t-interval (S − 1 df) that excludes 0."""
+    spec = {**table5_spec([0, 1, 2, 3]), "evalset_label": LABEL, "block_baseline": "none"}
+    rng = np.random.default_rng(11)
+    ranks = {}
+    for row in spec["rows"]:
+        for seed, run in zip([0, 1, 2, 3], row["runs"]):
+            p = 0.3 + (0.15 if row["block"] == "5" else 0) + (0.02 * seed if row["attention"]
+                                                              == "icsa" else 0)  # fmt: skip
+            ranks[run] = _ranks(rng, p, 400)
+            write_run(tmp_path, run, spec["evalset"], ranks[run])
+    df = build_run_table(spec, tmp_path, load_paper(PAPER), Statistics(multiplicity=method))
+    by_key = {(r["attention"], r["block"]): r["runs"] for r in spec["rows"]}
+    checked = 0
+    for rec, row in zip(df.to_dict("records"), spec["rows"]):
+        for prefix, base in (
+            ("dR@1", ("none", row["block"])),
+            ("dR@1_block", (row["attention"], "none")),
+        ):
+            if math.isnan(rec[prefix]):
+                continue
+            per_seed = np.array([(ranks[a] == 0).mean() - (ranks[b] == 0).mean()
+                                 for a, b in zip(row["runs"], by_key[base])])  # fmt: skip
+            half = scipy_stats.t.ppf(0.975, 3) * per_seed.std(ddof=1) / 2
+            includes_zero = abs(per_seed.mean()) <= half
+            assert not (rec[f"{prefix}_marked"] and includes_zero), (rec["network"], prefix)
+            checked += 1
+    assert checked == 4 and df["dR@1_block_marked"].any()  # the block-5 gain is marked
