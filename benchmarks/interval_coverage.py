@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument("--boot-reps", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/interval_coverage.md")
+    default_out = ROOT / "benchmarks" / "results" / "interval_coverage.md"
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     methods = ["ours", "per-seed t", "crossed", "queries only", "2-level bootstrap"]

@@ -23,7 +23,14 @@ def pytest_xdist_auto_num_workers(config) -> int:
 
 # The longest modules first: under `--dist loadscope` a module starts when a worker takes it, in
 # collection order, so the tiny workflow (minutes) must not be the last one to start.
-HEAVY_FIRST = ("test_workflow_e2e", "test_slurm", "test_dvc", "test_workflow_kills", "test_report")
+HEAVY_FIRST = (
+    "test_workflow_e2e",
+    "test_regression",
+    "test_slurm",
+    "test_dvc",
+    "test_workflow_kills",
+    "test_report",
+)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -32,3 +39,21 @@ def pytest_collection_modifyitems(config, items) -> None:
         return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
 
     items.sort(key=rank)  # stable: the order inside a module is kept
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line naming the machine services whose tests skipped (tests/helpers/services.py);
+    under CI=true those tests fail instead, so CI never prints it."""
+    from tests.helpers.services import skipped_services
+
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reasons.append(str(longrepr[2] if isinstance(longrepr, tuple) else longrepr))
+    counts = skipped_services(reasons)
+    if counts:
+        listed = ", ".join(f"{service} ({n} test{'s' * (n > 1)})" for service, n in counts.items())
+        terminalreporter.write_line(
+            f"skipped for want of a service here: {listed}; .ci/run sets them up, and under "
+            "CI=true these tests fail instead of skipping"
+        )

@@ -11,6 +11,7 @@ import torch
 
 from icsa.train.loop import DIVERGENCE_FACTOR, DivergedError, NonFiniteLossError
 from tests.helpers.city import QUICK, make_trainer, run_training
+from tests.helpers.services import unavailable
 from tests.helpers.workflow import ROOT, env
 
 torch.set_num_threads(1)
@@ -104,7 +105,7 @@ def small_disk(tmp_path):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
                              capture_output=True, text=True)  # fmt: skip
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+        unavailable("tmpfs", f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
         yield disk
     finally:

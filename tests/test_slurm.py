@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.services import unavailable
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,10 +66,13 @@ def slurm_unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="needs pip install '.[slurm]'")
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        unavailable("SLURM", "the executor plugin is missing: pip install '.[slurm]'")
     reason = slurm_unavailable()
     if reason:
-        pytest.skip(reason)
+        unavailable("SLURM", reason)
 
 
 def run_env() -> dict[str, str]:
@@ -224,7 +229,7 @@ def test_gpu_rules_get_their_own_slurm_gpu(slurm, tmp_path):
     """`gpu=1` (and `gpu_model`) become sbatch --gpus; SLURM pins each job to its own device and
     `icsa gpu run` inside the job keeps SLURM's choice instead of locking."""
     if slurm_gpus() < 2:
-        pytest.skip("the SLURM node offers fewer than 2 GPUs (see .ci/slurm-up.sh)")
+        unavailable("SLURM", "the SLURM node offers fewer than 2 GPUs (see .ci/slurm-up.sh)")
     icsa = str(Path(sys.executable).with_name("icsa"))
     (tmp_path / "Snakefile").write_text(
         f"ICSA = {icsa!r}\nPY = {sys.executable!r}\nRECORD = {RECORD!r}\n" + GPU_SNAKEFILE

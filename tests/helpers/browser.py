@@ -3,8 +3,8 @@
 `report_table_view` opens a Snakemake HTML report the way a reader does (Results → a category →
 the eye button of one result), switches into the frame the report shows the result in, saves a
 screenshot and returns the text on screen and the size of every image the browser rendered.
-Where no browser is installed (`.ci/run` installs Debian's chromium and chromium-driver where it
-can) or it cannot start, the calling test skips.
+Where no browser is installed (`.ci/run` installs Debian's chromium and chromium-driver) or it
+cannot start, the calling test skips, or fails under CI=true (tests/helpers/services.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
+from tests.helpers.services import unavailable
 
 BROWSER = ("chromium", "chromium-browser")
 DRIVER = "chromedriver"
@@ -22,8 +22,11 @@ def _driver():
     binary = next((p for name in BROWSER if (p := shutil.which(name))), None)
     driver = shutil.which(DRIVER)
     if binary is None or driver is None:
-        pytest.skip(f"no headless browser here: need one of {BROWSER} and {DRIVER} on PATH")
-    webdriver = pytest.importorskip("selenium.webdriver")
+        unavailable("browser", f"no headless browser here: need one of {BROWSER} and {DRIVER}")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        unavailable("browser", "selenium is not installed (pip install '.[dev]')")
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
@@ -34,7 +37,7 @@ def _driver():
     try:
         return webdriver.Chrome(service=Service(driver), options=options)
     except WebDriverException as err:  # e.g. a chromium that cannot start in this container
-        pytest.skip(f"{binary} did not start headless: {err.msg}")
+        unavailable("browser", f"{binary} did not start headless: {err.msg}")
 
 
 def report_table_view(
