@@ -1,5 +1,8 @@
 # Two entry points, each doing its own set-up on first use:
 #   make run    -> the main job: snakemake --cores 8 results/table5.csv on the embedded default
+#   make rehearse -> the paper's configuration (config/pittsburgh.yaml) rehearsed on the synthetic
+#                  city at 480×640 (config/rehearsal.yaml) to every table, in its own folder
+#                  rehearsal/ (config/ copied in; hours on a 2-core CPU, README "Rehearsal")
 #   make test   -> ruff (lint + format check), snakefmt --check and the whole pytest suite, in
 #                  one worker per available CPU (pytest-xdist; a module's tests stay together,
 #                  so module fixtures such as the tiny workflow are built once)
@@ -8,7 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint setup clean
+REHEARSAL := rehearsal
+
+.PHONY: run rehearse test lint setup clean
 
 setup: $(STAMP)
 
@@ -20,6 +25,12 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 8 results/table5.csv
+
+rehearse: $(STAMP)
+	mkdir -p $(REHEARSAL) && cp -r config $(REHEARSAL)/
+	cd $(REHEARSAL) && PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/snakemake \
+		-s $(CURDIR)/workflow/Snakefile --workflow-profile $(CURDIR)/profiles/default --cores all \
+		--configfile config/pittsburgh.yaml config/rehearsal.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

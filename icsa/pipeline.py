@@ -32,7 +32,7 @@ from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
 from icsa.train.settings import TrainSettings
 
 # What each dataset stands in for, in the synthetic city's labels (the generator writes these).
-SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM"}
+SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM", "tokyo247": "Tokyo 24/7"}
 
 
 def config_error(key: str, value: Any, expected: str) -> InputError:
@@ -144,7 +144,13 @@ def check(config: dict[str, Any]) -> list[str]:
     if synthetic:
         from icsa.data.synthetic.settings import CitySettings  # numpy only
 
-        CitySettings.from_dict(synthetic.get("settings") or {})
+        city = CitySettings.from_dict(synthetic.get("settings") or {})
+        if "tokyo247" in config["datasets"] and not city.tokyo247_db:
+            raise config_error(
+                "synthetic.settings.tokyo247_db", city.tokyo247_db,
+                "a positive size (and tokyo247_q) when datasets.tokyo247 is synthetic: the city "
+                "writes its Tokyo 24/7 role only then (config/rehearsal.yaml sets both)",
+            )  # fmt: skip
     for name, entry in config["datasets"].items():
         root = Path(entry["root"])
         if dataset_layout(config, name) == "netvlad" and name not in LAYOUTS:
@@ -153,7 +159,8 @@ def check(config: dict[str, Any]) -> list[str]:
                 f"one of {sorted(LAYOUTS)} in the netvlad layout (any name: layout benchmark)",
             )  # fmt: skip
         if synthetic:
-            # The generator writes <out>/pitts30k and <out>/tokyotm; no other root.
+            # The generator writes <out>/pitts30k, <out>/tokyotm and (when its sizes are set)
+            # <out>/tokyo247; no other root.
             expected = Path(synthetic["out"]) / name
             if root != expected:
                 raise config_error(

@@ -26,6 +26,7 @@ def pytest_xdist_auto_num_workers(config) -> int:
 HEAVY_FIRST = (
     "test_workflow_e2e",
     "test_regression",
+    "test_rehearsal",
     "test_slurm",
     "test_dvc",
     "test_workflow_kills",

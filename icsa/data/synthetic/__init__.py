@@ -3,8 +3,9 @@
 ``generate(out_dir, seed)`` writes ``out_dir/pitts30k/`` (a Pittsburgh-like city, train/val/test
 from disjoint areas) and ``out_dir/tokyotm/`` (a differently styled city in the TokyoTM role: a
 time machine captured in several years whose queries are database images, ``time_machine.py``),
-each with its ``datasets/*.mat`` dbStructs, so that real and synthetic data share one code path
-(DESIGN §4); ``layout="benchmark"`` writes the same city as benchmark-named image folders
+each with its ``datasets/*.mat`` dbStructs, and, when ``tokyo247_db``/``tokyo247_q`` are set,
+``out_dir/tokyo247/`` (the Tokyo 24/7 role, ``tokyo247.py``), so that real and synthetic data
+share one code path; ``layout="benchmark"`` writes the same city as benchmark-named image folders
 (:mod:`icsa.data.convert`). Same seed and settings give byte-identical files.
 """
 
@@ -24,6 +25,7 @@ from icsa.data.convert import UTM_ZONES, in_benchmark_order, netvlad_to_benchmar
 from icsa.data.dbstruct import write_dbstruct
 from icsa.data.layouts import check_layout
 from icsa.data.synthetic.settings import CitySettings
+from icsa.data.synthetic.tokyo247 import plan_tokyo247
 from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
 from icsa.data.synthetic.writer import Job, SplitPlan, default_workers, plan_city, render_all
 from icsa.errors import InputError
@@ -41,8 +43,9 @@ def plan_cities(
     Each city draws from its own Generator spawned from ``seed``, so changing the TokyoTM-role
     sizes leaves the Pittsburgh-like city unchanged.
     """
-    children = np.random.SeedSequence(int(seed)).spawn(2)
-    rng_pitts, rng_tokyo = (np.random.default_rng(c) for c in children)
+    # Children are fixed by their index: a third one (Tokyo 24/7) leaves the first two as they were.
+    children = np.random.SeedSequence(int(seed)).spawn(3)
+    rng_pitts, rng_tokyo, rng_247 = (np.random.default_rng(c) for c in children)
     w_p, plans_p, jobs_p = plan_city(
         PITTSBURGH, ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
         [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)], s, rng_pitts, 0,
@@ -60,7 +63,13 @@ def plan_cities(
         dataset: [replace(pl, db=in_benchmark_order(pl.db, UTM_ZONES[dataset])) for pl in pls]
         for dataset, pls in (("pitts30k", plans_p), ("tokyotm", plans_t))
     }
-    return [*w_p, *w_t], plans, jobs
+    worlds = [*w_p, *w_t]
+    if s.tokyo247_db:  # rows stay panorama by panorama (the panorama rule needs them so)
+        world, plan, jobs_247 = plan_tokyo247(s, rng_247, len(worlds))
+        worlds.append(world)
+        plans["tokyo247"] = [plan]
+        jobs += [replace(j, path=f"tokyo247/{j.path}") for j in jobs_247]
+    return worlds, plans, jobs
 
 
 def generate(
@@ -90,6 +99,12 @@ def generate(
             "folder — remove it or choose another --out"
         )
     check_layout(layout)
+    if layout == "benchmark" and s.tokyo247_db:
+        raise InputError(
+            "synthetic city: the Tokyo 24/7 role (tokyo247_db/tokyo247_q) is written in the "
+            "netvlad layout only (its panorama rule reads database rows in panorama order); "
+            "expected layout netvlad or tokyo247_db = tokyo247_q = 0"
+        )
     worlds, plans, jobs = plan_cities(seed, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

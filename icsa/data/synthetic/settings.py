@@ -67,11 +67,18 @@ class CitySettings:
     tokyo_capture_offset: float = 3.0  # metres: captures of one place lie within this radius
     tokyo_change_fraction: float = 0.25  # buildings repainted / signs changed between years
     tokyo_occluders_max: int = 2  # parked cars and passers-by per database image, 0..this
+    # --- the Tokyo 24/7 role (tokyo247.py): off unless both sizes are set -------------------
+    tokyo247_db: int = 0  # database images, whole panoramas of 12 views (rounded up)
+    tokyo247_q: int = 0  # queries: a third each by day, at sunset and at night
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            low = 0 if field.name.endswith("occluders_max") else 1
+            low = (
+                0
+                if field.name.endswith("occluders_max") or field.name.startswith("tokyo247")
+                else 1
+            )
             bad = not isinstance(value, int) or isinstance(value, bool) or value < low
             if field.type == "int" and bad:
                 raise InputError(
@@ -108,6 +115,11 @@ class CitySettings:
                     f"CitySettings.tokyo_{split}_q: got {n_q}, expected <= tokyo_{split}_db = "
                     f"{n_db} (TokyoTM's queries are images of its database)"
                 )
+        if (self.tokyo247_db == 0) != (self.tokyo247_q == 0):
+            raise InputError(
+                f"CitySettings.tokyo247_db/tokyo247_q: got {self.tokyo247_db}/{self.tokyo247_q}; "
+                "expected both 0 (no Tokyo 24/7 role) or both positive"
+            )
         if self.split_gap <= 25.0:
             raise InputError(
                 f"CitySettings.split_gap: got {self.split_gap}, expected > 25 (the positive "
@@ -127,8 +139,12 @@ class CitySettings:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting, less the Tokyo 24/7 role's while it is off (so that the manifests of
+        cities without it stay byte-identical to those written before it existed)."""
         return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()
+            if not (k.startswith("tokyo247") and v == 0)
         }
 
     @classmethod
