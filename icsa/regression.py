@@ -87,7 +87,8 @@ def _run_name(run: dict[str, Any]) -> str:
 
 def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[str, Any]:
     """Render, cluster, train, extract and evaluate every run of ``config`` under ``work``;
-    returns ``{"environment", "results": {"<run>/<evalset>": {"first_hit_rank", "recalls"}}}``."""
+    returns ``{"environment", "results": {"<run>/<evalset>": {"first_hit_rank", "recalls",
+    "projection"}}}``."""
     import torch
 
     from icsa.centroids import centroid_source
@@ -105,7 +106,7 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
     torch.set_num_threads(1)
     work = Path(work)
     city = work / "city"
-    settings = record_from_dict(CitySettings, config.city, "regression city")
+    settings = CitySettings.from_dict(config.city)
     generate(city, config.seed, settings, workers=1, progress=False)
     recipe = TrainSettings.from_dict(config.train, "regression train")
     results: dict[str, Any] = {}
