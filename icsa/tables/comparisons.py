@@ -25,12 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from icsa.tables.inference import (
-    analyse,
-    difference_interval,
-    minimum_detectable_effect,
-    paired_differences,
-)
+from icsa.tables.inference import difference_interval, minimum_detectable_effect
 from icsa.tables.multiplicity import adjust, strictest_level
 
 SUFFIXES = ("", "_low", "_high", "_qlow", "_qhigh", "_p", "_padj", "_mde")
@@ -49,6 +44,11 @@ def empty_columns(prefix: str) -> dict[str, Any]:
 def format_seeds(values: list[float] | tuple[float, ...], digits: int = 1) -> str:
     """Per-seed values as one cell: '51.0/58.9/47.4'."""
     return "/".join(f"{v:.{digits}f}" for v in values)
+
+
+def parse_seeds(cell: Any) -> list[float]:
+    """The values of a :func:`format_seeds` cell ([] for an empty or missing one)."""
+    return [float(v) for v in cell.split("/")] if isinstance(cell, str) and cell else []
 
 
 def compare_columns(
@@ -73,7 +73,7 @@ def compare_columns(
         f"{prefix}_seeds": format_seeds([100.0 * x for x in ci.per_seed]),
         f"{prefix}_marked": False,
         # Kept for mark_family (the MDE needs the family's size); dropped before the table.
-        f"_{prefix}_d": paired_differences(hits, baseline_hits, prefix),
+        f"_{prefix}_analyses": ci.analyses,
     }
 
 
@@ -81,17 +81,16 @@ def mark_family(records: list[dict[str, Any]], confidence: float, method: str, p
     """Adjust the p of every comparison in ``records`` over the whole table, set ``_padj``,
     ``_marked`` (at least two seeds and adjusted p < α) and ``_mde``; returns the family size."""
     alpha = 1.0 - confidence
-    family = [(rec, p) for rec in records for p in PREFIXES if f"_{p}_d" in rec]
+    family = [(rec, p) for rec in records for p in PREFIXES if f"_{p}_analyses" in rec]
     adjusted = adjust(np.array([rec[f"{p}_p"] for rec, p in family]), method)
     level = strictest_level(alpha, len(family), method)
     for (rec, prefix), padj in zip(family, adjusted):
-        d = rec.pop(f"_{prefix}_d")
+        analyses = rec.pop(f"_{prefix}_analyses")
+        several = analyses.num_seeds > 1
         rec[f"{prefix}_padj"] = float(padj)
-        rec[f"{prefix}_marked"] = bool(d.shape[0] > 1 and padj < alpha)
-        if d.shape[0] > 1:  # one seed: training randomness is not covered, nothing to resolve
-            rec[f"{prefix}_mde"] = 100.0 * float(
-                minimum_detectable_effect(analyse(d), level, power)
-            )
+        rec[f"{prefix}_marked"] = bool(several and padj < alpha)
+        if several:  # one seed: training randomness is not covered, nothing to resolve
+            rec[f"{prefix}_mde"] = 100.0 * float(minimum_detectable_effect(analyses, level, power))
     return len(family)
 
 

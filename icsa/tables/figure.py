@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from icsa.analysis.plotting import save_figure  # noqa: E402
+from icsa.tables.comparisons import parse_seeds  # noqa: E402
+from icsa.tables.render import paper_evalset  # noqa: E402
 
 GAIN, HARM, UNMARKED = "#1a9641", "#d7191c", "0.55"
 
@@ -42,11 +44,6 @@ def _x_positions(df: pd.DataFrame) -> tuple[str, list[str]]:
 def _row_x(rec: dict[str, Any], key: str, order: list[str]) -> int:
     label = rec["block"] if key == "block" else f"{rec['network']} {rec['block']}"
     return order.index(label)
-
-
-def _seed_values(rec: dict[str, Any]) -> list[float]:
-    cell = rec.get("R@1_seeds")
-    return [float(v) for v in cell.split("/")] if isinstance(cell, str) and cell else []
 
 
 def _finite(value: Any) -> bool:
@@ -75,7 +72,7 @@ def plot_run_table(
         ax_ours.errorbar(xs, means, yerr=[low, high], fmt="o-" if key == "block" else "o",
                          color=colours[name], capsize=3, label=name, zorder=3)  # fmt: skip
         for x, rec in zip(xs, rows):
-            seeds = _seed_values(rec)
+            seeds = parse_seeds(rec.get("R@1_seeds"))
             jitter = np.linspace(-0.04, 0.04, len(seeds)) if len(seeds) > 1 else [0.0]
             ax_ours.scatter(x + np.asarray(jitter), seeds, s=12, color=colours[name],
                             alpha=0.45, zorder=2)  # fmt: skip
@@ -97,8 +94,7 @@ def plot_run_table(
     interval = "interval of the mean" if seeds > 1 else "queries-only interval (1 seed)"
     ax_ours.set_title(f"Recall@1, ours: seeds (dots), {interval}", fontsize=9)
     ax_diff.set_title("ΔR@1 vs baseline (green/red: marked gain/harm)", fontsize=9)
-    paper_on = ", ".join(sorted({str(v) for v in df.get("paper_evalset", []) if str(v)
-                                 and str(v) != "nan"}))  # fmt: skip
+    paper_on = paper_evalset(df)
     ax_paper.set_title(f"Paper's Recall@1 ({paper_on or 'the paper’s data'})", fontsize=9)
     if not ax_paper.lines:
         ax_paper.text(0.5, 0.5, "no published values for these rows", ha="center",

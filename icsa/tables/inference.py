@@ -46,7 +46,7 @@ coverage simulations run the same code on thousands of replications at once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -130,31 +130,28 @@ def _two_sided_p(diff: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray
     return 2.0 * stats.t.sf(t, df)
 
 
+def _larger(a: Analyses, quantity) -> np.ndarray:
+    """``quantity(se, df)`` of the crossed analysis, or the larger of both with several seeds."""
+    crossed = quantity(a.crossed_se, a.crossed_df)
+    if a.num_seeds == 1:
+        return crossed
+    return np.maximum(quantity(a.seed_se, a.seed_df), crossed)
+
+
 def half_width(a: Analyses, confidence: float) -> np.ndarray:
     """Half-width of the reported interval: the wider of the per-seed and crossed ones."""
     q = 0.5 + confidence / 2.0
-    crossed = stats.t.ppf(q, a.crossed_df) * a.crossed_se
-    if a.num_seeds == 1:
-        return crossed
-    return np.maximum(stats.t.ppf(q, a.seed_df) * a.seed_se, crossed)
+    return _larger(a, lambda se, df: stats.t.ppf(q, df) * se)
 
 
 def p_value(a: Analyses) -> np.ndarray:
     """Two-sided p of the marker's test: the larger of the per-seed and crossed tests' p."""
-    crossed = _two_sided_p(a.difference, a.crossed_se, a.crossed_df)
-    if a.num_seeds == 1:
-        return crossed
-    return np.maximum(_two_sided_p(a.difference, a.seed_se, a.seed_df), crossed)
+    return _larger(a, lambda se, df: _two_sided_p(a.difference, se, df))
 
 
 def minimum_detectable_effect(a: Analyses, alpha: float, power: float) -> np.ndarray:
     """(t_{1−α/2,ν} + t_{power,ν})·SE, the larger over the two analyses (Bloom 1995)."""
-
-    def mde(se: np.ndarray, df: np.ndarray) -> np.ndarray:
-        return (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
-
-    crossed = mde(a.crossed_se, a.crossed_df)
-    return crossed if a.num_seeds == 1 else np.maximum(mde(a.seed_se, a.seed_df), crossed)
+    return _larger(a, lambda se, df: (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
 
 
 @dataclass(frozen=True)
@@ -169,6 +166,7 @@ class DifferenceInterval:
     num_seeds: int
     num_queries: int
     per_seed: tuple[float, ...]  # each seed's difference D_s
+    analyses: Analyses = field(repr=False, compare=False)  # for the MDE at the family's level
 
     @property
     def covers(self) -> str:
@@ -205,6 +203,7 @@ def difference_interval(
         num_seeds=a.num_seeds,
         num_queries=a.num_queries,
         per_seed=tuple(float(x) for x in d.mean(axis=1)),
+        analyses=a,
     )
 
 

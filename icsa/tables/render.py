@@ -16,6 +16,7 @@ from icsa.tables.comparisons import (
     format_mde,
     format_query_interval,
     interval_note,
+    parse_seeds,
 )
 from icsa.tables.compose import SELECTION_FLAGS, Statistics
 from icsa.tables.stats import MeanStd, format_mean_std
@@ -48,7 +49,7 @@ def run_table_markdown(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics
     """Tables 1, 3–6: network, block, then per N ours and (where the paper has it) the paper's."""
     ns = recall_columns(df)
     header = ["network", "lowest trained block"]
-    paper_on = _paper_evalset(df)
+    paper_on = paper_evalset(df)
     for n in ns:
         header.append(f"R@{n}")
         if f"paper_R@{n}" in df.columns:
@@ -125,8 +126,8 @@ def seed_details(df: pd.DataFrame, spec: dict[str, Any], stats: Statistics) -> l
         row = {}
         for name, header in columns.items():
             cell = rec.get(f"{name}_seeds")
-            if isinstance(cell, str) and cell.count("/") >= 1:
-                values = " · ".join(f"{v}" for v in cell.split("/"))
+            if isinstance(cell, str) and cell.count("/") >= 1:  # several seeds
+                values = " · ".join(cell.split("/"))
                 row[header] = f"seeds {'/'.join(ids)}: {values}"
         out.append(row)
     return out
@@ -137,7 +138,7 @@ def family_size(df: pd.DataFrame) -> int:
     return int(sum(df[f"{p}_p"].notna().sum() for p in PREFIXES if f"{p}_p" in df.columns))
 
 
-def _paper_evalset(df: pd.DataFrame) -> str:
+def paper_evalset(df: pd.DataFrame) -> str:
     """The paper's evaluation data for a table ("real Pitts30k-test"), '' if not recorded."""
     if "paper_evalset" not in df.columns:
         return ""
@@ -222,9 +223,8 @@ def _per_seed(rec: dict[str, Any]) -> dict[str, float]:
     ids = str(rec.get("seed_ids") or "").split("/")
     out = {}
     for name in PER_SEED:
-        cell = rec.get(f"{name}_seeds")
-        if isinstance(cell, str) and cell:
-            out.update({f"{name}_s{i}": float(v) for i, v in zip(ids, cell.split("/"))})
+        values = parse_seeds(rec.get(f"{name}_seeds"))
+        out.update({f"{name}_s{i}": v for i, v in zip(ids, values)})
     return out
 
 

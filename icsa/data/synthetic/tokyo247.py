@@ -21,7 +21,7 @@ from icsa.data.synthetic.poses import city_size, database_poses, query_poses, sp
 from icsa.data.synthetic.poses import street_places
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.world import TOKYO, World, build_world
-from icsa.data.synthetic.writer import Job, SplitPlan, _cameras, _split_struct
+from icsa.data.synthetic.writer import Job, SplitPlan, cameras, split_struct
 
 VIEWS = 12  # cutouts per panorama; icsa.evaluate.recall.TOKYO247_CUTOUTS (tested equal)
 MAT = "datasets/tokyo247.mat"
@@ -47,14 +47,14 @@ def plan_tokyo247(
     q = query_poses(places, idx, s.tokyo247_q, s, TOKYO, rng)
     by_time = replace(s, night_fraction=1 / 3, dusk_fraction=1 / 3)  # day, sunset, night
     db_names, q_names, jobs = [], [], []
-    for place, view, cam in zip(db.place, db.yaw, _cameras(db)):
+    for place, view, cam in zip(db.place, db.yaw, cameras(db)):
         name = f"{int(place):05d}/{int(place):05d}_{int(view):02d}.jpg"
         db_names.append(name)
         jobs.append(Job(f"images/{name}", city, cam, db_appearance(rng, s)))
-    for i, cam in enumerate(_cameras(q)):
+    for i, cam in enumerate(cameras(q)):
         q_names.append(f"{i:05d}.jpg")
         jobs.append(Job(f"query/{i:05d}.jpg", city, cam,
                         query_appearance(rng, by_time, TOKYO.sun_azimuth_deg)))  # fmt: skip
     origin = np.asarray(TOKYO.utm_origin)
-    struct = _split_struct("test", db_names, db.xy + origin, q_names, q.xy + origin)
+    struct = split_struct("test", db_names, db.xy + origin, q_names, q.xy + origin)
     return world, SplitPlan(MAT, struct), jobs

@@ -57,7 +57,7 @@ class SplitPlan:
     db: DbStruct
 
 
-def _cameras(p: Poses) -> list[Camera]:
+def cameras(p: Poses) -> list[Camera]:
     return [
         Camera(float(x), float(y), float(h), float(f))
         for (x, y), h, f in zip(p.xy, p.heading_deg, p.fov_deg)
@@ -101,7 +101,7 @@ def plan_city(
             split = time_machine.plan_split(places, idx, n_db, n_q, s, style, rng, place_base)
             jobs += [Job(path, city + year, cam, app) for path, year, cam, app in split.jobs]
             rows = split.query_rows
-            db = _split_struct(
+            db = split_struct(
                 which, split.db_names, split.db_xy + origin, [split.db_names[i] for i in rows],
                 split.db_xy[rows] + origin, split.db_times, split.db_times[rows],
             )  # fmt: skip
@@ -123,21 +123,21 @@ def _plan_pittsburgh_split(
     db = database_poses(places, idx, n_db, s)
     q = query_poses(places, idx, n_q, s, style, rng)
     db_names, q_names, jobs = [], [], []
-    for i, cam in enumerate(_cameras(db)):
+    for i, cam in enumerate(cameras(db)):
         pid = place_base + int(np.searchsorted(idx, db.place[i]))
         rel = f"{pid // 1000:03d}/{pid:06d}_pitch1_yaw{db.yaw[i] + 1}.jpg"
         db_names.append(rel)
         jobs.append(Job(rel, city, cam, db_appearance(rng, s)))
-    for i, cam in enumerate(_cameras(q)):
+    for i, cam in enumerate(cameras(q)):
         qid = q_base + i
         app = query_appearance(rng, s, style.sun_azimuth_deg)
         rel = f"queries_real/{qid // 1000:03d}/{qid:06d}_pitch1_yaw{q.yaw[i] + 1}.jpg"
         q_names.append(rel.removeprefix("queries_real/"))
         jobs.append(Job(rel, city, cam, app))
-    return _split_struct(which, db_names, db.xy + origin, q_names, q.xy + origin), jobs
+    return split_struct(which, db_names, db.xy + origin, q_names, q.xy + origin), jobs
 
 
-def _split_struct(which, db_names, db_utm, q_names, q_utm, db_times=None, q_times=None):
+def split_struct(which, db_names, db_utm, q_names, q_utm, db_times=None, q_times=None):
     """The dbStruct of a synthetic split: NetVLAD's radii, counts from the lists."""
     return DbStruct(
         which_set=which,
