@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,18 @@ def test_duplicate_names_and_mixed_sizes_are_reported(tmp_path, capsys):
     assert test["image_size"] is None and test["image_sizes"] == {"10x20": 1, "12x16": 7}
     assert "pitts30k-test lists 1 database and 0 query image names more than once" in out
     assert "pitts30k-test mixes image sizes" in out
+
+
+def test_a_split_without_queries_is_a_logged_warning_naming_its_file(tmp_path, capsys, caplog):
+    # Nothing lost, round two: training on it used to save an untrained model as the best epoch.
+    root = tmp_path / "pitts"
+    make_dataset(root, "pitts30k", {"train": (6, 0), "val": (5, 3)})
+    with caplog.at_level(logging.WARNING, logger="icsa.data.check"):
+        rc, _, _ = run_cli(["prepare", "check", "--root", str(root), "--dataset", "pitts30k",
+                            "--index-out", str(tmp_path / "index.json"), "--workers", "1",
+                            "--splits", "train", "val"], capsys)  # fmt: skip
+    assert rc == 0  # a warning: the split may be meant as a database only
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    mat = root / "datasets" / "pitts30k_train.mat"
+    assert len(warnings) == 1 and warnings[0].startswith(f"{mat} (pitts30k-train): no queries")
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -194,3 +194,32 @@ def test_cli_train_writes_the_run_folder(tiny_city, tmp_path, monkeypatch):
     typo = {**spec.to_dict(), "recipe": {"epoch": 1}}
     assert main(["train", "--spec", json.dumps(typo), *common]) == 2
     assert json.loads((run / "state" / "run.json").read_text())["run"] == spec.id
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["no-queries", "no-positives"])
+def test_a_split_without_trainable_queries_is_refused_before_training(tmp_path, capsys, far):
+    """Nothing lost, round two: `icsa train` on a training split without queries (or whose
+    queries have no positive) exited 0 after 0 steps and saved the untrained model as the best
+    epoch 1. GeM: no centroids needed."""
+    from icsa.data import read_dbstruct, write_dbstruct
+    from icsa.spec import ModelSpec, RunSpec
+    from icsa.train import TrainSettings
+    from tests.helpers.datasets import make_dataset
+
+    root = tmp_path / "pitts"
+    make_dataset(root, "pitts30k", {"train": (8, 3 if far else 0), "val": (5, 2)}, hw=(32, 32))
+    mat = root / "datasets" / "pitts30k_train.mat"
+    if far:  # every query a kilometre from the database
+        db = read_dbstruct(mat)
+        write_dbstruct(mat, replace(db, q_utm=db.q_utm + 1000.0))
+    model = ModelSpec("vgg16", "none", 4, (32, 32), aggregation="gem")
+    spec = RunSpec("pitts30k", model, TrainSettings(**QUICK), 0)
+    run = tmp_path / "run"
+    argv = ["train", "--spec", spec.to_json(), "--root", str(root), "--run-dir", str(run),
+            "--device", "cpu", "--no-dvclive"]  # fmt: skip
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    queries = "3 queries, 0 with" if far else "0 queries, 0 with"
+    assert len(errors) == 1 and errors[0].startswith(f"icsa train: error: {mat}"), errors
+    assert "pitts30k-train" in errors[0] and queries in errors[0] and "10 m" in errors[0]
+    assert not (run / "checkpoint_best.pt").exists()

@@ -8,6 +8,7 @@ and the first few names, and no index is written.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from icsa.errors import InputError
 from icsa.io import write_json
 
 FIRST_FEW = 5
+
+log = logging.getLogger(__name__)
 
 
 def probe_image(path: str) -> tuple[str, Any]:
@@ -64,6 +67,15 @@ def _failure_report(root: Path, failures: list[tuple[Path, str, str]], total: in
     return "; ".join(parts)
 
 
+def _warn_if_empty(split: PlaceSplit) -> None:
+    """A warning (legal in a dbStruct, so not an error) for a split without queries or database
+    images: training on it runs no step, and evaluating it measures nothing."""
+    for what, count in (("queries", split.db.num_q), ("database images", split.db.num_db)):
+        if count == 0:
+            log.warning("%s (%s): no %s; expected at least one to train or evaluate on it",
+                        split.source, split.name, what)  # fmt: skip
+
+
 def check_dataset(
     root: str | os.PathLike,
     dataset: str,
@@ -82,6 +94,8 @@ def check_dataset(
     root = Path(root)
     wanted = list(splits) if splits else dataset_splits(root, dataset, layout)
     loaded: list[PlaceSplit] = [load_split(root, dataset, s, layout) for s in wanted]
+    for sp in loaded:
+        _warn_if_empty(sp)
 
     # Splits share database images (and TokyoTM mixes them with queries): decode each once.
     unique = sorted({str(p) for sp in loaded for p in (*sp.db_paths, *sp.q_paths)})

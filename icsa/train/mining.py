@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from icsa.data import different_time, positives_within
+from icsa.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,25 @@ def build_geometry(
         positives=[np.asarray(p, dtype=np.int64) for p in positives],
         near=[np.asarray(n, dtype=np.int64) for n in near],
         num_db=int(len(db_utm)),
+    )
+
+
+def require_trainable(
+    geometry: TripletGeometry, split: str, pos_radius: float, neg_radius: float
+) -> None:
+    """InputError naming ``split`` (its file and name) when no query can be trained on.
+
+    Without one every epoch runs 0 steps, and the untrained model would be saved as the best
+    epoch of a run that exits 0.
+    """
+    if len(geometry.trainable_queries) > 0:
+        return
+    num_q = len(geometry.positives)
+    with_positive = num_q - geometry.queries_without_positive
+    raise InputError(
+        f"{split}: no trainable query ({num_q} queries, {with_positive} with a database image "
+        f"within train.pos_radius = {pos_radius:g} m, 0 of those with one beyond "
+        f"train.neg_radius = {neg_radius:g} m); expected queries with a positive and a negative"
     )
 
 

@@ -31,7 +31,7 @@ from icsa.train.checkpoint import load_checkpoint
 from icsa.train.history import RunLogger
 from icsa.train.kmeans import load_centroids
 from icsa.train.loop import TripletTrainer
-from icsa.train.mining import HardNegativeMiner, build_geometry
+from icsa.train.mining import HardNegativeMiner, build_geometry, require_trainable
 from icsa.train.settings import TrainSettings
 from icsa.train.state import (
     CHECKPOINT_LAST,
@@ -66,6 +66,7 @@ def prepare_trainer(
         train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
         train.db.db_timestamps, train.db.q_timestamps,
     )  # fmt: skip
+    require_trainable(geometry, f"{train.source} ({train.name})", s.pos_radius, s.neg_radius)
     log.info(
         "%s: %d trainable queries; %d skipped without a positive within %g m", train.name,
         len(geometry.trainable_queries), geometry.queries_without_positive, s.pos_radius,
