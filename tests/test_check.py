@@ -204,3 +204,26 @@ def test_a_split_without_queries_is_a_logged_warning_naming_its_file(tmp_path, c
     mat = root / "datasets" / "pitts30k_train.mat"
     assert len(warnings) == 1 and warnings[0].startswith(f"{mat} (pitts30k-train): no queries")
 
+
+def test_the_default_index_keeps_the_folder_it_records(tmp_path, capsys, monkeypatch):
+    """Nothing lost, round two: `icsa prepare check --root OTHER` without --index-out replaced
+    the workflow's results/datasets/<dataset>.json with another folder's index."""
+    monkeypatch.chdir(tmp_path)  # the default index is relative to the working directory
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    for root in (mine, other):
+        make_dataset(root, "pitts30k", {"test": (3, 2)})
+    index = Path("results/datasets/pitts30k.json")
+    check = ["prepare", "check", "--dataset", "pitts30k", "--splits", "test", "--workers", "1",
+             "--root"]  # fmt: skip
+    assert run_cli([*check, str(mine)], capsys)[0] == 0  # no index yet: written
+    assert run_cli([*check, str(mine)], capsys)[0] == 0  # the folder it records: rewritten
+    written = index.read_bytes()
+    rc, out, err = run_cli([*check, str(other)], capsys)
+    assert rc == 2 and out == ""
+    first = err.splitlines()[0]
+    assert first.startswith(f"icsa prepare: error: {index}: the index of {mine.resolve()}")
+    assert f"--root {other}" in first and "--index-out" in first
+    assert index.read_bytes() == written
+    elsewhere = tmp_path / "other.json"
+    assert run_cli([*check, str(other), "--index-out", str(elsewhere)], capsys)[0] == 0
+    assert json.loads(elsewhere.read_text())["root"] == str(other.resolve())

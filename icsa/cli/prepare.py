@@ -24,7 +24,7 @@ from pathlib import Path
 from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
 from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
 from icsa.errors import InputError
-from icsa.io import parse_json_object
+from icsa.io import parse_json_object, read_json
 from icsa.utils import set_threads
 
 
@@ -75,6 +75,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv.set_defaults(func=_convert)
 
 
+def default_index(dataset: str, root: Path) -> Path:
+    """``results/datasets/<dataset>.json``, the index the workflow reads, unless it records
+    another folder: checking another folder must not silently replace the workflow's index."""
+    index = Path("results/datasets") / f"{dataset}.json"
+    try:
+        recorded = read_json(index).get("root")
+    except (OSError, ValueError, AttributeError):  # none yet, or not an index: ours to write
+        return index
+    if recorded is not None and Path(recorded) != root.resolve():
+        raise InputError(
+            f"{index}: the index of {recorded}, not of --root {root}; expected --index-out PATH "
+            f"for another folder's index, or delete {index} to replace it"
+        )
+    return index
+
+
 def _check(args: argparse.Namespace) -> int:
     from icsa.data.check import check_dataset, summary_lines
 
@@ -85,7 +101,7 @@ def _check(args: argparse.Namespace) -> int:
         from icsa.pipeline import missing_root_message  # what the workflow warned at parse time
 
         raise InputError(missing_root_message(args.dataset, args.root))
-    index_out = args.index_out or Path("results/datasets") / f"{args.dataset}.json"
+    index_out = args.index_out or default_index(args.dataset, args.root)
     index = check_dataset(
         args.root,
         args.dataset,
