@@ -54,6 +54,16 @@ def world(tmp_path_factory):
     return root, ckpt, db_utm, q_utm
 
 
+def normalised(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, float32: what `icsa evaluate` accepts."""
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def unit_rows(rng: np.random.Generator, rows: int, dim: int = 16) -> np.ndarray:
+    """Random L2-normalised float32 descriptors, as the model writes them."""
+    return normalised(rng.standard_normal((rows, dim)))
+
+
 def ckpt_config(ckpt):
     return torch.load(ckpt, weights_only=True)["model_config"]
 
@@ -121,9 +131,9 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
     assert not (tmp_path / "x-db.npy").exists()
 
     rng = np.random.default_rng(1)
-    db = rng.standard_normal((NUM_DB, 16)).astype(np.float32)
-    q = rng.standard_normal((NUM_Q, 16)).astype(np.float32)
-    arrays = {"db": db, "q": q, "db8": db[:, :8].copy(), "q8": q[:, :8].copy(), "nan": db.copy()}
+    db, q = unit_rows(rng, NUM_DB), unit_rows(rng, NUM_Q)
+    arrays = {"db": db, "q": q, "db8": normalised(db[:, :8]), "q8": normalised(q[:, :8]),
+              "nan": db.copy()}  # fmt: skip
     for name, arr in arrays.items():
         if name == "nan":
             arr[[2, 7], 3] = np.nan
@@ -195,8 +205,8 @@ def test_dataset_rules_reach_the_metrics(dataset, tmp_path):
     q_utm = db_utm[rng.integers(0, num_db, num_q)] + rng.integers(-10, 11, (num_q, 2))
     times = (rng.integers(0, 3, num_db).astype(float), rng.integers(0, 3, num_q).astype(float))
     timed = dataset == "tokyotm"
-    db = rng.standard_normal((num_db, 8)).astype(np.float32)
-    q = (db[rng.integers(0, num_db, num_q)] + rng.standard_normal((num_q, 8))).astype(np.float32)
+    db = normalised(rng.standard_normal((num_db, 8)))
+    q = normalised(db[rng.integers(0, num_db, num_q)] + rng.standard_normal((num_q, 8)))
     if timed:  # TokyoTM: the queries are database images (their same-time twin is ranked first)
         rows = rng.choice(num_db, num_q, replace=False)
         q, q_utm, times = db[rows], db_utm[rows], (times[0], times[0][rows])
@@ -226,7 +236,7 @@ def test_dataset_rules_reach_the_metrics(dataset, tmp_path):
 def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_path, capsys):
     # Issue 16: without times the rule used to fall away silently (each query finds itself).
     rng = np.random.default_rng(3)
-    db = rng.standard_normal((8, 4)).astype(np.float32)
+    db = normalised(rng.standard_normal((8, 4)))
     utm = rng.uniform(0, 500, (8, 2))
     write_dbstruct(tmp_path / "datasets" / "tokyoTM_val.mat", DbStruct(
         "val", [f"d{i}.png" for i in range(8)], utm, [f"q{i}.png" for i in range(3)], utm[:3],
@@ -244,3 +254,65 @@ def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_pat
     assert main([*args, "--time-rule", "off"]) == 0  # explicit: each query finds itself
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["time_rule"] is None and metrics["recalls"] == {"1": 1.0}
+
+
+def test_descriptors_that_are_not_unit_norm_are_refused(world, tmp_path, capsys):
+    """Nothing lost, round two: all-zero descriptors reported R@1 29.2 (better than the model)."""
+    root = world[0]
+    rng = np.random.default_rng(4)
+    db, q = unit_rows(rng, NUM_DB), unit_rows(rng, NUM_Q)
+    # What the fast path and --dtype float16 can write: each element rounded to bfloat16 (8
+    # significant bits), then stored as float16. Within the tolerance.
+    rounded = torch.from_numpy(db).bfloat16().float().numpy().astype(np.float16)
+    scaled = db.copy()
+    scaled[[5, 9]] *= 2.0
+    files = {"q": q, "rounded": rounded, "zeros": np.zeros_like(db), "scaled": scaled}
+    for name, arr in files.items():
+        np.save(tmp_path / f"{name}.npy", arr)
+    assert _evaluate(root, tmp_path / "rounded.npy", tmp_path / "q.npy", tmp_path) == 0
+    capsys.readouterr()
+    cases = {"zeros": "12 of 12 rows are not unit-norm (first: row 0, norm 0)",
+             "scaled": "2 of 12 rows are not unit-norm (first: row 5, norm 2)"}  # fmt: skip
+    for name, message in cases.items():
+        (tmp_path / "m.json").unlink(missing_ok=True)
+        assert _evaluate(root, tmp_path / f"{name}.npy", tmp_path / "q.npy", tmp_path) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"icsa evaluate: error: database descriptors {tmp_path / name}.npy")
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "m.json").exists()
+    # `icsa retrieve` reads descriptors the same way.
+    out = tmp_path / "m.csv"
+    args = ["retrieve", "--db", str(tmp_path / "zeros.npy"), "--q", str(tmp_path / "q.npy")]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "not unit-norm" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_empty_descriptor_file_is_named(world, tmp_path, capsys):
+    """Nothing lost, round two: a zero-byte .npy ended in numpy's EOFError, without the file."""
+    root = world[0]
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "db.npy", unit_rows(rng, NUM_DB))
+    np.save(tmp_path / "q.npy", unit_rows(rng, NUM_Q))
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    for db, q in ((empty, tmp_path / "q.npy"), (tmp_path / "db.npy", empty)):
+        assert _evaluate(root, db, q, tmp_path) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("icsa evaluate: error: ") and f"{empty}: cannot be read" in err
+        assert err.count("\n") == 1 and "0 bytes" in err, err
+    assert main(["pca", "fit", "--db", str(empty), "--dim", "2", "--out",
+                 str(tmp_path / "pca.npz")]) == 2  # fmt: skip
+    assert f"{empty}: cannot be read" in capsys.readouterr().err
+    # A zero-byte PCA file and a record check over a zero-byte descriptor file: named too.
+    (tmp_path / "pca.npz").write_bytes(b"")
+    pca = ["--pca", str(tmp_path / "pca.npz")]
+    assert _evaluate(root, tmp_path / "db.npy", tmp_path / "q.npy", tmp_path, *pca) == 2
+    assert f"{tmp_path / 'pca.npz'}: cannot be read" in capsys.readouterr().err
+    record = tmp_path / "x.json"
+    shape, evalset = {"rows": NUM_DB, "dim": 16}, {"dataset": "pitts30k", "split": "test"}
+    files = {"db": shape, "q": shape}
+    record.write_text(json.dumps({"version": 1, "model": {}, "evalset": evalset, "files": files}))
+    assert _evaluate(root, empty, tmp_path / "q.npy", tmp_path, "--record", str(record)) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: cannot be read" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.json").exists()

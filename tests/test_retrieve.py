@@ -116,3 +116,28 @@ def test_bad_folders_and_names_are_one_line_errors(photos, tmp_path, capsys):
     assert main([*args[:-2], "--k", "0", "--out", str(tmp_path / "m.csv")]) == 2
     assert "--k 0: expected at least 1" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_empty_or_unreadable_descriptor_files_are_named(photos, tmp_path, capsys):
+    """Nothing lost, round two: a database of 0 rows gave exit 0 and an empty CSV; a zero-byte
+    .npy ended in numpy's EOFError without the file."""
+    _, folders, checkpoint = photos
+    good = tmp_path / "good.npy"
+    assert _extract(checkpoint, "--images", str(folders["q"][0]), "--out", str(good)) == 0
+    none = tmp_path / "none.npy"
+    np.save(none, np.zeros((0, np.load(good).shape[1]), np.float32))
+    none.with_suffix(".txt").write_text("")
+    zero = tmp_path / "zero.npy"
+    zero.write_bytes(b"")
+    capsys.readouterr()
+    out = tmp_path / "m.csv"
+    cases = [(none, good, "database descriptors", "0 rows, expected at least one"),
+             (good, none, "query descriptors", "0 rows, expected at least one"),
+             (zero, good, "database descriptors", "cannot be read as a numpy .npy array (0 bytes")]
+    for db, q, what, message in cases:  # fmt: skip
+        assert main(["retrieve", "--db", str(db), "--q", str(q), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        bad = db if db != good else q
+        assert err.startswith(f"icsa retrieve: error: {what} {bad}: {message}"), err
+        assert err.count("\n") == 1 and not out.exists()
+

@@ -210,6 +210,23 @@ def test_mismatched_perquery_file_is_an_error(tmp_path):
         build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
 
 
+def test_an_unreadable_perquery_file_is_named(tmp_path, capsys):
+    """Nothing lost, round two: a zero-byte per-query .npz ended in numpy's EOFError."""
+    spec = table5_spec([0])
+    make_metrics(tmp_path, spec)
+    perquery = tmp_path / spec["rows"][1]["runs"][0] / "pitts30k-test-perquery.npz"
+    argv = ["tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
+            "--metrics-dir", str(tmp_path), "--out-csv", str(tmp_path / "t.csv"),
+            "--out-md", str(tmp_path / "t.md")]  # fmt: skip
+    for content in (b"", b"PK\x03\x04 truncated"):
+        perquery.write_bytes(content)
+        assert icsa_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"icsa tables: error: per-query file {perquery}: cannot be read")
+        assert f"{len(content)} bytes" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "t.csv").exists()
+
+
 def test_efficiency_table_ratios_and_paper_sizes(tmp_path):
     rows = [
         {"module": m, "params": p, "size_kb": p * 4 / 1024, "time_ms_median": t,

@@ -218,21 +218,14 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def _retrieval(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from icsa.analysis import retrieval_examples as rx
+    from icsa.arrays import read_npz
     from icsa.data import load_split
-    from icsa.errors import InputError
 
     set_threads(args.threads)
     place = load_split(args.dataset_root, args.dataset, args.split, args.layout)
-    with np.load(args.perquery) as z:
-        missing = {"indices", "first_hit_rank"} - set(z.files)
-        if missing:
-            raise InputError(
-                f"{args.perquery}: keys {sorted(z.files)}; expected indices and first_hit_rank"
-            )
-        indices, first_hit = z["indices"], z["first_hit_rank"]
+    per = read_npz(args.perquery, ["indices", "first_hit_rank"], "--perquery")
+    indices, first_hit = per["indices"], per["first_hit_rank"]
     chosen = rx.select_queries(first_hit, args.num_queries, seed=args.seed)
     ex = rx.build_examples(chosen, indices, place.db.db_utm, place.db.q_utm, args.k, args.threshold)
     rx.plot_examples(ex, place.q_paths, place.db_paths, args.out_png, data_label=args.data_label)

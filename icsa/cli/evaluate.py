@@ -110,17 +110,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _pca_fit(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from icsa.evaluate.metrics import load_descriptors
     from icsa.evaluate.pca import fit_pca
 
     _threads(args.threads)
     if not args.db.is_file():
         raise InputError(f"--db {args.db}: not found, expected training-database descriptors")
-    rows = len(np.load(args.db, mmap_mode="r"))
-    descriptors = load_descriptors(args.db, rows, "training-database")
+    descriptors = load_descriptors(args.db, None, "training-database")
     pca = fit_pca(descriptors, args.dim, source=str(args.db))
     pca.save(args.out)
-    print(f"PCA {pca.input_dim} → {pca.dim}-D from {rows} descriptors → {args.out}")
+    print(f"PCA {pca.input_dim} → {pca.dim}-D from {len(descriptors)} descriptors → {args.out}")
     return 0

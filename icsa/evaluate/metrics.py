@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from icsa.arrays import open_npy
 from icsa.data import PlaceSplit
 from icsa.data.layouts import TIME_MACHINE_DATASETS
 from icsa.errors import InputError
@@ -24,27 +26,56 @@ from icsa.evaluate.pca import PCAWhitening
 from icsa.evaluate.recall import RECALL_VALUES, TIME_RULE, check_ns, panorama_groups, retrieve
 from icsa.io import atomic_path, write_json
 
+# Rows the model writes are L2-normalised. Stored rows may be off 1 by rounding: a bfloat16
+# rounding (the fast path's autocast) moves a norm by at most 2^-8, float16 storage by 2^-11, so
+# a row normalised in bfloat16 and stored as float16 is still within 0.9 %. A row beyond 1 % was
+# never normalised (all zeros, raw features, another tool's output): its distances would rank
+# nonsense and be reported as a recall.
+NORM_TOLERANCE = 1e-2
 
-def count_nonfinite(arr: np.ndarray, chunk_rows: int = 4096) -> int:
-    """Rows of ``arr`` holding NaN or inf, read block by block (memmaps stay unloaded)."""
-    return sum(
-        int(np.count_nonzero(~np.isfinite(read_rows(arr, s, s + chunk_rows, arr.dtype)).all(1)))
-        for s in range(0, len(arr), chunk_rows)
-    )
+
+@dataclass(frozen=True)
+class RowScan:
+    """What one read of a descriptor file found: rows with NaN/inf, finite rows off unit norm."""
+
+    nonfinite: int
+    off_norm: int
+    first_off: tuple[int, float] | None  # (row, norm) of the first finite row off unit norm
+
+
+def scan_rows(
+    arr: np.ndarray, tolerance: float = NORM_TOLERANCE, chunk_bytes: int = 64 * 2**20
+) -> RowScan:
+    """Check every row of ``arr`` in one read, block by block (memmaps stay unloaded)."""
+    step = max(1, chunk_bytes // (4 * max(1, arr.shape[1])))
+    nonfinite = off_norm = 0
+    first_off = None
+    for start in range(0, len(arr), step):
+        block = read_rows(arr, start, start + step)  # float32
+        finite = np.isfinite(block).all(axis=1)
+        norms = np.linalg.norm(block, axis=1)  # pairwise sums: accurate at 32k dimensions
+        off = np.flatnonzero(finite & (np.abs(norms - 1.0) > tolerance))
+        nonfinite += int(np.count_nonzero(~finite))
+        off_norm += len(off)
+        if first_off is None and len(off):
+            first_off = (start + int(off[0]), float(norms[off[0]]))
+    return RowScan(nonfinite, off_norm, first_off)
+
+
+def count_nonfinite(arr: np.ndarray) -> int:
+    """Rows of ``arr`` holding NaN or inf."""
+    return scan_rows(arr).nonfinite
 
 
 def load_descriptors(path: str | os.PathLike, expected_rows: int | None, what: str) -> np.ndarray:
-    """Memory-map a descriptor ``.npy``; InputError unless it is finite [expected_rows, D]
-    (any number of rows with ``expected_rows=None``)."""
+    """Memory-map a descriptor ``.npy``; InputError unless it is [expected_rows, D] (any number
+    of rows but 0 with ``expected_rows=None``), finite and L2-normalised row by row."""
     path = Path(path)
     if not path.is_file():
         raise InputError(
             f"{what} descriptors {path} not found, expected a file from `icsa extract`"
         )
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"{what} descriptors {path}: not a numpy .npy array ({err})") from err
+    arr = open_npy(path, f"{what} descriptors")
     if arr.ndim != 2 or arr.dtype not in (np.float32, np.float16):
         raise InputError(
             f"{what} descriptors {path}: {arr.dtype} array of shape {arr.shape}, "
@@ -55,9 +86,20 @@ def load_descriptors(path: str | os.PathLike, expected_rows: int | None, what: s
             f"{what} descriptors {path}: {len(arr)} rows, expected {expected_rows} "
             f"(the split's {what} images; descriptors of another split or dataset?)"
         )
-    bad = count_nonfinite(arr)
-    if bad:
-        raise InputError(f"{what} descriptors {path}: {bad} rows contain NaN/inf, expected none")
+    if len(arr) == 0:
+        raise InputError(f"{what} descriptors {path}: 0 rows, expected at least one")
+    scan = scan_rows(arr)
+    if scan.nonfinite:
+        raise InputError(
+            f"{what} descriptors {path}: {scan.nonfinite} rows contain NaN/inf, expected none"
+        )
+    if scan.first_off is not None:
+        row, norm = scan.first_off
+        raise InputError(
+            f"{what} descriptors {path}: {scan.off_norm} of {len(arr)} rows are not unit-norm "
+            f"(first: row {row}, norm {norm:.6g}); expected L2-normalised rows as the model "
+            f"writes them (norm 1 ± {NORM_TOLERANCE:g})"
+        )
     return arr
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icsa.arrays import read_npz
 from icsa.errors import InputError
 from icsa.evaluate.memmap import read_rows
 from icsa.io import atomic_path
@@ -65,11 +66,7 @@ class PCAWhitening:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"PCA file {path} not found, expected an .npz from `icsa pca fit`")
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in KEYS if k not in data]
-            if missing:
-                raise InputError(f"PCA file {path}: missing arrays {missing}, expected {KEYS}")
-            mean, comps, eig = (data[k] for k in KEYS)
+        mean, comps, eig = read_npz(path, KEYS, "PCA file").values()
         if comps.ndim != 2 or mean.shape != (comps.shape[1],) or eig.shape != (comps.shape[0],):
             raise InputError(
                 f"PCA file {path}: mean {mean.shape}, components {comps.shape}, eigenvalues "

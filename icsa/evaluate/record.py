@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from icsa.arrays import open_npy
 from icsa.errors import InputError
 from icsa.io import file_digest, read_json, write_json
 from icsa.spec import check_config
@@ -28,10 +27,7 @@ SIDES = ("db", "q")
 
 def _shape(path: Path) -> dict[str, Any]:
     """Rows, dimension and dtype from the ``.npy`` header (the data are not read)."""
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise InputError(f"descriptors {path}: cannot be read as a .npy array ({err})") from err
+    array = open_npy(path, "descriptors")
     if array.ndim != 2:
         raise InputError(f"descriptors {path}: shape {list(array.shape)}, expected [rows, dim]")
     return {"rows": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype)}

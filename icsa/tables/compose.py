@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from icsa.arrays import read_npz
 from icsa.errors import InputError
 from icsa.io import read_json
 from icsa.records import record_from_dict
@@ -99,10 +100,7 @@ def read_ranks(metrics_dir: str | os.PathLike, run: str, evalset: str) -> np.nda
     path = Path(metrics_dir) / run / f"{evalset}-perquery.npz"
     if not path.is_file():
         raise InputError(f"per-query file {path} not found, expected `icsa evaluate` output")
-    with np.load(path, allow_pickle=False) as data:
-        if "first_hit_rank" not in data:
-            raise InputError(f"{path}: no first_hit_rank array, got {sorted(data.files)}")
-        return np.asarray(data["first_hit_rank"])
+    return read_npz(path, ["first_hit_rank"], "per-query file")["first_hit_rank"]
 
 
 def read_history(runs_dir: str | os.PathLike, run: str) -> list[dict[str, Any]]:
