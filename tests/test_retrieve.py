@@ -141,3 +141,20 @@ def test_empty_or_unreadable_descriptor_files_are_named(photos, tmp_path, capsys
         assert err.startswith(f"icsa retrieve: error: {what} {bad}: {message}"), err
         assert err.count("\n") == 1 and not out.exists()
 
+
+def test_a_bad_image_read_by_a_worker_process_is_named_first(photos, tmp_path, capsys):
+    """Nothing lost, round two: with --workers 2 the error began "Caught InputError in
+    DataLoader worker process 0" and named the file 30 lines later."""
+    _, folders, checkpoint = photos
+    folder = tmp_path / "broken"
+    shutil.copytree(folders["q"][0], folder)
+    bad = folder / "street1" / "zz-corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    out = tmp_path / "x.npy"
+    argv = ["extract", "--checkpoint", str(checkpoint), "--workers", "2", "--batch-size", "2"]
+    assert main([*argv, "--images", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]  # after the progress bar, if any
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"icsa extract: error: {bad}: cannot decode the image"), err
+    assert "Caught" not in err and "Traceback" not in err and err.count("error:") == 1, err
+    assert not out.exists()

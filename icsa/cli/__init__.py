@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from icsa.errors import InputError
+from icsa.errors import InputError, worker_message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         load_plugins_from_env()
         result = args.func(args)
     except (InputError, FileNotFoundError) as err:
-        print(f"icsa {args.command}: error: {err}", file=sys.stderr)
+        # One line naming the file, also when a DataLoader worker process raised it.
+        print(f"icsa {args.command}: error: {worker_message(err)}", file=sys.stderr)
         return 2
     return int(result or 0)
 
