@@ -131,10 +131,12 @@ def test_empty_or_unreadable_descriptor_files_are_named(photos, tmp_path, capsys
     zero.write_bytes(b"")
     capsys.readouterr()
     out = tmp_path / "m.csv"
-    cases = [(none, good, "database descriptors", "0 rows, expected at least one"),
-             (good, none, "query descriptors", "0 rows, expected at least one"),
-             (zero, good, "database descriptors", "cannot be read as a numpy .npy array (0 bytes")]
-    for db, q, what, message in cases:  # fmt: skip
+    cases = [
+        (none, good, "database descriptors", "0 rows, expected at least one"),
+        (good, none, "query descriptors", "0 rows, expected at least one"),
+        (zero, good, "database descriptors", "cannot be read as a numpy .npy array (0 bytes"),
+    ]
+    for db, q, what, message in cases:
         assert main(["retrieve", "--db", str(db), "--q", str(q), "--out", str(out)]) == 2
         err = capsys.readouterr().err
         bad = db if db != good else q
