@@ -18,7 +18,7 @@ from typing import Any
 
 from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUTS
 from icsa.errors import InputError
-from icsa.records import record_from_dict
+from icsa.records import first_repeat, record_from_dict
 from icsa.registry import (
     AGGREGATIONS,
     ATTENTIONS,
@@ -66,6 +66,18 @@ def figure_settings(config: dict[str, Any]) -> FigureSettings:
 def check_name(registry: dict, name: str, key: str, extra: tuple[str, ...] = ()) -> None:
     if name not in registry and name not in extra:
         raise config_error(key, name, f"one of {[*registry, *extra]}")
+
+
+def check_once(values: list[Any], key: str, names: list[Any] | None = None) -> None:
+    """Each entry of a config list once (``names``: what each entry stands for, when two
+    spellings name one thing): a repeat would build, train and count a duplicated table row."""
+    repeat = first_repeat(values if names is None else names)
+    if repeat is not None:
+        first, again = (values[i] for i in repeat)
+        why = "a repeat builds a duplicated row"
+        if names is not None:
+            why = f"{again!r} is {names[repeat[1]]}, as is {first!r}"
+        raise config_error(key, again, f"each value listed once ({why})")
 
 
 def normalise_block(backbone: str, block: str | int, key: str) -> str:
@@ -174,8 +186,10 @@ def check(config: dict[str, Any]) -> list[str]:
         resolve_evalset(config, name, f"evalsets.{name}")
     for name in run_tables(config):
         table_spec(config, name)  # names, blocks, evalset, baseline
-    for module in config["tables"].get("table2", {}).get("attentions", []):
+    modules = config["tables"].get("table2", {}).get("attentions", [])
+    for module in modules:
         check_name(ATTENTIONS, module, "tables.table2.attentions", (FOLDED,))
+    check_once(modules, "tables.table2.attentions")
     for backbone in sorted(
         {b for n in run_tables(config) for b in config["tables"][n]["backbones"]}
     ):
@@ -251,14 +265,18 @@ def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
     aggregations = table.get("aggregations") or [DEFAULT_AGGREGATION]
     for aggregation in aggregations:
         check_name(AGGREGATIONS, aggregation, f"{key}.aggregations")
+    for part, values in (("backbones", table["backbones"]), ("attentions", table["attentions"]),
+                         ("aggregations", aggregations)):  # fmt: skip
+        check_once(values, f"{key}.{part}")
     if table["baseline"] not in table["attentions"]:
         raise config_error(
             f"{key}.baseline", table["baseline"], f"one of its attentions {table['attentions']}"
         )
     rows = []
     for backbone in table["backbones"]:
-        for block in table["blocks"]:
-            block = normalise_block(backbone, block, f"{key}.blocks")
+        blocks = [normalise_block(backbone, b, f"{key}.blocks") for b in table["blocks"]]
+        check_once(table["blocks"], f"{key}.blocks", [f"block {b} of {backbone}" for b in blocks])
+        for block in blocks:
             for aggregation in aggregations:
                 for attention in table["attentions"]:
                     runs = [

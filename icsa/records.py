@@ -7,6 +7,7 @@ any work starts; lists become tuples so that the frozen records stay hashable.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable, Sequence
 from typing import Any, TypeVar
 
 from icsa.errors import InputError
@@ -33,3 +34,24 @@ def record_from_dict(cls: type[T], data: Any, source: str) -> T:
         return cls(**values)
     except TypeError as err:  # e.g. a missing required field
         raise InputError(f"{source}: {err}; valid keys are {valid}") from err
+
+
+def first_repeat(values: Sequence[Hashable]) -> tuple[int, int] | None:
+    """Indices ``(i, j)``, ``i < j``, of the first value listed again, or None. A list of table
+    rows, modules or blocks with a repeat would build, train and count one row twice."""
+    seen: dict[Hashable, int] = {}
+    for j, value in enumerate(values):
+        if value in seen:
+            return seen[value], j
+        seen[value] = j
+    return None
+
+
+def require_once(values: Sequence[Hashable], source: str) -> None:
+    """InputError naming ``source`` and the first value listed twice, if any."""
+    repeat = first_repeat(values)
+    if repeat is not None:
+        i, j = repeat
+        raise InputError(
+            f"{source}: entries {i + 1} and {j + 1} are both {values[j]!r}; expected each once"
+        )

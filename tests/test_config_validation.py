@@ -72,6 +72,9 @@ def test_the_schema_lists_no_names_the_registries_own():
          ["unknown keys ['image_hieght']", "image_height"]),
         (lambda c: c["train"].update(epoch=3),
          ["train: unknown keys ['epoch']", "'epochs'"]),
+        # Nothing lost, round two: two names of one block built a duplicated row.
+        (lambda c: c["tables"]["table1"]["blocks"].append(5),
+         ["tables.table1.blocks = 5", "listed once", "block 5 of vgg16"]),
     ],
 )  # fmt: skip
 def test_parse_time_checks_name_the_key_and_the_valid_values(edit, needles):
@@ -82,6 +85,26 @@ def test_parse_time_checks_name_the_key_and_the_valid_values(edit, needles):
         pipeline.check(config)
     for needle in needles:
         assert needle in str(err.value), (needle, str(err.value))
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [("table5", "attentions", "icsa"), ("table4", "backbones", "vgg16"),
+     ("table7", "aggregations", "gem"), ("table2", "attentions", "se")],
+)  # fmt: skip
+def test_a_value_listed_twice_is_named_by_the_schema_and_the_check(table, key, value):
+    """Nothing lost, round two: a table listing an attention twice built a duplicated row."""
+    config = copy.deepcopy(load("config.yaml"))
+    validate(config, str(SCHEMA))  # fills in the defaults
+    config["tables"][table][key].append(value)
+    with pytest.raises(WorkflowError, match="non-unique"):
+        validate(copy.deepcopy(config), str(SCHEMA))
+    # The library's own check, for callers without the workflow's schema.
+    with pytest.raises(InputError) as err:
+        pipeline.check(config)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"config error: tables.{table}.{key} = {value!r}; expected"), first
+    assert "listed once" in first
 
 
 def test_every_rule_that_asks_for_resources_may_be_configured():

@@ -278,3 +278,18 @@ def test_statistics_settings_are_checked():
     # The old bootstrap's keys are gone: named, with the valid ones.
     with pytest.raises(InputError, match=r"unknown keys \['bootstrap_samples'\]; valid keys"):
         Statistics.from_dict({"bootstrap_samples": 1000})
+
+
+def test_a_row_listed_twice_is_refused(tmp_path):
+    """Nothing lost, round two: a spec (`icsa tables build --spec`) with one row twice."""
+    spec = table5_spec([0])
+    spec["rows"].append(dict(spec["rows"][1]))
+    make_metrics(tmp_path, spec)
+    with pytest.raises(InputError) as err:
+        build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
+    first = str(err.value).splitlines()[0]
+    both = "('vgg16', 'netvlad', 'none', 'icsa'); expected each once"
+    assert first == f"table5 spec rows: entries 2 and 5 are both {both}", first
+    twice = r"table2 spec attentions: entries 1 and 3 are both 'icsa'"
+    with pytest.raises(InputError, match=twice):
+        build_efficiency_table({"attentions": ["icsa", "ia", "icsa"]}, tmp_path / "eff.json", {})

@@ -27,7 +27,7 @@ import yaml
 from icsa.arrays import read_npz
 from icsa.errors import InputError
 from icsa.io import read_json
-from icsa.records import record_from_dict
+from icsa.records import record_from_dict, require_once
 from icsa.registry import DEFAULT_AGGREGATION, module_label, network_label
 from icsa.tables.comparisons import compare_columns, empty_columns, format_seeds, mark_family
 from icsa.tables.inference import mean_interval
@@ -192,8 +192,6 @@ def build_run_table(
     With ``runs_dir`` each row also records its models' best epochs (seeds joined by "/") and
     the flags of :data:`SELECTION_FLAGS` (see :func:`read_selection`)."""
     table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
-    loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
-    ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
 
     def key(row: dict[str, Any], block: Any = None, attention: str | None = None) -> tuple:
         # Rows are compared within one backbone and aggregator (NetVLAD unless the spec says).
@@ -201,7 +199,10 @@ def build_run_table(
         aggregation = row.get("aggregation", DEFAULT_AGGREGATION)
         return (row["backbone"], aggregation, str(block), attention or row["attention"])
 
+    require_once([key(r) for r in spec["rows"]], f"{table} spec rows")  # before any file is read
     by_key = {key(r): i for i, r in enumerate(spec["rows"])}
+    loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
+    ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
     out = []
     for row, (recalls, hits, time_rule) in zip(spec["rows"], loaded):
         aggregation = row.get("aggregation", DEFAULT_AGGREGATION)
@@ -266,6 +267,7 @@ def build_efficiency_table(
 ) -> pd.DataFrame:
     """Table 2: size (kB = 1024 bytes) and median forward time per module, with ratios to ICSA
     (absolute times depend on the machine; the paper's unit is not stated)."""
+    require_once(spec["attentions"], "table2 spec attentions")
     path = Path(efficiency_path)
     if not path.is_file():
         raise InputError(f"efficiency file {path} not found, expected `icsa efficiency` output")
