@@ -14,6 +14,7 @@ is one :class:`BackboneSpec` entry. Code outside the package registers with
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ BACKBONES: dict[str, BackboneSpec] = {}
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add a backbone; its name must be new and a lowercase word (run ids are built from it)."""
-    _check_new_name(spec.name, BACKBONES, "backbone")
+    _check_new_name(spec.name, BACKBONES, "backbone", "BACKBONES")
     if spec.random_init not in ("kaiming", "default"):
         raise InputError(
             f"backbone {spec.name}: random_init={spec.random_init!r}; expected kaiming or default"
@@ -126,7 +127,7 @@ ATTENTIONS: dict[str, AttentionSpec] = {}
 
 def register_attention(spec: AttentionSpec) -> AttentionSpec:
     """Add an attention module; its name must be new and a lowercase word."""
-    _check_new_name(spec.name, ATTENTIONS, "attention")
+    _check_new_name(spec.name, ATTENTIONS, "attention", "ATTENTIONS")
     ATTENTIONS[spec.name] = spec
     return spec
 
@@ -176,12 +177,15 @@ def module_label(name: str) -> str:
 # ---- shared ----------------------------------------------------------------------------------
 
 
-def _check_new_name(name: str, registry: dict, kind: str) -> None:
+def _check_new_name(name: str, registry: dict, kind: str, registry_name: str) -> None:
     # Run ids join names with "-" and wildcards match [a-z0-9]+ (workflow/Snakefile).
     if not (isinstance(name, str) and name.isascii() and name.isalnum() and name.islower()):
         raise InputError(f"{kind} name {name!r}: expected lowercase letters and digits only")
     if name in registry:
-        raise InputError(f"{kind} {name!r} is registered already")
+        raise InputError(
+            f"{kind} {name!r} is registered already in icsa.registry.{registry_name}; expected a "
+            "name of its own"
+        )
 
 
 # The workflow exports the config's `plugins:` here, so that every `icsa` job imports them too.
@@ -193,16 +197,35 @@ def load_plugins_from_env() -> None:
     load_plugins(m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip())
 
 
+def _plugin_file(module: str) -> str | None:
+    """The file ``module`` is imported from, or None (not found, or not a file)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # noqa: BLE001 — a parent package that fails is reported by the import
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
 def load_plugins(modules: Iterable[str]) -> None:
-    """Import modules that register backbones or attention modules (config ``plugins:``)."""
+    """Import modules that register backbones or attention modules (config ``plugins:``).
+
+    Whatever goes wrong inside one is reported naming it (module and file) first: the plugin is
+    the user's code, and a traceback through importlib does not say which entry of ``plugins:``
+    failed."""
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as err:
-            raise InputError(
-                f"plugins: {module!r} cannot be imported ({err}); expected an importable module "
-                "(on PYTHONPATH) that calls icsa.registry.register_attention/register_backbone"
-            ) from err
+        except Exception as err:  # noqa: BLE001 — anything a plugin raises at import is its fault
+            file = _plugin_file(module)
+            where = f"plugins: {module!r}" + (f" ({file})" if file else "")
+            if isinstance(err, InputError):  # a registration it makes, e.g. a name taken
+                raise InputError(f"{where}: {err}") from err
+            if isinstance(err, ImportError):
+                raise InputError(
+                    f"{where} cannot be imported ({err}); expected an importable module (on "
+                    "PYTHONPATH) that calls icsa.registry.register_attention/register_backbone"
+                ) from err
+            raise InputError(f"{where} raised {type(err).__name__} at import: {err}") from err
 
 
 # ---- the built-in entries --------------------------------------------------------------------

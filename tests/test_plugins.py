@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from icsa import registry
+from icsa.cli import main
 from icsa.spec import RunSpec
 from tests.helpers.city import QUICK, run_spec
 from tests.helpers.workflow import BIN, job_counts, planned_runs, scratch_workdir, snakemake
@@ -103,3 +104,35 @@ def test_a_job_trains_the_registered_module(tiny_city, tmp_path, plugin_dir):
     assert not torch.equal(state["attention.weight"], torch.ones(1, 512, 1, 1))  # it trained
     assert "gate" not in registry.ATTENTIONS  # this process never imported the plugin
     assert sys.modules.get("mygate") is None
+
+
+TAKEN = """from icsa.registry import ATTENTIONS, register_attention
+
+register_attention(ATTENTIONS["icsa"])  # a name the package owns
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("raise RuntimeError('no GPU driver')\n", "raised RuntimeError at import: no GPU driver"),
+     ("def broken(:\n", "raised SyntaxError at import: "),
+     ("import no_such_dependency\n", "cannot be imported (No module named 'no_such_dependency')"),
+     (TAKEN, "attention 'icsa' is registered already in icsa.registry.ATTENTIONS")],
+    ids=["raises", "syntax", "dependency", "taken"],
+)  # fmt: skip
+def test_a_plugin_failing_at_import_is_named_first(
+    request, tmp_path, monkeypatch, capsys, source, message
+):
+    """Nothing lost, round two: a plugin that raised at import, or registered a taken name, was
+    a traceback (or a message) that did not name it."""
+    name = f"plugin_{request.node.callspec.id}"  # a module of its own per case
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(registry.PLUGINS_ENV, name)
+    names = dict(registry.ATTENTIONS)
+    argv = ["prepare", "check", "--root", str(tmp_path / "none"), "--dataset", "pitts30k"]
+    assert main(argv) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"icsa prepare: error: plugins: {name!r} ({tmp_path / name}.py)"), first
+    assert message in first, first
+    assert names == registry.ATTENTIONS
