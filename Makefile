@@ -2,7 +2,8 @@
 #   make run    -> the main job: snakemake --cores 8 results/table5.csv on the embedded default
 #   make rehearse -> the paper's configuration (config/pittsburgh.yaml) rehearsed on the synthetic
 #                  city at 480×640 (config/rehearsal.yaml) to every table, in its own folder
-#                  rehearsal/ (config/ copied in; hours on a 2-core CPU, README "Rehearsal")
+#                  rehearsal/ (config/ copied in; hours on a 2-core CPU, README "Rehearsal");
+#                  TARGETS="results/table1.csv ..." limits it to those targets
 #   make test   -> ruff (lint + format check), snakefmt --check and the whole pytest suite, in
 #                  one worker per available CPU (pytest-xdist; a module's tests stay together,
 #                  so module fixtures such as the tiny workflow are built once)
@@ -30,7 +31,7 @@ rehearse: $(STAMP)
 	mkdir -p $(REHEARSAL) && cp -r config $(REHEARSAL)/
 	cd $(REHEARSAL) && PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/snakemake \
 		-s $(CURDIR)/workflow/Snakefile --workflow-profile $(CURDIR)/profiles/default --cores all \
-		--configfile config/pittsburgh.yaml config/rehearsal.yaml
+		--configfile config/pittsburgh.yaml config/rehearsal.yaml $(if $(TARGETS),-- $(TARGETS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

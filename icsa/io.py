@@ -8,6 +8,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,16 +25,38 @@ def _current_umask() -> int:
     return mask
 
 
-# Every temporary an icsa step writes is named ".{target name}.{8 random}.icsa-tmp{suffix}":
+# Every temporary an icsa step writes is named ".{target name}.{pid}-{8 random}.icsa-tmp{suffix}":
 # .gitignore and .dvcignore ignore the pattern, and the next write of the same target sweeps
-# what a killed writer left (a kill -9 runs no cleanup).
+# what a killed writer left (a kill -9 runs no cleanup). The writer's pid in the name keeps a
+# live writer's temporary from being swept by another process writing the same target.
 TEMP_MARK = ".icsa-tmp"
+_WRITER_PID = re.compile(r"^(\d+)-")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (signal 0 checks without sending)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def stale_temporaries(target: str | os.PathLike) -> list[Path]:
-    """Temporaries of ``target`` left behind by writers that were killed."""
+    """Temporaries of ``target`` left behind by writers that were killed: those whose writer
+    (the pid in the name) no longer runs, and those of older icsa versions (no pid)."""
     target = Path(target)
-    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_MARK}*"))
+    prefix = f".{target.name}."
+    stale = []
+    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_MARK}*")):
+        writer = _WRITER_PID.match(path.name[len(prefix) :])
+        if writer is None or not process_alive(int(writer.group(1))):
+            stale.append(path)
+    return stale
 
 
 @contextlib.contextmanager
@@ -43,14 +66,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     The temporary keeps ``path``'s suffix (or ``suffix``) so that writers which dispatch on the
     extension (numpy, matplotlib) behave the same. On an exception the temporary is removed and
     ``path`` is left as it was; temporaries of ``path`` that a killed writer left are removed
-    first (one writer per target: Snakemake gives every output one job).
+    first (those of live writers are left alone).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporaries(target):
         stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.",
+        prefix=f".{target.name}.{os.getpid()}-",
         suffix=TEMP_MARK + (suffix if suffix is not None else target.suffix),
         dir=target.parent,
     )

@@ -152,3 +152,37 @@ def test_pull_in_fresh_clone_reuses_checkpoints(tmp_path):
     plan = job_counts(run(["snakemake", "-n", "--cores", "2", "models"], clone))
     assert plan["train"] == 2 and "kmeans" not in plan and "check_dataset" not in plan, plan
     assert os.path.isdir(clone / ".dvc" / "cache")
+
+
+def test_a_damaged_object_in_the_remote_is_refused_on_pull(tmp_path):
+    """The project's .dvc/config verifies what it pulls: a checkpoint whose bytes changed in the
+    remote is not checked out (without `verify`, DVC checks it out and `dvc status` says "up to
+    date")."""
+    repo = tmp_path / "repo"
+    run(["git", "init", "-q", str(repo)], tmp_path)
+    (repo / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    (repo / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    run_dir = repo / "results" / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint_best.pt").write_bytes(os.urandom(50_000))
+    (run_dir / "history.json").write_text("[]\n")
+    run(["dvc", "add", "-q", "results/runs"], repo)  # a directory out, as in dvc.yaml
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "runs"], repo)
+    run(["dvc", "push", "-q"], repo)
+    objects = [p for p in (tmp_path / "icsa-dvc-remote").rglob("*") if p.is_file()]
+    damaged = max(objects, key=lambda p: p.stat().st_size)  # the checkpoint
+    assert damaged.stat().st_size == 50_000
+    damaged.chmod(0o644)
+    data = bytearray(damaged.read_bytes())
+    data[25_000] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    environ = {**env(), "DVC_NO_ANALYTICS": "1"}
+    pulled = subprocess.run([str(BIN / "dvc"), "pull"], cwd=clone, env=environ, text=True,
+                            capture_output=True, timeout=600)  # fmt: skip
+    assert pulled.returncode != 0, pulled.stdout + pulled.stderr
+    assert not (clone / "results" / "runs" / "r" / "checkpoint_best.pt").exists()

@@ -65,6 +65,30 @@ def test_a_killed_writers_temporary_is_swept_by_the_next_write(tmp_path):
     assert f".*{TEMP_MARK}*" in (ROOT / ".dvcignore").read_text()
 
 
+def test_a_live_writers_temporary_is_left_alone_and_a_dead_ones_swept(tmp_path):
+    """Two processes writing one target: the pid in a temporary's name says whether its writer
+    still runs (a second `icsa train` on a run folder used to sweep the first one's
+    temporary from under it)."""
+    from icsa.io import TEMP_MARK, stale_temporaries, write_json
+
+    target = tmp_path / "history.json"
+    live = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        live_tmp = tmp_path / f".{target.name}.{live.pid}-abcdefgh{TEMP_MARK}.json"
+        dead_tmp = tmp_path / f".{target.name}.{dead.pid}-abcdefgh{TEMP_MARK}.json"
+        for path in (live_tmp, dead_tmp):
+            path.write_text("half")
+        assert stale_temporaries(target) == [dead_tmp]
+        write_json(target, [])
+        assert live_tmp.exists() and not dead_tmp.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert stale_temporaries(target) == [live_tmp]  # its writer is gone now
+
+
 def test_a_mapped_write_that_cannot_fit_fails_with_the_path_and_the_bytes(tmp_path):
     import shutil
 

@@ -111,7 +111,7 @@ def test_best_checkpoint_survives_reruns_and_interruptions(tiny_city, tmp_path, 
 
     # 2. Killed inside the last epoch, after the best epoch: the rerun deletes the best file.
     # 3. Killed while saving: after the best file, before checkpoint_last of that epoch.
-    original_loss, original_save = TripletTrainer._loss, loop_module.save_checkpoint
+    original_loss, original_save = TripletTrainer._loss, loop_module.save_verified
     for case in ("during the last epoch", "between the saves of an epoch"):
         run_dir, calls = tmp_path / case.replace(" ", "_"), []
 
@@ -130,11 +130,11 @@ def test_best_checkpoint_survives_reruns_and_interruptions(tiny_city, tmp_path, 
         if case == "during the last epoch":
             monkeypatch.setattr(TripletTrainer, "_loss", dying_loss)
         else:
-            monkeypatch.setattr(loop_module, "save_checkpoint", dying_save)
+            monkeypatch.setattr(loop_module, "save_verified", dying_save)
         with pytest.raises(KeyboardInterrupt):
             run_training(tiny_city, run_dir, settings)
         monkeypatch.setattr(TripletTrainer, "_loss", original_loss)
-        monkeypatch.setattr(loop_module, "save_checkpoint", original_save)
+        monkeypatch.setattr(loop_module, "save_verified", original_save)
         (run_dir / "checkpoint_best.pt").unlink(missing_ok=True)  # as Snakemake does
         run_training(tiny_city, run_dir, settings)
         _same_checkpoint(straight / "checkpoint_best.pt", run_dir / "checkpoint_best.pt")
@@ -147,9 +147,14 @@ def test_best_checkpoint_survives_reruns_and_interruptions(tiny_city, tmp_path, 
 def test_missing_best_with_an_old_resumable_state_is_a_clear_error(tiny_city, tmp_path):
     run_dir = tmp_path / "old"
     run_training(tiny_city, run_dir, QUICK)
-    last = torch.load(run_dir / "state" / "checkpoint_last.pt", weights_only=True)
+    state = run_dir / "state"
+    last = torch.load(state / "checkpoint_last.pt", weights_only=True)
     del last["best_checkpoint"]  # as written before the best epoch travelled with it
-    torch.save(last, run_dir / "state" / "checkpoint_last.pt")
+    torch.save(last, state / "checkpoint_last.pt")
+    # ... and before the state kept its own copy of the best, and digest records.
+    for old in ("checkpoint_best.pt", "checkpoint_best.pt.digest.json",
+                "checkpoint_last.pt.digest.json"):  # fmt: skip
+        (state / old).unlink()
     (run_dir / "checkpoint_best.pt").unlink()
     with pytest.raises(InputError, match="checkpoint_best.pt is missing.*delete the run folder"):
         run_training(tiny_city, run_dir, QUICK)

@@ -163,12 +163,32 @@ def test_the_benchmark_layout_gives_the_same_metrics(tiny_run, tmp_path):
         assert value == theirs[key], key  # bit for bit: same rows, same order, same training
 
 
-def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run):
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    else:  # bytes flipped past the header, inside the data
+        start = len(data) * 2 // 3
+        data[start : start + 64] = bytes(b ^ 0xFF for b in data[start : start + 64])
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damaged, how",
+    [(None, None), ("checkpoint_last.pt", "truncate"), ("checkpoint_last.pt", "flip"),
+     ("run.json", "truncate"), ("prefix_cache/train-q.npy", "flip")],
+)  # fmt: skip
+def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run, damaged, how):
     # Snakemake deletes the declared outputs (checkpoint_best.pt) before it reruns the job;
-    # `icsa train` resumes the finished run and rewrites the best checkpoint from its state.
+    # `icsa train` resumes the finished run and rewrites the best checkpoint from its state —
+    # also when a file of that state was damaged (it is verified, discarded with a warning
+    # line, and the run resumes from what is left or starts again): never a wedge.
     # (Last in this file: it makes the run's downstream files older than the checkpoint.)
     run = tiny_run / "results" / "runs" / "pitts30k-vgg16-icsa-b5-s0"
     before = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    history = json.loads((run / "history.json").read_text())
+    if damaged:
+        _damage(run / "state" / damaged, how)
     target = "results/runs/pitts30k-vgg16-icsa-b5-s0/checkpoint_best.pt"
     result = snakemake(tiny_run, "--cores", "1", "--forcerun", "train", "--", target)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -177,6 +197,15 @@ def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run)
     assert after["epoch"] == before["epoch"]
     for key, value in before["model_state"].items():
         assert torch.equal(value, after["model_state"][key]), key
+    timings = ("train_s", "cache_refresh_s", "val_s")
+    rows = json.loads((run / "history.json").read_text())
+    assert [{k: v for k, v in r.items() if k not in timings} for r in rows] == [
+        {k: v for k, v in r.items() if k not in timings} for r in history
+    ]
+    if damaged:
+        log = tiny_run / "results" / "logs" / "train" / "pitts30k-vgg16-icsa-b5-s0.log"
+        warnings = [line for line in log.read_text().splitlines() if Path(damaged).name in line]
+        assert warnings, log.read_text()[-3000:]
 
 
 def _more_epochs(workdir: Path, run: str, epochs: int):

@@ -1,11 +1,12 @@
 """`icsa train`: weakly supervised triplet training of one run (resumes or restarts by itself).
 
 icsa train --spec RUNSPEC-JSON-or-@file --root DIR --centroids C.npz --run-dir results/runs/RUN
-    [--device auto] [--threads N] [--on-mismatch restart|error] [--no-dvclive]
+    [--device auto] [--threads N] [--on-mismatch restart|error] [--wait] [--no-dvclive]
 
 The spec is an icsa.spec.RunSpec as JSON ({"dataset", "model": ModelSpec, "recipe":
 TrainSettings, "seed"}); the workflow writes one per job. Whether the run folder's
-state is resumed is decided from its recorded fingerprint (icsa/train/run.py).
+state is resumed is decided from its recorded fingerprint (icsa/train/run.py). One process
+trains a run folder at a time: a second one stops with the holder's pid, or with --wait waits.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="restart",
         help="state made by another run: start again (default) or stop with the differences",
     )
+    p.add_argument(
+        "--wait", action="store_true",
+        help="if another process trains this run folder, wait for it instead of stopping",
+    )  # fmt: skip
     p.add_argument("--no-dvclive", action="store_true", help="skip dvclive logging")
     p.set_defaults(func=_train)
 
@@ -61,6 +66,7 @@ def _train(args: argparse.Namespace) -> int:
         threads=args.threads,
         enable_dvclive=not args.no_dvclive,
         on_mismatch=args.on_mismatch,
+        wait=args.wait,
     )
     print(json.dumps(summary, default=str))
     return 0

@@ -26,12 +26,19 @@ from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
 from icsa.fast_inference import channels_last
-from icsa.train.checkpoint import save_checkpoint
 from icsa.train.history import RunLogger, write_history
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
 from icsa.train.prefix_cache import InputSource
 from icsa.train.settings import TrainSettings
-from icsa.train.state import CHECKPOINT_BEST, CHECKPOINT_LAST, RunState, Sources
+from icsa.train.state import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_BEST_STATE,
+    CHECKPOINT_LAST,
+    RunState,
+    Sources,
+    publish_best,
+)
+from icsa.train.verified import CorruptStateError, read_digest_record, save_verified, verify
 
 log = logging.getLogger(__name__)
 
@@ -122,33 +129,47 @@ class TripletTrainer:
         if improved:
             # A copy: the state dicts share storage with the model and optimiser, which train on.
             st.best_checkpoint = copy.deepcopy(checkpoint)
-            save_checkpoint(self.run_dir / CHECKPOINT_BEST, checkpoint)
+            save_verified(self.run_dir / CHECKPOINT_BEST_STATE, checkpoint)
+            publish_best(self.run_dir)
         # checkpoint_last goes last: once it names an epoch, everything of that epoch is on disk,
         # the best epoch's checkpoint included.
-        save_checkpoint(
+        save_verified(
             self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": st.best_checkpoint}
         )
         self.logger.log_epoch(row, st.history)
 
     def write_best_checkpoint(self) -> None:
-        """Write ``checkpoint_best.pt`` from the resumable state if it is missing.
+        """Make ``checkpoint_best.pt`` the best epoch's checkpoint of the resumable state.
 
         Snakemake deletes a job's outputs (``checkpoint_best.pt`` among them) before it reruns
-        the job, and a resumed run past its best epoch may never improve again; the resumable
-        state carries the best epoch's checkpoint, so a rerun after any interruption still ends
-        with the true best epoch's checkpoint (the price: ``checkpoint_last.pt`` holds two)."""
-        path = self.run_dir / CHECKPOINT_BEST
+        the job, and a resumed run past its best epoch may never improve again; the state keeps
+        the best epoch's checkpoint (``state/checkpoint_best.pt``, and a copy inside
+        ``checkpoint_last.pt``), so a rerun after any interruption still ends with the true best
+        epoch's checkpoint. A state copy that fails verification, or that a killed run left
+        from a later epoch than the state's best, is rewritten from ``checkpoint_last.pt``."""
         st = self.state
-        if path.is_file() or st.best_epoch < 1:
+        if st.best_epoch < 1:
             return
-        if st.best_checkpoint is None:
-            raise InputError(
-                f"{path} is missing and {self.run_dir / CHECKPOINT_LAST} does not carry the best "
-                f"epoch ({st.best_epoch}): it was written by an older icsa; delete the run "
-                "folder to retrain the run"
-            )
-        log.info("rewriting %s (epoch %d) from the resumable state", path, st.best_epoch)
-        save_checkpoint(path, st.best_checkpoint)
+        kept = self.run_dir / CHECKPOINT_BEST_STATE
+        try:
+            record = read_digest_record(kept)
+            intact = record is not None and record["epoch"] == st.best_epoch and verify(kept)
+        except CorruptStateError as err:
+            log.warning("%s; rewriting it from %s", err, CHECKPOINT_LAST)
+            intact = False
+        if not intact:
+            if st.best_checkpoint is None:
+                raise InputError(
+                    f"{self.run_dir / CHECKPOINT_BEST} is missing and "
+                    f"{self.run_dir / CHECKPOINT_LAST} does not carry the best epoch "
+                    f"({st.best_epoch}): it was written by an older icsa; delete the run "
+                    "folder to retrain the run"
+                )
+            save_verified(kept, st.best_checkpoint)
+        published = self.run_dir / CHECKPOINT_BEST
+        if not intact or not (published.is_file() and published.samefile(kept)):
+            log.info("writing %s (epoch %d) from the resumable state", published, st.best_epoch)
+            publish_best(self.run_dir)
 
     def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16

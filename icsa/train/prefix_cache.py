@@ -2,9 +2,10 @@
 
 When blocks below the lowest trained block k are frozen, ``model.frozen_prefix(image)`` never
 changes during training, so the loop computes it once into a memory-mapped ``.npy`` per image
-list and trains / refreshes the mining cache through ``model.forward_from_prefix``. The files are
-a declared output of the run (``RUN/prefix_cache/*.npy`` plus a ``.json`` saying what they were
-computed from), reused when a run resumes, and safe to delete (they are rebuilt). float16 halves
+list and trains / refreshes the mining cache through ``model.forward_from_prefix``. The files lie
+in the run's scratch (``RUN/state/prefix_cache/*.npy`` plus a ``.json`` saying what they were
+computed from, and the file's size and SHA-256), are reused when a run resumes once they verify,
+and are safe to delete (they are rebuilt). float16 halves
 the disk and read cost; ``benchmarks/results/train.md`` records that it leaves recall unchanged.
 
 :class:`InputSource` hides whether a model input comes from the cache or from decoding images.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +28,9 @@ from tqdm import tqdm
 
 from icsa.data import ImageDataset
 from icsa.fast_inference import bf16_autocast
-from icsa.io import atomic_path, require_free_space, reserve_space, write_json
+from icsa.io import atomic_path, file_digest, require_free_space, reserve_space, write_json
+
+log = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -136,8 +141,7 @@ def open_or_build_prefix_cache(
     (``fast``: under bfloat16 autocast, icsa.fast_inference)."""
     meta_path = path.with_suffix(".json")
     fingerprint = _fingerprint(model, dataset, dtype, fast)
-    reusable = path.is_file() and meta_path.is_file()
-    if reusable and json.loads(meta_path.read_text()) == fingerprint:
+    if _verified_cache(path, meta_path, fingerprint):
         return np.load(path, mmap_mode="r")
     meta_path.unlink(missing_ok=True)
     shape = (len(dataset), *prefix_shape(model, dataset.image_size))
@@ -166,8 +170,44 @@ def open_or_build_prefix_cache(
         out.flush()
         del out
     model.train(was_training)
-    write_json(meta_path, fingerprint)
+    write_json(meta_path, {**fingerprint, **_content_record(path)})
     return np.load(path, mmap_mode="r")
+
+
+# What the record adds about the file itself: verified before a cache is reused.
+CONTENT_KEYS = ("file_bytes", "sha256")
+
+
+def _content_record(path: Path) -> dict[str, Any]:
+    return {"file_bytes": path.stat().st_size, "sha256": file_digest(path)}
+
+
+def _verified_cache(path: Path, meta_path: Path, fingerprint: dict[str, Any]) -> bool:
+    """Whether the cache at ``path`` was made for ``fingerprint`` and is intact: its record
+    matches, and the file has the recorded size (a truncated file) and SHA-256 (flipped or
+    zeroed bytes behind an intact header; one read of the file, ~1.8 GB/s). A cache that was
+    made for something else is rebuilt quietly; a damaged one with a warning line."""
+    if not (path.is_file() and meta_path.is_file()):
+        return False
+    try:
+        record = json.loads(meta_path.read_text())
+        made_for = {k: v for k, v in record.items() if k not in CONTENT_KEYS}
+        recorded = {k: record[k] for k in CONTENT_KEYS}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.warning("%s: unreadable record (%s); rebuilding the prefix cache", meta_path, err)
+        return False
+    if made_for != fingerprint:
+        return False
+    size = path.stat().st_size
+    if size != recorded["file_bytes"]:
+        log.warning("%s: %d bytes, its record says %s; rebuilding the prefix cache", path,
+                    size, recorded["file_bytes"])  # fmt: skip
+        return False
+    if file_digest(path) != recorded["sha256"]:
+        log.warning("%s: its bytes changed since it was built (SHA-256 differs from %s); "
+                    "rebuilding the prefix cache", path, meta_path.name)  # fmt: skip
+        return False
+    return True
 
 
 # Of the GPU memory free when training starts, the share the prefix caches may take: the rest

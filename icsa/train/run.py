@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,22 @@ from icsa.io import file_digest, read_json, write_json
 from icsa.models import build_model
 from icsa.registry import needs_centroids
 from icsa.spec import RunSpec, check_config, fingerprint_differences
-from icsa.train.checkpoint import load_checkpoint
 from icsa.train.history import RunLogger
 from icsa.train.kmeans import load_centroids
+from icsa.train.lock import run_folder_lock
 from icsa.train.loop import TripletTrainer
 from icsa.train.mining import HardNegativeMiner, build_geometry, require_trainable
 from icsa.train.settings import TrainSettings
 from icsa.train.state import (
+    CHECKPOINT_BEST_STATE,
     CHECKPOINT_LAST,
     RUN_FINGERPRINT,
     STATE_DIR,
     RunState,
     build_sources,
+    clear_state,
 )
+from icsa.train.verified import CorruptStateError, load_verified
 from icsa.utils import resolve_device, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
@@ -94,13 +96,33 @@ def prepare_trainer(
     )
 
 
+def _recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint the state was made with; None (after a warning) when it is unreadable."""
+    recorded = run_dir / RUN_FINGERPRINT
+    try:
+        value = read_json(recorded)
+        if isinstance(value, dict):
+            return value
+        err: Exception = ValueError(f"a JSON {type(value).__name__}, expected an object")
+    except (OSError, ValueError) as exc:
+        err = exc
+    log.warning("%s: unreadable (%s); discarding the run's state and starting again",
+                recorded, str(err).splitlines()[0])  # fmt: skip
+    return None
+
+
 def _reconcile_state(run_dir: Path, fingerprint: dict[str, Any], on_mismatch: str) -> bool:
-    """Keep the run folder's state if it was made by this run; True when it can be resumed."""
-    last, recorded = run_dir / CHECKPOINT_LAST, run_dir / RUN_FINGERPRINT
-    if not last.is_file():
+    """Keep the run folder's state if it was made by this run; True when it may be resumed."""
+    candidates = [run_dir / CHECKPOINT_LAST, run_dir / CHECKPOINT_BEST_STATE]
+    if not any(path.is_file() for path in candidates):
         return False
+    recorded = run_dir / RUN_FINGERPRINT
     if recorded.is_file():
-        diffs = fingerprint_differences(read_json(recorded), fingerprint)
+        made_by = _recorded_fingerprint(run_dir)
+        if made_by is None:
+            clear_state(run_dir)
+            return False
+        diffs = fingerprint_differences(made_by, fingerprint)
     else:
         diffs = [f"{recorded} is missing (state of an older version or another tool)"]
     if not diffs:
@@ -109,8 +131,34 @@ def _reconcile_state(run_dir: Path, fingerprint: dict[str, Any], on_mismatch: st
     if on_mismatch == "error":
         raise InputError(f"{message}; delete {run_dir / STATE_DIR} or use on_mismatch=restart")
     log.warning("%s: restarting from scratch", message)
-    shutil.rmtree(run_dir / STATE_DIR)
+    clear_state(run_dir)
     return False
+
+
+def _load_resumable(run_dir: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint to resume from: ``checkpoint_last.pt`` if it verifies, else the best
+    epoch's (the run then retrains the epochs after it), else None (the state is discarded and
+    the run starts again). Each discarded file is one warning line; never an error."""
+    last, best = run_dir / CHECKPOINT_LAST, run_dir / CHECKPOINT_BEST_STATE
+    if last.is_file():
+        try:
+            return load_verified(last, map_location=device)
+        except CorruptStateError as err:
+            log.warning("%s; discarding it", str(err).splitlines()[0])
+    if best.is_file():
+        try:
+            checkpoint = load_verified(best, map_location=device)
+        except CorruptStateError as err:
+            log.warning("%s; discarding it", str(err).splitlines()[0])
+        else:
+            log.warning(
+                "resuming %s from its best epoch's state (%s, epoch %d); the epochs after it "
+                "are trained again", run_dir, best, int(checkpoint["epoch"]),
+            )  # fmt: skip
+            return {**checkpoint, "best_checkpoint": checkpoint}
+    log.warning("%s: no usable resumable state; starting the run again", run_dir)
+    clear_state(run_dir)
+    return None
 
 
 def train_run(
@@ -123,11 +171,13 @@ def train_run(
     threads: int | None = None,
     enable_dvclive: bool = True,
     on_mismatch: str = "restart",
+    wait: bool = False,
 ) -> dict[str, Any]:
     """Train (resume, or restart) the run ``spec`` on the dataset at ``root``; returns a summary
     with the best validation Recall@5. ``spec.model.init_seed`` must be the one ``icsa kmeans``
     used for ``centroids`` (NetVLAD's initialisation; GeM runs have none); ``spec.seed`` drives
-    the mining order."""
+    the mining order. The run folder is locked while it trains: another process on it is an
+    InputError naming that process, or with ``wait`` is waited for."""
     if on_mismatch not in ON_MISMATCH:
         raise InputError(f"on_mismatch={on_mismatch!r}: expected one of {ON_MISMATCH}")
     set_threads(threads)
@@ -153,17 +203,18 @@ def train_run(
         inputs["centroids"] = file_digest(centroids)
     run_dir = Path(run_dir)
     fingerprint = spec.fingerprint(inputs)
-    checkpoint = None
-    if _reconcile_state(run_dir, fingerprint, on_mismatch):
-        last = run_dir / CHECKPOINT_LAST
-        checkpoint = load_checkpoint(last, map_location=dev)
-        check_config(checkpoint["model_config"], model.config, f"checkpoint {last}")
-        log.info("resuming %s from epoch %d", run_dir, int(checkpoint["epoch"]))
-    write_json(run_dir / RUN_FINGERPRINT, fingerprint)
-    trainer = prepare_trainer(
-        model, train, val, spec.recipe, run_dir, spec.seed, dev, enable_dvclive, checkpoint
-    )
-    final = trainer.fit()
+    with run_folder_lock(run_dir, wait):
+        checkpoint = None
+        if _reconcile_state(run_dir, fingerprint, on_mismatch):
+            checkpoint = _load_resumable(run_dir, dev)
+        if checkpoint is not None:
+            check_config(checkpoint["model_config"], model.config, f"checkpoint in {run_dir}")
+            log.info("resuming %s from epoch %d", run_dir, int(checkpoint["epoch"]))
+        write_json(run_dir / RUN_FINGERPRINT, fingerprint)
+        trainer = prepare_trainer(
+            model, train, val, spec.recipe, run_dir, spec.seed, dev, enable_dvclive, checkpoint
+        )
+        final = trainer.fit()
     state = trainer.state
     return {
         "run": spec.id,

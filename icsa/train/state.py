@@ -9,12 +9,15 @@ from the frozen-prefix cache or from decoding images; :func:`build_sources` is t
 that reads images (it builds the caches).
 
 The resumable state (``state/checkpoint_last.pt``) also carries the best epoch's checkpoint
-(see ``TripletTrainer.write_best_checkpoint``).
+(see ``TripletTrainer.write_best_checkpoint``); ``state/checkpoint_best.pt`` holds it on its own,
+and each checkpoint has a digest record beside it (icsa.train.verified).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,9 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
+from icsa.io import atomic_path
 from icsa.train.checkpoint import get_rng_state, set_rng_state
+from icsa.train.lock import LOCK_FILE
 from icsa.train.prefix_cache import (
     InputSource,
     keep_prefix_on_gpu,
@@ -40,7 +45,38 @@ log = logging.getLogger(__name__)
 STATE_DIR = "state"
 CHECKPOINT_LAST = f"{STATE_DIR}/checkpoint_last.pt"
 CHECKPOINT_BEST = "checkpoint_best.pt"
+# The best epoch's checkpoint as the state keeps it; CHECKPOINT_BEST is a hard link to it (a
+# copy where links are not supported), so Snakemake deleting its output before a rerun loses
+# nothing, and a damaged checkpoint_last.pt can resume from the best epoch instead.
+CHECKPOINT_BEST_STATE = f"{STATE_DIR}/checkpoint_best.pt"
 RUN_FINGERPRINT = f"{STATE_DIR}/run.json"
+
+
+def publish_best(run_dir: Path) -> None:
+    """Make ``CHECKPOINT_BEST`` the state's best checkpoint: a hard link to it (no second copy
+    on disk), or a copy where the file system has no links; replaced atomically."""
+    kept, published = Path(run_dir) / CHECKPOINT_BEST_STATE, Path(run_dir) / CHECKPOINT_BEST
+    with atomic_path(published) as tmp:
+        tmp.unlink()
+        try:
+            os.link(kept, tmp)
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            shutil.copyfile(kept, tmp)
+
+
+def clear_state(run_dir: Path) -> None:
+    """Delete the run's resumable state, all but the lock its training process holds
+    (icsa.train.lock: a deleted lock file would not exclude the next process)."""
+    state = Path(run_dir) / STATE_DIR
+    if not state.is_dir():
+        return
+    for entry in state.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 @dataclass(frozen=True)
