@@ -12,7 +12,9 @@ share one code path; ``layout="benchmark"`` writes the same city as benchmark-na
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import replace
@@ -33,6 +35,8 @@ from icsa.errors import InputError
 __all__ = ["CitySettings", "MANIFEST", "generate", "plan_cities"]
 
 MANIFEST = "synthetic.json"  # written last; marks a folder as a complete synthetic city
+
+log = logging.getLogger(__name__)
 
 
 def plan_cities(
@@ -72,6 +76,32 @@ def plan_cities(
     return worlds, plans, jobs
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (signal 0 is a check, nothing is sent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_leftovers(out: Path) -> list[Path]:
+    """Remove the folders ``.<out name>.tmp-<pid>`` / ``.old-<pid>`` beside ``out`` whose writer
+    no longer runs (a kill -9 runs no cleanup); return them. A live writer's are left alone. The
+    pid is checked on this host: one machine writes a city folder."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:tmp|old)-([0-9]+)")
+    stale = []
+    for path in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and int(match[1]) != os.getpid() and not _running(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("%s: removed, left by process %s that no longer runs", path, match[1])
+            stale.append(path)
+    return stale
+
+
 def generate(
     out_dir: str | os.PathLike,
     seed: int,
@@ -85,7 +115,7 @@ def generate(
     folders; benchmark: ``images/<split>/{database,queries}/@…@.jpg``) and return a summary.
 
     The files are written into a temporary sibling folder that replaces ``out_dir`` only when
-    everything succeeded. An existing ``out_dir`` is replaced only if it is empty or a previous
+    everything succeeded; such folders of killed writers are swept first. An existing ``out_dir`` is replaced only if it is empty or a previous
     synthetic city (it holds ``synthetic.json``); anything else is refused.
     """
     start = time.perf_counter()
@@ -107,6 +137,7 @@ def generate(
         )
     worlds, plans, jobs = plan_cities(seed, s)
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
