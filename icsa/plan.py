@@ -253,8 +253,25 @@ def plan(config: dict[str, Any], rates: Rates) -> dict[str, Any]:
     return {"rates": dataclasses.asdict(rates), "trainings": trainings, "extractions": extractions}
 
 
-def check_resources(config: dict[str, Any], planned: dict[str, Any]) -> list[str]:
-    """Where the config's ``resources.train``/``resources.extract`` are below the plan."""
+def machine_memory_gb() -> float:
+    """This machine's memory in GB: physical memory, or the cgroup's limit where lower."""
+    import os
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        total = min(total, int(limit)) if limit.isdigit() else total
+    except OSError:
+        pass
+    return total / GB
+
+
+def check_resources(
+    config: dict[str, Any], planned: dict[str, Any], memory_gb: float | None = None
+) -> list[str]:
+    """Where the config's ``resources.train``/``resources.extract`` are below the plan, and,
+    for a CPU config, the trainings whose peak memory exceeds ``memory_gb`` (this machine's:
+    they would be killed for memory, as block 1 at 480×640 is on a 24 GB machine)."""
     res = config.get("resources", {})
     notes = []
     for step, key, need in (
@@ -267,4 +284,14 @@ def check_resources(config: dict[str, Any], planned: dict[str, Any]) -> list[str
         if have is not None and want > have:
             unit = "MB" if key == "mem_mb" else "min"
             notes.append(f"resources.{step}.{key} = {have} {unit}, the plan needs {want:,.0f}")
+    if memory_gb is not None and config.get("device") == "cpu":
+        over = [r for r in planned["trainings"] if r["peak_ram_gb"] > memory_gb]
+        if over:
+            names = ", ".join(r["run"] for r in over)
+            notes.append(
+                f"{len(over)} training(s) need more than this machine's {memory_gb:.1f} GB at "
+                f"peak (up to {max(r['peak_ram_gb'] for r in over):.1f} GB): {names}; they "
+                "would be killed for memory here: run them on a GPU with the memory, or leave "
+                "their tables out"
+            )
     return notes

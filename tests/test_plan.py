@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,26 @@ def test_cli_plans_the_paper_config_without_its_data(tmp_path):
     test = [e for e in planned["extractions"] if e["evalset"] == "pitts30k-test"][0]
     assert test["descriptors_gb"] == pytest.approx(16816 * 64 * 512 * 4 / 1e9)
     assert "! over train.prefix_cache_budget_mb" in result.stdout
+
+
+def test_trainings_over_this_machines_memory_are_named_for_cpu_configs():
+    """The rehearsal's block-1 training at 480×640 (35 GB at peak) was killed for memory on a
+    24 GB machine; the plan names such runs before anything starts, for CPU configs only."""
+    planned = {"trainings": [{"run": "b5", "peak_ram_gb": 2.4, "run_h": 1.0},
+                             {"run": "b1", "peak_ram_gb": 35.4, "run_h": 1.0}],
+               "extractions": []}  # fmt: skip
+    notes = plan.check_resources({"device": "cpu"}, planned, memory_gb=24.0)
+    assert len(notes) == 1 and "b1;" in notes[0] and "b5" not in notes[0]
+    assert "35.4 GB" in notes[0] and "24.0 GB" in notes[0]
+    assert plan.check_resources({"device": "cuda"}, planned, memory_gb=24.0) == []
+    assert plan.check_resources({"device": "cpu"}, planned, memory_gb=64.0) == []
+    assert 1 < plan.machine_memory_gb() < 1e5
+
+
+def test_plan_outside_the_repository_root_says_where_to_run_it(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")  # as make rehearse's work folder
+    result = subprocess.run([ICSA, "plan", "--gflops", "100"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    first = result.stderr.strip().splitlines()[0]
+    assert "config.schema.yaml: not found (run from the repository root)" in first, first

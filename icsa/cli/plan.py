@@ -51,6 +51,8 @@ def load_config(paths: list[Path]) -> dict[str, Any]:
             raise InputError(f"{path}: expected a YAML mapping at the top level")
         update_config(config, data)
     # The workflow's schema, with its defaults filled in (as the Snakefile validates).
+    if not SCHEMA.is_file():
+        raise InputError(f"{SCHEMA}: not found (run from the repository root)")
     validate(config, str(SCHEMA.resolve()))
     return config
 
@@ -77,7 +79,7 @@ def _plan(args: argparse.Namespace) -> int:
         set_threads(args.threads)
         rates = plan.Rates(plan.measure_cpu_gflops(), source="this CPU (3×3 convolutions)")
     planned = plan.plan(config, rates)
-    planned["resources"] = plan.check_resources(config, planned)
+    planned["resources"] = plan.check_resources(config, planned, plan.machine_memory_gb())
     print(render(planned))
     if args.json:
         write_json(args.json, planned)
