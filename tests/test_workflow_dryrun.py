@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shlex
+import subprocess
 from collections import Counter
 
 import pytest
@@ -17,7 +18,15 @@ import yaml
 from PIL import Image
 
 from tests.helpers.datasets import make_dataset
-from tests.helpers.workflow import ROOT, job_counts, planned_runs, scratch_workdir, snakemake
+from tests.helpers.workflow import (
+    BIN,
+    ROOT,
+    env,
+    job_counts,
+    planned_runs,
+    scratch_workdir,
+    snakemake,
+)
 
 # ---- the tests --------------------------------------------------------------------------------
 TINY = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
@@ -150,3 +159,36 @@ def test_an_image_overwritten_in_place_reruns_the_dataset_check(tmp_path):
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
     rerun = snakemake(workdir, "-n", target, config=config)
     assert job_counts(rerun.stdout) == {"check_dataset": 1}, rerun.stdout[-3000:]
+
+
+@pytest.mark.parametrize("config", [[], ["--configfile", "../config/tiny.yaml"]],
+                         ids=["default", "configfile"])  # fmt: skip
+def test_running_from_the_workflow_folder_says_where_to_run(config):
+    """Nothing lost, round two: `cd workflow && snakemake -n` failed on a missing config file
+    (config/paper_values.yaml with --configfile) without a hint where to run."""
+    exe = BIN / "snakemake"
+    result = subprocess.run(
+        [str(exe if exe.exists() else "snakemake"), "-n", *config], cwd=ROOT / "workflow",
+        env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    missing = "config/config.yaml or config/paper_values.yaml"
+    message = f"{ROOT / 'workflow'}: no {missing} here; run snakemake from the repository root"
+    assert result.stdout.count(message) == 1, result.stdout[-3000:]
+    assert "make rehearse" in result.stdout and "Job stats" not in result.stdout
+    assert not (ROOT / "workflow" / ".snakemake").exists()
+
+
+def test_a_table_asked_for_in_a_folder_without_config_says_where_to_run(tmp_path):
+    # Elsewhere, with --configfile, the jobs that need no config/ plan (tests/test_slurm.py,
+    # test_gpu_alloc.py); a table needs config/paper_values.yaml, which the error names.
+    exe = BIN / "snakemake"
+    result = subprocess.run(
+        [str(exe if exe.exists() else "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+         "--configfile", str(ROOT / "config" / "tiny.yaml"), "-n", "results/table1.csv"],
+        cwd=tmp_path, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Job stats" not in result.stdout
+    message = f"{tmp_path}: no config/paper_values.yaml here; run snakemake from the repository"
+    assert message in result.stdout, result.stdout[-3000:]

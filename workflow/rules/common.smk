@@ -37,6 +37,7 @@ DESCRIPTORS_RECORD = spec.descriptors_record(RUN, "{evalset}")
 METRICS = spec.metrics_file(RUN, "{evalset}")
 PERQUERY = spec.perquery_file(RUN, "{evalset}")
 EFFICIENCY = "results/efficiency.json"
+PAPER_VALUES = "config/paper_values.yaml"
 LOGS = "results/logs"
 BENCHMARKS = "results/benchmarks"
 ENV = "../envs/icsa.yaml"  # relative to rules/ (used with --sdm conda)
@@ -151,6 +152,13 @@ def table_metrics(name):
 def table_histories(name):
     """Training histories of a run table's models: each row records its best epoch."""
     return sorted({spec.history_file(run, "json") for run in table_runs(name)})
+
+
+def paper_values(wildcards):
+    """The paper's numbers, read from the working directory's config/ like the config."""
+    if not Path(PAPER_VALUES).is_file():
+        raise WorkflowError(f"{Path.cwd()}: no {PAPER_VALUES} here; {RUN_FROM_ROOT}")
+    return PAPER_VALUES
 
 
 def table_inputs(wildcards):

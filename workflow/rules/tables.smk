@@ -39,7 +39,7 @@ rule efficiency:
 rule table:
     input:
         table_inputs,
-        paper="config/paper_values.yaml",
+        paper=paper_values,
     output:
         csv="results/{table}.csv",
         md="results/{table}.md",
