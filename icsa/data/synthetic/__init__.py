@@ -31,6 +31,7 @@ from icsa.data.synthetic.tokyo247 import plan_tokyo247
 from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
 from icsa.data.synthetic.writer import Job, SplitPlan, default_workers, plan_city, render_all
 from icsa.errors import InputError
+from icsa.io import process_alive
 
 __all__ = ["CitySettings", "MANIFEST", "generate", "plan_cities"]
 
@@ -76,17 +77,6 @@ def plan_cities(
     return worlds, plans, jobs
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (signal 0 is a check, nothing is sent)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def sweep_leftovers(out: Path) -> list[Path]:
     """Remove the folders ``.<out name>.tmp-<pid>`` / ``.old-<pid>`` beside ``out`` whose writer
     no longer runs (a kill -9 runs no cleanup); return them. A live writer's are left alone. The
@@ -95,9 +85,10 @@ def sweep_leftovers(out: Path) -> list[Path]:
     stale = []
     for path in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
         match = pattern.fullmatch(path.name)
-        if match and path.is_dir() and int(match[1]) != os.getpid() and not _running(int(match[1])):
+        writer = int(match[1]) if match else os.getpid()
+        if path.is_dir() and writer != os.getpid() and not process_alive(writer):
             shutil.rmtree(path, ignore_errors=True)
-            log.info("%s: removed, left by process %s that no longer runs", path, match[1])
+            log.info("%s: removed, left by process %d that no longer runs", path, writer)
             stale.append(path)
     return stale
 
@@ -115,8 +106,9 @@ def generate(
     folders; benchmark: ``images/<split>/{database,queries}/@…@.jpg``) and return a summary.
 
     The files are written into a temporary sibling folder that replaces ``out_dir`` only when
-    everything succeeded; such folders of killed writers are swept first. An existing ``out_dir`` is replaced only if it is empty or a previous
-    synthetic city (it holds ``synthetic.json``); anything else is refused.
+    everything succeeded; such folders of killed writers are swept first. An existing
+    ``out_dir`` is replaced only if it is empty or a previous synthetic city (it holds
+    ``synthetic.json``); anything else is refused.
     """
     start = time.perf_counter()
     s = settings if settings is not None else CitySettings()
