@@ -69,9 +69,9 @@ class PlaceModel(nn.Module):
         self._feature_shape = tuple(feature_shape)
         self.folded_from: str | None = None  # set by icsa.models.fold_attention
         # Set by the trainer from train.activation_checkpointing: the trained blocks' activations
-        # are recomputed in the backward pass instead of kept (compute for memory). Values and
-        # gradients are unchanged, so it is no part of ``config``; forwards without grad
-        # (caches, validation, extraction) keep nothing for a backward pass and ignore it.
+        # are recomputed in the backward pass instead of kept (the lowest blocks at 480×640 need
+        # more memory than many machines have). Values and gradients are unchanged, so it is no
+        # part of ``config``; forwards without grad (caches, validation, extraction) ignore it.
         self.activation_checkpointing = False
 
     @property

@@ -73,11 +73,9 @@ class TrainSettings:
     # auto | on | off (icsa.fast_inference); off is float32 as before.
     fast_inference: str = "off"
     # Recompute the trained backbone blocks' activations in the backward pass instead of keeping
-    # them (one checkpointed segment per block, icsa.models.backbones.recomputed), for about one
-    # more forward of the trained blocks per step. The peak still holds the lowest trained
-    # block's activations and their gradients: for VGG16 it is 0.85-0.94x of the peak without
-    # (benchmarks/results/activation_checkpointing.md). Weights, losses and history are the
-    # same bit for bit (CPU).
+    # them (one checkpointed segment per block, icsa.models.backbones.recomputed): a step's peak
+    # memory holds one block's activations instead of all, for about one more forward of the
+    # trained blocks per step. The weights, losses and history are the same bit for bit (CPU).
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
