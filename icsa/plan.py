@@ -16,14 +16,11 @@ The arithmetic follows the training loop (icsa/train/loop.py): the prefix cache 
 (every train and val image through the frozen blocks), each epoch refreshes the mining cache
 every ``cache_refresh`` queries (the whole training database and the chunk's queries), takes
 ``ceil(queries / batch_size)`` steps of ``batch_size × (2 + neg_kept)`` inputs (forward and
-backward ≈ 3 forwards of the trained blocks, 4 with activation checkpointing) and validates.
-Recomputing (no cache, or a cache over its budget) pays the frozen blocks' forward for every one
-of those inputs, and decodes them. Times assume every query is trainable and no early stop;
-without measured floors they ignore decoding and host overhead, so they are lower bounds of the
-order of the truth (benchmarks/results/train.md and gpu.md hold measured ones). Peak memory
-counts one step's batch of trained activations: all of them, or with
-``train.activation_checkpointing`` the block outputs and the largest trained block's
-activations with their gradients (:meth:`ModelCosts.kept_activation_bytes`).
+backward ≈ 3 forwards of the trained blocks) and validates. Recomputing (no cache, or a cache
+over its budget) pays the frozen blocks' forward for every one of those inputs, and decodes them.
+Times assume every query is trainable and no early stop; without measured floors they ignore
+decoding and host overhead, so they are lower bounds of the order of the truth
+(benchmarks/results/train.md and gpu.md hold measured ones).
 """
 
 from __future__ import annotations
@@ -62,8 +59,7 @@ class Rates:
 @dataclass(frozen=True)
 class ModelCosts:
     """Per image: frozen-prefix values, descriptor size, GFLOP of the frozen and trained parts,
-    and bytes of the trained part's activations (what the backward pass keeps); of those, each
-    trained backbone block's activations and its output (``block_*``, in block order)."""
+    and bytes of the trained part's activations (what the backward pass keeps)."""
 
     prefix_values: int
     descriptor_dim: int
@@ -72,25 +68,6 @@ class ModelCosts:
     activation_bytes: int
     trainable_params: int
     params: int
-    block_activation_bytes: tuple[int, ...] = ()
-    block_output_bytes: tuple[int, ...] = ()
-
-    def kept_activation_bytes(self, checkpointing: bool) -> int:
-        """What a step holds at its peak: every activation of the trained part, or with
-        ``train.activation_checkpointing`` the larger of the forward's end (the block outputs,
-        each kept as the next segment's input, and the attention's and aggregator's
-        activations, not checkpointed) and each block's backward (the outputs of the blocks
-        before it, its recomputed activations and their gradients, up to as many bytes again).
-        Never more than without: checkpointing keeps a part of the same tensors at any time.
-        For VGG16 the lowest trained block's backward is most of either peak (its activations
-        are about half of all trained ones), so checkpointing saves little there
-        (benchmarks/results/activation_checkpointing.md)."""
-        blocks, outputs = self.block_activation_bytes, self.block_output_bytes
-        if not checkpointing or not blocks:
-            return self.activation_bytes
-        rest = self.activation_bytes - sum(blocks)
-        backward = max(sum(outputs[:j]) + 2 * act for j, act in enumerate(blocks))
-        return min(self.activation_bytes, max(rest + sum(outputs), backward))
 
 
 def model_costs(m: ModelSpec) -> ModelCosts:
@@ -110,17 +87,11 @@ def _model_costs(m: ModelSpec) -> ModelCosts:
     with FlopCounterMode(display=False) as flops:
         prefix = model.frozen_prefix(images)
     prefix_flops = flops.get_total_flops()
-    records: list[tuple[Any, int]] = []  # (leaf module, values of its output), in call order
+    activations = []
     hooks = [
-        mod.register_forward_hook(lambda mod, _i, out: records.append((mod, out.numel())))
+        mod.register_forward_hook(lambda _m, _i, out: activations.append(out.numel()))
         for mod in model.modules()
         if not list(mod.children())
-    ]
-    blocks = list(model.backbone.blocks[model.backbone.num_frozen :])  # the trained ones
-    outputs: dict[Any, int] = {}
-    hooks += [
-        block.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(mod, out.numel()))
-        for block in blocks
     ]
     with FlopCounterMode(display=False) as flops:
         desc = model.forward_from_prefix(prefix)
@@ -128,19 +99,14 @@ def _model_costs(m: ModelSpec) -> ModelCosts:
         hook.remove()
     # The frozen modules ran inside frozen_prefix before the hooks existed: what was recorded
     # is the trained part only.
-    in_block = [set(block.modules()) for block in blocks]
     return ModelCosts(
         prefix_values=prefix[0].numel(),
         descriptor_dim=desc.shape[1],
         prefix_gflop=prefix_flops / 1e9,
         trained_gflop=flops.get_total_flops() / 1e9,
-        activation_bytes=4 * sum(n for _, n in records),
+        activation_bytes=4 * sum(activations),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         params=sum(p.numel() for p in model.parameters()),
-        block_activation_bytes=tuple(
-            4 * sum(n for mod, n in records if mod in members) for members in in_block
-        ),
-        block_output_bytes=tuple(4 * outputs[block] for block in blocks),
     )
 
 
@@ -220,8 +186,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     def epoch_s(train_cached: bool, val_cached: bool) -> float:
         fwd_train = c.trained_gflop if train_cached else full
         refresh = part_s(t_db * refreshes + t_q, fwd_train, train_cached)
-        passes = 4 if s.activation_checkpointing else 3  # checkpointing: the forward again
-        step_gflop = inputs * (passes * c.trained_gflop + (0 if train_cached else c.prefix_gflop))
+        step_gflop = inputs * (3 * c.trained_gflop + (0 if train_cached else c.prefix_gflop))
         step = max(part_s(inputs, step_gflop / inputs, train_cached), r.step_floor_s)
         val = part_s(v_db + v_q, c.trained_gflop if val_cached else full, val_cached)
         return refresh + steps * step + val
@@ -231,8 +196,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     ram = (
         4 * c.params + 8 * c.trainable_params  # weights; gradients and SGD momentum
         + 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh))  # the mining cache
-        + inputs * (c.kept_activation_bytes(s.activation_checkpointing)  # one step's batch
-                    + 4 * c.prefix_values)
+        + inputs * (c.activation_bytes + 4 * c.prefix_values)  # one step's batch
     )  # fmt: skip
     cached, recompute = epoch_s(cached_train, cached_val), epoch_s(False, False)
     over = [n for n, ok in (("train", cached_train), ("val", cached_val))

@@ -91,31 +91,6 @@ def test_cli_plans_the_paper_config_without_its_data(tmp_path):
     assert "! over train.prefix_cache_budget_mb" in result.stdout
 
 
-def test_activation_checkpointing_peak_is_the_lowest_blocks_backward(tmp_path):
-    """The paper's step (4 queries × 12 inputs, VGG16, K = 64, 480×640). Recomputed block by
-    block, a step still holds the largest block's activations and their gradients: block 1's
-    are about half of the trained activations, so its backward is most of the peak either way
-    (measured: benchmarks/results/activation_checkpointing.md). Never more than without;
-    without trained blocks nothing changes."""
-
-    def peak(block: str, checkpointing: bool) -> float:
-        config = tiny_config(tmp_path / "absent", batch_size=4, neg_kept=10,
-                             activation_checkpointing=checkpointing)  # fmt: skip
-        config["model"].update(num_clusters=64, image_size=[480, 640])
-        run = f"pitts30k-vgg16-icsa-b{block}-s0"
-        return plan.plan_training(config, run, plan.Rates(100.0))["peak_ram_gb"]
-
-    assert peak("1", False) > 30
-    assert 0.85 * peak("1", False) < peak("1", True) < peak("1", False)
-    assert 0.85 * peak("2", False) < peak("2", True) < peak("2", False)
-    for block in ("3", "5", "none"):
-        assert peak(block, True) == peak(block, False), block
-    c = plan.model_costs(ModelSpec("vgg16", "none", 64, (480, 640), lowest_trained_block="1"))
-    assert c.block_output_bytes[0] == 4 * 64 * 240 * 320  # pool1's output
-    assert max(c.block_activation_bytes) == c.block_activation_bytes[0]
-    assert 0.4 < c.block_activation_bytes[0] / c.activation_bytes < 0.5
-
-
 def test_trainings_over_this_machines_memory_are_named_for_cpu_configs():
     """The rehearsal's block-1 training at 480×640 (35 GB at peak) was killed for memory on a
     24 GB machine; the plan names such runs before anything starts, for CPU configs only."""
