@@ -180,15 +180,8 @@ def check_config(found: dict[str, Any], expected: dict[str, Any], source: str) -
 
 
 # Recipe keys that may change between an interrupted (or finished) run and its continuation:
-# they decide how long to train, or how a step is computed, not what one epoch does
-# (activation_checkpointing gives the same weights bit for bit).
-RESUMABLE_CHANGES = (
-    "epochs",
-    "patience",
-    "num_workers",
-    "eval_batch_size",
-    "activation_checkpointing",
-)
+# they decide how long to train, not what one epoch does.
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "eval_batch_size")
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,6 @@ def test_every_rule_that_asks_for_resources_may_be_configured():
          ["-0.001", "exclusiveMinimum", "'lr'"]),
         (lambda c: c["train"].update(optimizer="rmsprop"),
          ["'rmsprop' is not one of ['sgd', 'adam']", "optimizer"]),
-        (lambda c: c["train"].update(activation_checkpointing="yes"),
-         ["'yes' is not of type 'boolean'", "activation_checkpointing"]),
         (lambda c: c.update(device="tpu"),
          ["'tpu' is not one of ['cpu', 'cuda']", "device"]),
         (lambda c: c["tables"]["table5"]["blocks"].append("six"),

@@ -121,9 +121,6 @@ def test_fingerprint_follows_content_not_paths_and_ignores_resumable_keys(tmp_pa
     assert fp(run, a) == fp(run, b)  # a moved checkout is the same run
     longer = spec.RunSpec("pitts30k", _model(), TrainSettings(epochs=9, patience=2), seed=0)
     assert fp(longer, a) == fp(run, a)
-    # Recomputing activations gives the same weights: toggling it resumes the run.
-    recomputing = TrainSettings(epochs=3, activation_checkpointing=True)
-    assert fp(spec.RunSpec("pitts30k", _model(), recomputing, seed=0), a) == fp(run, a)
     other_lr = spec.RunSpec("pitts30k", _model(), TrainSettings(epochs=3, lr=0.1), seed=0)
     assert spec.fingerprint_differences(fp(run, a), fp(other_lr, a)) == [
         "recipe.lr: was 0.0001, now 0.1"
@@ -131,13 +128,6 @@ def test_fingerprint_follows_content_not_paths_and_ignores_resumable_keys(tmp_pa
     (b / "train.mat").write_bytes(b"another dbstruct")
     diffs = spec.fingerprint_differences(fp(run, a), fp(run, b))
     assert len(diffs) == 1 and diffs[0].startswith("inputs.train:")
-
-
-def test_activation_checkpointing_is_a_bool_that_leaves_recorded_recipes_unchanged():
-    assert "activation_checkpointing" not in TrainSettings().to_dict()  # specs made before it
-    assert TrainSettings(activation_checkpointing=True).to_dict()["activation_checkpointing"]
-    with pytest.raises(InputError, match="activation_checkpointing='yes', expected a bool"):
-        TrainSettings(activation_checkpointing="yes")
 
 
 def test_run_spec_from_config_uses_the_run_seed_for_the_init():

@@ -12,14 +12,12 @@ then materialised: randomly (seeded) for ``weights="none"``, or from a state dic
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.utils.checkpoint
 import torchvision
 from torch import nn
 
@@ -103,46 +101,15 @@ class Backbone(nn.Module):
             block.eval()
         return self
 
-    def forward_blocks(
-        self, x: torch.Tensor, start: int, stop: int, recompute: bool = False
-    ) -> torch.Tensor:
-        """Run blocks[start:stop] (0-based) on x; with ``recompute`` each block is one
-        checkpointed segment (:func:`recomputed`): the same values and gradients, while the
-        backward pass holds one block's activations at a time instead of all of them."""
+    def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Run blocks[start:stop] (0-based) on x."""
         for block in self.blocks[start:stop]:
-            x = recomputed(block, x) if recompute else block(x)
+            x = block(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # [B,3,H,W] -> [B,C,h,w]
         return self.forward_blocks(x, 0, self.num_blocks)
-
-
-def recomputed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)``, keeping only ``x`` for the backward pass, which runs the block again to get
-    its activations (torch.utils.checkpoint, non-reentrant: inputs without grad, such as images
-    or a cached prefix, still give the block's parameters their gradients)."""
-    return torch.utils.checkpoint.checkpoint(
-        block,
-        x,
-        use_reentrant=False,
-        context_fn=lambda: (contextlib.nullcontext(), _buffers_kept(block)),
-    )
-
-
-@contextlib.contextmanager
-def _buffers_kept(module: nn.Module) -> Iterator[None]:
-    """Undo what running ``module`` again writes into its buffers. The forward pass updated
-    BatchNorm's running stats and batch count once; the recomputation in the backward pass
-    would update them a second time (ResNet blocks), and the run would no longer be the one
-    trained without recomputation."""
-    saved = [buf.clone() for buf in module.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in zip(module.buffers(), saved):
-                buf.copy_(value)
 
 
 def _meta_blocks(name: str) -> tuple[nn.Module, list[nn.Module]]:

@@ -68,11 +68,6 @@ class PlaceModel(nn.Module):
         self.add_module(self.aggregation, pool)
         self._feature_shape = tuple(feature_shape)
         self.folded_from: str | None = None  # set by icsa.models.fold_attention
-        # Set by the trainer from train.activation_checkpointing: the trained blocks' activations
-        # are recomputed in the backward pass instead of kept (the lowest blocks at 480×640 need
-        # more memory than many machines have). Values and gradients are unchanged, so it is no
-        # part of ``config``; forwards without grad (caches, validation, extraction) ignore it.
-        self.activation_checkpointing = False
 
     @property
     def pool(self) -> NetVLAD | GeM:
@@ -94,8 +89,7 @@ class PlaceModel(nn.Module):
     def forward_from_prefix(self, prefix: torch.Tensor) -> torch.Tensor:
         """Trained blocks → attention → aggregator, starting from ``frozen_prefix``'s output."""
         bb = self.backbone
-        recompute = self.activation_checkpointing and torch.is_grad_enabled()
-        features = bb.forward_blocks(prefix, bb.num_frozen, bb.num_blocks, recompute)  # [B,C,h,w]
+        features = bb.forward_blocks(prefix, bb.num_frozen, bb.num_blocks)  # [B,C,h,w]
         return self.pool(self.attention(features))  # [B,D]
 
     def local_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,6 @@ def prepare_trainer(
     the prefix cache), a fresh or restored state, and a logger that replays the history."""
     s = settings
     model = channels_last(model.to(device), device.type == "cuda")
-    model.activation_checkpointing = s.activation_checkpointing  # training steps only (model.py)
     geometry = build_geometry(
         train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
         train.db.db_timestamps, train.db.q_timestamps,

@@ -35,7 +35,7 @@ from icsa.records import record_from_dict
 PREFIX_CACHE_DTYPES = ("float16", "float32")
 OPTIMIZERS = ("sgd", "adam")
 # Keys added after runs were recorded, with the value those runs implicitly had.
-LATER_KEYS = {"optimizer": "sgd", "activation_checkpointing": False}
+LATER_KEYS = {"optimizer": "sgd"}
 _ABSENT = object()
 FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
@@ -72,11 +72,6 @@ class TrainSettings:
     # bfloat16 for the forward-only work (prefix cache, mining refresh, validation):
     # auto | on | off (icsa.fast_inference); off is float32 as before.
     fast_inference: str = "off"
-    # Recompute the trained backbone blocks' activations in the backward pass instead of keeping
-    # them (one checkpointed segment per block, icsa.models.backbones.recomputed): a step's peak
-    # memory holds one block's activations instead of all, for about one more forward of the
-    # trained blocks per step. The weights, losses and history are the same bit for bit (CPU).
-    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -132,7 +127,7 @@ class TrainSettings:
                 f"train settings: fast_inference={self.fast_inference!r}, expected one of "
                 f"{FAST_MODES}"
             )
-        for key in ("amp", "validate_untrained", "prefix_cache", "activation_checkpointing"):
+        for key in ("amp", "validate_untrained", "prefix_cache"):
             if not isinstance(getattr(self, key), bool):
                 raise InputError(f"train settings: {key}={getattr(self, key)!r}, expected a bool")
 
