@@ -176,7 +176,9 @@ def _damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize(
     "damaged, how",
     [(None, None), ("checkpoint_last.pt", "truncate"), ("checkpoint_last.pt", "flip"),
-     ("run.json", "truncate"), ("prefix_cache/train-q.npy", "flip")],
+     ("checkpoint_last.pt.digest.json", "truncate"), ("checkpoint_best.pt", "flip"),
+     ("run.json", "truncate"), ("prefix_cache/train-q.npy", "flip"),
+     ("prefix_cache/val-db.json", "truncate")],
 )  # fmt: skip
 def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run, damaged, how):
     # Snakemake deletes the declared outputs (checkpoint_best.pt) before it reruns the job;
