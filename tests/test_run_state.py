@@ -236,3 +236,24 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
     holder.wait()
     with run_folder_lock(tmp_path):  # kill -9 left nothing locked
         pass
+
+
+def test_resuming_from_the_best_epoch_keeps_its_checkpoint_apart_from_the_trained_state(
+    straight, tmp_path
+):
+    """The optimiser's load_state_dict keeps the loaded momentum tensors and trains them in
+    place; the best epoch's checkpoint carried on must not share them."""
+    from icsa.train.run import _load_resumable
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(straight, run_dir)
+    truncate(run_dir / "state" / "checkpoint_last.pt")
+    resumed = _load_resumable(run_dir, torch.device("cpu"))
+    best = resumed["best_checkpoint"]
+    assert best["epoch"] == resumed["epoch"]
+    ours = [t for s in resumed["optimizer_state"]["state"].values() for t in s.values()
+            if isinstance(t, torch.Tensor)]  # fmt: skip
+    kept = [t for s in best["optimizer_state"]["state"].values() for t in s.values()
+            if isinstance(t, torch.Tensor)]  # fmt: skip
+    assert ours and len(ours) == len(kept)
+    assert all(a.data_ptr() != b.data_ptr() and torch.equal(a, b) for a, b in zip(ours, kept))

@@ -12,6 +12,7 @@ package decides this (the workflow's rule only calls ``icsa train``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -155,7 +156,9 @@ def _load_resumable(run_dir: Path, device: torch.device) -> dict[str, Any] | Non
                 "resuming %s from its best epoch's state (%s, epoch %d); the epochs after it "
                 "are trained again", run_dir, best, int(checkpoint["epoch"]),
             )  # fmt: skip
-            return {**checkpoint, "best_checkpoint": checkpoint}
+            # A copy: the optimiser's load_state_dict keeps the loaded momentum tensors, which
+            # then train on; the best epoch's checkpoint must stay as it was saved.
+            return {**checkpoint, "best_checkpoint": copy.deepcopy(checkpoint)}
     log.warning("%s: no usable resumable state; starting the run again", run_dir)
     clear_state(run_dir)
     return None
