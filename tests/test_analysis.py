@@ -245,7 +245,7 @@ def test_training_curves(tmp_path):
         curves.read_history(tmp_path / "bad.csv")
 
 
-# --- the inert spatial half (DESIGN §2; the paper's Fig. 10) ---------------------------------
+# --- the inert spatial half (README; the paper's Fig. 10) ---------------------------------
 
 
 def test_icsa_spatial_weights_stay_equal_under_weight_decay_training():

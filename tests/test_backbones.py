@@ -1,4 +1,4 @@
-"""Backbones: the cut points of DESIGN §2, frozen blocks, seeded init and weight loading."""
+"""Backbones: the cut points (README), frozen blocks, seeded init and weight loading."""
 
 from __future__ import annotations
 

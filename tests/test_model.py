@@ -16,7 +16,7 @@ def _one_thread() -> None:
     torch.manual_seed(0)
 
 
-# Independent statement of DESIGN §2's blocks, as torchvision parameter-name prefixes.
+# Independent statement of the README's blocks, as torchvision parameter-name prefixes.
 def _vgg(a: int, b: int) -> tuple[str, ...]:
     return tuple(f"features.{i}." for i in range(a, b))
 

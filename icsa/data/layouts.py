@@ -3,7 +3,7 @@
 Two layouts (a dataset's ``layout:`` in config, ``--layout`` on every command that takes
 ``--root``):
 
-- ``netvlad`` (the default): the layout the NetVLAD authors distribute (DESIGN §4),
+- ``netvlad`` (the default): the layout the NetVLAD authors distribute (docs/architecture.md "Data"),
   ``datasets/*.mat`` dbStruct files plus image folders whose names the dbStructs list relative
   to a database and a query folder. Only the datasets of :data:`LAYOUTS` come in it.
 - ``benchmark``: the visual geo-localization benchmark's ``images/{train,val,test}/{database,

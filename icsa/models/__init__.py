@@ -1,6 +1,6 @@
 """Backbones, attention modules, NetVLAD and the full place-recognition model.
 
-Interfaces are fixed in docs/architecture.md ("Models"); the science is in DESIGN §2.
+Interfaces are fixed in docs/architecture.md ("Models"); the science in the README.
 """
 
 from icsa.models.attention import ATTENTIONS, build_attention, parameter_size_kb

@@ -1,4 +1,4 @@
-"""The place-recognition model: backbone → attention → aggregator → descriptor (DESIGN §2).
+"""The place-recognition model: backbone → attention → aggregator → descriptor (README).
 
 The aggregator is NetVLAD (K·C, the paper's) or GeM (C; icsa/models/gem.py).
 

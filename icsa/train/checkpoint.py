@@ -1,7 +1,8 @@
 """Checkpoints: plain data (tensors, numbers, strings, lists, dicts) written atomically.
 
-A checkpoint is data, not code (DESIGN §7): it loads with ``torch.load(weights_only=True)``, so
-RNG states are stored as tensors and lists of ints rather than pickled numpy objects. Keys:
+A checkpoint is data, not code (docs/architecture.md): it loads with
+``torch.load(weights_only=True)``, so RNG states are stored as tensors and lists of ints rather
+than pickled numpy objects. Keys:
 ``model_state``, ``model_config``, ``train_settings``, ``epoch``, ``optimizer_state``,
 ``scheduler_state``, ``rng_state``, ``best_recall``, ``history`` and, for resuming,
 ``mining_state`` and ``early_stop``.

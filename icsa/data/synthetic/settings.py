@@ -1,6 +1,6 @@
 """Every size and difficulty knob of the synthetic city, in one frozen dataclass.
 
-The defaults give the embedded default task (DESIGN §4): about 1,000 database + 1,000 training
+The defaults give the embedded default task (docs/architecture.md "Data"): about 1,000 database + 1,000 training
 queries, a validation split, 600 database + 400 test queries at 120×160, and a second city in
 the TokyoTM role: a time machine whose places are captured in several years and whose queries
 are database images (``time_machine.py``). They were tuned so that a randomly initialised VGG16+NetVLAD reaches a test
