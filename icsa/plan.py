@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -255,8 +256,6 @@ def plan(config: dict[str, Any], rates: Rates) -> dict[str, Any]:
 
 def machine_memory_gb() -> float:
     """This machine's memory in GB: physical memory, or the cgroup's limit where lower."""
-    import os
-
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()

@@ -22,6 +22,7 @@ import torch
 from icsa.train.lock import run_folder_lock
 from icsa.train.verified import CorruptStateError, digest_record, load_verified, save_verified
 from tests.helpers.city import QUICK, run_spec, run_training
+from tests.helpers.damage import flip, truncate, zero
 
 torch.set_num_threads(1)
 SETTINGS = {**QUICK, "epochs": 3}
@@ -42,28 +43,6 @@ def _same_weights(a: Path, b: Path) -> None:
     wa, wb = _weights(a), _weights(b)
     assert wa["epoch"] == wb["epoch"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa if k != "epoch")
-
-
-def truncate(path: Path) -> None:
-    size = path.stat().st_size
-    with path.open("r+b") as fh:
-        fh.truncate(max(size // 2, 1) if size > 1 else 0)
-
-
-def flip(path: Path) -> None:
-    """Invert 64 bytes in the last third: past any header, inside the data."""
-    data = bytearray(path.read_bytes())
-    start = max(len(data) * 2 // 3, 0)
-    for i in range(start, min(start + 64, len(data))):
-        data[i] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def zero(path: Path) -> None:
-    """Zero everything after the first 128 bytes (a .npy file's header stays intact)."""
-    data = bytearray(path.read_bytes())
-    data[128:] = bytes(len(data) - 128)
-    path.write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from tests.helpers.browser import report_table_view
+from tests.helpers.damage import flip, truncate
 from tests.helpers.report import FIGURES, check_report, report_results
 from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
@@ -163,16 +164,6 @@ def test_the_benchmark_layout_gives_the_same_metrics(tiny_run, tmp_path):
         assert value == theirs[key], key  # bit for bit: same rows, same order, same training
 
 
-def _damage(path: Path, how: str) -> None:
-    data = bytearray(path.read_bytes())
-    if how == "truncate":
-        path.write_bytes(bytes(data[: len(data) // 2]))
-    else:  # bytes flipped past the header, inside the data
-        start = len(data) * 2 // 3
-        data[start : start + 64] = bytes(b ^ 0xFF for b in data[start : start + 64])
-        path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize(
     "damaged, how",
     [(None, None), ("checkpoint_last.pt", "truncate"), ("checkpoint_last.pt", "flip"),
@@ -190,7 +181,7 @@ def test_forced_rerun_of_a_finished_training_keeps_its_best_checkpoint(tiny_run,
     before = torch.load(run / "checkpoint_best.pt", weights_only=True)
     history = json.loads((run / "history.json").read_text())
     if damaged:
-        _damage(run / "state" / damaged, how)
+        {"truncate": truncate, "flip": flip}[how](run / "state" / damaged)
     target = "results/runs/pitts30k-vgg16-icsa-b5-s0/checkpoint_best.pt"
     result = snakemake(tiny_run, "--cores", "1", "--forcerun", "train", "--", target)
     assert result.returncode == 0, result.stdout[-3000:]

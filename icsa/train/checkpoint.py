@@ -67,19 +67,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write ``checkpoint`` with ``torch.save`` to a temporary sibling, then rename it.
-
-    A full disk makes torch.save fail deep in its zip writer ("unexpected pos ..."); that is
-    reported with the path and the free space, and the temporary is removed."""
+    """Write ``checkpoint`` with ``torch.save`` to a temporary sibling, then rename it."""
     with atomic_path(path) as tmp:
-        try:
-            torch.save(checkpoint, tmp)
-        except (RuntimeError, OSError) as err:
-            free = shutil.disk_usage(Path(path).parent).free
-            raise InputError(
-                f"{path}: could not write the checkpoint ({free:,} bytes free in "
-                f"{Path(path).parent}; torch: {str(err).splitlines()[0]}); free space and rerun"
-            ) from err
+        write_checkpoint(tmp, checkpoint, path)
+
+
+def write_checkpoint(
+    tmp: Path, checkpoint: dict[str, Any], path: str | os.PathLike | None = None
+) -> None:
+    """``torch.save`` into the temporary ``tmp`` of ``path``. A full disk makes torch.save fail
+    deep in its zip writer ("unexpected pos ..."); that is reported with the path and the free
+    space (the caller's atomic_path removes the temporary)."""
+    path = Path(path if path is not None else tmp)
+    try:
+        torch.save(checkpoint, tmp)
+    except (RuntimeError, OSError) as err:
+        free = shutil.disk_usage(path.parent).free
+        raise InputError(
+            f"{path}: could not write the checkpoint ({free:,} bytes free in "
+            f"{path.parent}; torch: {str(err).splitlines()[0]}); free space and rerun"
+        ) from err
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

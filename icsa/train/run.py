@@ -102,13 +102,14 @@ def _recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     recorded = run_dir / RUN_FINGERPRINT
     try:
         value = read_json(recorded)
-        if isinstance(value, dict):
-            return value
-        err: Exception = ValueError(f"a JSON {type(value).__name__}, expected an object")
-    except (OSError, ValueError) as exc:
-        err = exc
+    except (OSError, ValueError) as err:
+        value, reason = None, str(err).splitlines()[0]
+    else:
+        reason = f"a JSON {type(value).__name__}, expected an object"
+    if isinstance(value, dict):
+        return value
     log.warning("%s: unreadable (%s); discarding the run's state and starting again",
-                recorded, str(err).splitlines()[0])  # fmt: skip
+                recorded, reason)  # fmt: skip
     return None
 
 

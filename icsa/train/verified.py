@@ -24,7 +24,7 @@ import torch
 
 from icsa.errors import InputError
 from icsa.io import atomic_path, file_digest, write_json
-from icsa.train.checkpoint import load_checkpoint, save_checkpoint
+from icsa.train.checkpoint import load_checkpoint, write_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def save_verified(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
         previous = None
     epoch = int(checkpoint.get("epoch", -1))
     with atomic_path(path) as tmp:
-        save_checkpoint(tmp, checkpoint)
+        write_checkpoint(tmp, checkpoint, path)
         digest = file_digest(tmp)
         # Both digests until the rename is done: a kill between the renames stays verifiable.
         kept = previous["sha256"][:1] if previous else []
