@@ -190,8 +190,9 @@ def test_two_processes_on_one_run_folder_give_one_result_and_one_message(tiny_ci
         holder.kill()
         holder.wait()
 
-    # Two real trainings started together: one trains, the other (--wait) resumes the finished run.
-    first = subprocess.Popen(_train_command(tiny_city, run_dir), stdout=subprocess.PIPE,
+    # Two real trainings started together, both with --wait (which one reaches the lock first is
+    # up to the scheduler): one trains, the other waits and resumes the finished run.
+    first = subprocess.Popen(_train_command(tiny_city, run_dir, "--wait"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     time.sleep(0.5)
     waiting = subprocess.run(_train_command(tiny_city, run_dir, "--wait"), capture_output=True,
