@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from icsa.data import positives_within, potential_negatives, sample_negatives
+from icsa.data import positives_within, potential_negatives
 from icsa.io import atomic_path
+from icsa.train.mining import sample_negatives
 
 
 def street_city(rng: np.random.Generator, num_db: int, num_q: int):
@@ -97,7 +98,7 @@ def main() -> None:
     near = positives_within(db, q, 25.0, workers=args.workers)
     start = time.perf_counter()
     for i in range(len(q)):
-        sample_negatives(rng, len(db), near[i], 1000)
+        sample_negatives(near[i], len(db), 1000, rng)
     secs = time.perf_counter() - start
     rows.append(
         "| street grid | 250,000 × 24,000 | sample_negatives 1000/query, all queries "
