@@ -29,7 +29,6 @@ from typing import Any
 
 from icsa.errors import InputError
 from icsa.fast_inference import MODES
-from icsa.io import parse_json_object
 from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
@@ -42,7 +41,8 @@ FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The recipe; ``from_json`` accepts a JSON object with any subset of these keys."""
+    """The recipe; ``from_dict`` accepts a mapping with any subset of these keys (a run's spec,
+    the config's ``train`` section)."""
 
     epochs: int = 30
     # sgd (the recipe) or adam (pytorch-NetVlad's --optim ADAM: Adam over the same parameters;
@@ -135,13 +135,6 @@ class TrainSettings:
     def from_dict(cls, data: dict[str, Any], source: str = "train settings") -> TrainSettings:
         """Build from a mapping; unknown keys are an error (a typo must not pass silently)."""
         return record_from_dict(cls, data, source)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainSettings:
-        """Parse a JSON object, or ``@path`` to a JSON file (the CLI's ``--settings``)."""
-        data = parse_json_object(text, "--settings")
-        source = text[1:] if text.startswith("@") else "--settings"
-        return cls.from_dict(data, source)
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, but for those added later while they hold the value every earlier recipe
