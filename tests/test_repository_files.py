@@ -82,3 +82,88 @@ def test_ci_workflow_runs_the_readme_test_command() -> None:
     assert any(".ci/run" in s for s in steps)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+# The project stands alone: no file points to a design note or a folder outside the repository.
+# (The patterns are assembled so that this file does not match them itself.)
+OUTSIDE = re.compile("DES" + "IGN|" + re.escape(".." + "/shared"))
+SCANNED = (".py", ".md", ".smk", ".yaml")
+
+
+def _outside_references(root: Path) -> list[str]:
+    """`grep -rn` of OUTSIDE over the scanned file types, skipping .venv, results and .git."""
+    hits = []
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if parts[0] in (".venv", "results", ".git") or path.suffix not in SCANNED:
+            continue
+        if path.is_file():
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if OUTSIDE.search(line):
+                    hits.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    return hits
+
+
+def test_no_file_refers_outside_the_repository(tmp_path: Path) -> None:
+    assert not _outside_references(ROOT), _outside_references(ROOT)
+    (tmp_path / "a.md").write_text("see " + "DES" + "IGN.md §4\n")
+    (tmp_path / "b.py").write_text('"""As in ' + ".." + '/shared/notes."""\n')
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "c.md").write_text("DES" + "IGN\n")
+    assert [h.split(":")[0] for h in _outside_references(tmp_path)] == ["a.md", "b.py"]
+
+
+DOCS = ("README.md", "config/README.md", *(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")))
+TOP = ("icsa", "tests", "config", "benchmarks", "workflow", "docs", "profiles", r"\.ci", r"\.dvc")
+REPO_PATH = re.compile(rf"^({'|'.join(TOP)})/[\w./-]*$")
+
+
+def _code_words(text: str) -> list[str]:
+    spans = re.findall(r"`([^`\n]+)`", text)
+    return [word.strip(",;:()") for span in spans for word in span.split()]
+
+
+def _exists(word: str) -> bool:
+    """Whether a cited repository path (with an optional `::test_name`) or `icsa.…` name exists;
+    True for any other word."""
+    import importlib
+
+    path, _, test = word.partition("::")
+    if REPO_PATH.match(path):
+        file = ROOT / path.rstrip("/")
+        return file.exists() and (not test or f"def {test}(" in file.read_text())
+    if not re.fullmatch(r"icsa(\.\w+)+", word):
+        return True
+    parts = word.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute, None)
+        return found is not None
+    return False
+
+
+def test_every_file_and_icsa_name_the_docs_cite_exists() -> None:
+    """A repository path (`icsa/…`, `tests/…::test_name`, …) or a dotted `icsa.…` name in a code
+    span of the docs names something that exists."""
+    missing = [f"{doc}: {word}" for doc in DOCS
+               for word in _code_words((ROOT / doc).read_text()) if not _exists(word)]  # fmt: skip
+    assert not missing, f"the docs cite what does not exist: {missing}"
+    assert not _exists("icsa.train.settings.TrainSettings.from_json")
+    assert not _exists("tests/test_gem.py::test_no_such_test") and not _exists("icsa/nothing.py")
+
+
+SCIENCE_FACTS = (
+    "Image Retrieval Based on Independent Attention Mechanism", "NetVLAD", "nnSearchPostprocess",
+    "inert", "tests/test_gem.py", "training_effect.md",
+)  # fmt: skip
+
+
+def test_the_science_page_stands_alone_and_the_readme_links_it() -> None:
+    science = (ROOT / "docs" / "science.md").read_text()
+    assert "docs/science.md" in (ROOT / "README.md").read_text()
+    for needed in SCIENCE_FACTS:
+        assert needed in science, needed

@@ -1,4 +1,4 @@
-"""Training recipe values (the NetVLAD recipe, README) as one frozen dataclass.
+"""Training recipe values (the NetVLAD recipe, docs/science.md) as one frozen dataclass.
 
 Every number the training loop uses lives here so that Snakemake can pass the whole recipe as a
 JSON ``params:`` value and DVC can track it. Defaults follow pytorch-NetVlad (Arandjelović et al.):
