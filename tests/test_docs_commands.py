@@ -5,6 +5,10 @@ are planned by a dry run of the config they name. Walk-throughs are run by the t
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import re
 import shlex
 from collections import defaultdict
 from pathlib import Path
@@ -106,3 +110,43 @@ def test_walk_throughs_are_run_by_their_tests(test_file: str) -> None:
         assert any(step in command for _, command, _ in COMMANDS), f"the docs no longer show {step}"
         argv = ", ".join(f'"{word}"' for word in step.split())
         assert argv in text, f"{test_file} no longer runs {step!r} ({argv})"
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    """README's Python examples (docs/architecture.md's Python blocks list signatures)."""
+    text = (ROOT / "README.md").read_text()
+    found = re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S)
+    return [("README.md", m.group(1)) for m in found]
+
+
+def _call_problems(source: str) -> list[str]:
+    """Calls of names imported from `icsa` whose arguments do not bind to the real signature."""
+    tree = ast.parse(source)
+    imported = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "icsa":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                imported[alias.asname or alias.name] = getattr(module, alias.name, None)
+    problems = [f"icsa has no {name}" for name, obj in imported.items() if obj is None]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            target = imported.get(node.func.id)
+            if target is None:
+                continue
+            args = [None] * len(node.args)
+            kwargs = {k.arg: None for k in node.keywords if k.arg}
+            try:
+                inspect.signature(target).bind(*args, **kwargs)
+            except TypeError as error:
+                problems.append(f"{node.func.id}(…) at line {node.lineno}: {error}")
+    return problems
+
+
+def test_python_examples_call_the_real_signatures() -> None:
+    blocks = _python_blocks()
+    assert blocks, "README.md shows the Python API"
+    problems = [f"{name}: {p}" for name, source in blocks for p in _call_problems(source)]
+    assert not problems, problems
+    stale = "from icsa import build_model\nbuild_model('vgg16', 'icsa', clusters=64)\n"
+    assert "build_model(…) at line 2" in " ".join(_call_problems(stale))

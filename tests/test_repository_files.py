@@ -132,6 +132,9 @@ def _exists(word: str) -> bool:
     if REPO_PATH.match(path):
         file = ROOT / path.rstrip("/")
         return file.exists() and (not test or f"def {test}(" in file.read_text())
+    if re.fullmatch(r"test_[a-z0-9]+_\w+…?", word):  # a test named alone (`…`: its start)
+        return any(re.search(rf"def {re.escape(word.rstrip('…'))}", p.read_text())
+                   for p in (ROOT / "tests").rglob("test_*.py"))  # fmt: skip
     if not re.fullmatch(r"icsa(\.\w+)+", word):
         return True
     parts = word.split(".")
@@ -154,6 +157,7 @@ def test_every_file_and_icsa_name_the_docs_cite_exists() -> None:
     assert not missing, f"the docs cite what does not exist: {missing}"
     assert not _exists("icsa.train.settings.TrainSettings.from_json")
     assert not _exists("tests/test_gem.py::test_no_such_test") and not _exists("icsa/nothing.py")
+    assert not _exists("test_no_such_test_anywhere") and _exists("test_every_damaged_state_file_…")
 
 
 SCIENCE_FACTS = (
