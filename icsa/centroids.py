@@ -4,7 +4,7 @@ NetVLAD's centroids come from k-means on the local descriptors it receives at in
 (README). For modules that are the identity when untrained (weights at 1, or no module) that
 is the backbone's output, so one centroids file per (dataset, backbone, seed) serves all of
 them. SE and CBAM are not the identity at initialisation (their gates rescale channels), so their
-centroids are computed through the untrained module (``icsa kmeans --attention``).
+centroids are computed through the untrained module (``icsa kmeans --model-spec`` naming it).
 Each registry entry says which it is (``AttentionSpec.identity_at_init``);
 ``tests/test_kmeans.py`` checks that against every registered module numerically.
 """

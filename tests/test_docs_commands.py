@@ -150,3 +150,31 @@ def test_python_examples_call_the_real_signatures() -> None:
     assert not problems, problems
     stale = "from icsa import build_model\nbuild_model('vgg16', 'icsa', clusters=64)\n"
     assert "build_model(…) at line 2" in " ".join(_call_problems(stale))
+
+
+# `icsa <command> --flag …` as code, docstrings, rules and configs mention it.
+MENTION = re.compile(r"\bicsa((?: [a-z][a-z0-9-]*){1,2} --[a-z][^`\"'()\n,;]*)")
+MENTION_DIRS = ("icsa", "workflow", "config", "benchmarks", "profiles")
+
+
+def _mentions() -> list[tuple[str, str]]:
+    found = []
+    for top in MENTION_DIRS:
+        for path in sorted((ROOT / top).rglob("*")):
+            if not path.is_file() or path.suffix not in (".py", ".smk", ".yaml", ".rst", ".sh"):
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                for match in MENTION.finditer(line):
+                    command = re.sub(r"[:\\]+(?=\s|$)", "", "icsa" + match.group(1))
+                    found.append((f"{path.relative_to(ROOT)}:{number}", command))
+    return found
+
+
+def test_icsa_commands_the_code_and_workflow_mention_are_real() -> None:
+    """A docstring, message, rule or config comment that names `icsa <command> --flag` names a
+    real flag (a stale `icsa kmeans --attention` in an error message misleads as much as a
+    README)."""
+    mentions = _mentions()
+    assert len(mentions) >= 30 and any("workflow/rules" in w for w, _ in mentions)
+    wrong = [f"{where}: `{cmd}`: {why}" for where, cmd in mentions if (why := problem(cmd, False))]
+    assert not wrong, "\n".join(wrong)

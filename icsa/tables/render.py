@@ -175,7 +175,7 @@ def protocol_notes(df: pd.DataFrame, spec: dict[str, Any]) -> list[str]:
             "ICSA vs CH: under NetVLAD ICSA's spatial half is exactly inert (every local "
             "descriptor is L2-normalised first, so a positive per-location scale changes nothing "
             "and its gradient is zero). ICSA and CH trained from the same start with the same "
-            "seed give the same descriptors (tests/test_inertness.py); an ICSA-vs-CH difference "
+            "seed give the same descriptors (tests/test_selection.py); an ICSA-vs-CH difference "
             "can only be numerical noise, not an effect of spatial attention — the paper's "
             "ICSA-vs-CH row does not show that spatial attention helps."
         )

@@ -185,7 +185,7 @@ def load_centroids(
     if attention is not None and source != centroid_source(attention):
         raise InputError(
             f"centroids file {path}: sampled through {source}, expected "
-            f"{centroid_source(attention)} for attention {attention} (`icsa kmeans --attention`)"
+            f"{centroid_source(attention)} for attention {attention} (`icsa kmeans --model-spec`)"
         )
     for key, want in (made_with or {}).items():
         if key not in data.files:
