@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     check.add_argument(
         "--workers", type=int, default=min(4, available_cpus()),
-        help="processes that decode images (default: min(4, CPUs))",
+        help="processes that decode images, at most the usable CPUs (default: min(4, CPUs))",
     )  # fmt: skip
     check.add_argument("--threads", type=int, default=1, help="torch threads")
     check.set_defaults(func=_check)
@@ -105,7 +105,7 @@ def _check(args: argparse.Namespace) -> int:
         args.root,
         args.dataset,
         splits=args.splits,
-        workers=args.workers,
+        workers=min(args.workers, available_cpus()),  # never more processes than usable CPUs
         index_out=index_out,
         layout=args.layout,
     )
