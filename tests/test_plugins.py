@@ -2,7 +2,7 @@
 
 The module here lives outside the package, in a plugin the config names under `plugins:`: the
 workflow validates it and plans its runs, and the jobs (`icsa train`) import it via
-$ICSA_PLUGINS, as the Snakefile exports it.
+$ICSA_PLUGINS, which each job's shell exports (workflow/rules/common.smk).
 """
 
 from __future__ import annotations
@@ -104,6 +104,33 @@ def test_a_job_trains_the_registered_module(tiny_city, tmp_path, plugin_dir):
     assert not torch.equal(state["attention.weight"], torch.ones(1, 512, 1, 1))  # it trained
     assert "gate" not in registry.ATTENTIONS  # this process never imported the plugin
     assert sys.modules.get("mygate") is None
+
+
+MARKER = """import os, sys
+with open(os.environ["MARKER_FILE"], "a") as marks:
+    marks.write(os.path.basename(sys.argv[0]) + " " + os.environ["ICSA_PLUGINS"] + "\\n")
+"""
+
+
+@pytest.mark.slow  # two real jobs of the tiny workflow (~15 s)
+def test_jobs_import_the_configs_plugins_not_the_callers(tmp_path, plugin_dir, monkeypatch):
+    """The config's `plugins:` reach every job through the job's own shell: a value of
+    $ICSA_PLUGINS left in the caller's environment (here a module that does not exist) never
+    does, and parsing the Snakefile changes no environment."""
+    (plugin_dir / "marker.py").write_text(MARKER)
+    marks = tmp_path / "marks.txt"
+    monkeypatch.setenv("MARKER_FILE", str(marks))
+    monkeypatch.setenv(registry.PLUGINS_ENV, "no_such_plugin")
+    workdir = scratch_workdir(tmp_path / "work")
+    (workdir / "marker.yaml").write_text("plugins: [marker]\n")
+    result = snakemake(workdir, "--cores", "2", "results/datasets/pitts30k.json",
+                       config="config/tiny.yaml marker.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout) == {"prepare_synthetic": 1, "check_dataset": 1}
+    # Snakemake itself (validating the config), its environment as it was, and each of the
+    # two `icsa` jobs, with the config's list.
+    lines = sorted(marks.read_text().splitlines())
+    assert lines == ["icsa marker", "icsa marker", "snakemake no_such_plugin"], lines
 
 
 TAKEN = """from icsa.registry import ATTENTIONS, register_attention

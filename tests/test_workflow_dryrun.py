@@ -17,6 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from icsa.utils import available_cpus
 from tests.helpers.datasets import make_dataset
 from tests.helpers.workflow import (
     BIN,
@@ -93,7 +94,7 @@ def test_default_config_table5_is_twelve_trainings_per_seed_and_lint_is_clean(wo
     # --cores 8 on this machine: a training claims a share of the 8 cores that matches its
     # share of the physical CPUs, so that the scheduler never oversubscribes them.
     threads = {int(t) for t in re.findall(r"rule train:.*?threads: (\d+)", result.stdout, re.S)}
-    cpus = len(os.sched_getaffinity(0))
+    cpus = available_cpus()
     job = min(default["resources"]["train"]["cpus"], cpus)  # capped by the machine
     expected = min(8, math.ceil(job * 8 / cpus)) if cpus < 8 else job
     assert threads == {expected}

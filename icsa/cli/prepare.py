@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
 from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
 from icsa.errors import InputError
 from icsa.io import parse_json_object, read_json
-from icsa.utils import set_threads
+from icsa.utils import available_cpus, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="index JSON to write (default results/datasets/<dataset>.json)",
     )  # fmt: skip
     check.add_argument(
-        "--workers", type=int, default=min(4, os.cpu_count() or 1),
-        help="processes that decode images (default: min(4, CPUs))",
+        "--workers", type=int, default=min(4, available_cpus()),
+        help="processes that decode images, at most the usable CPUs (default: min(4, CPUs))",
     )  # fmt: skip
     check.add_argument("--threads", type=int, default=1, help="torch threads")
     check.set_defaults(func=_check)
@@ -106,7 +105,7 @@ def _check(args: argparse.Namespace) -> int:
         args.root,
         args.dataset,
         splits=args.splits,
-        workers=args.workers,
+        workers=min(args.workers, available_cpus()),  # never more processes than usable CPUs
         index_out=index_out,
         layout=args.layout,
     )

@@ -9,7 +9,7 @@ before any job starts.
 import dataclasses
 import json
 import math
-import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from icsa import pipeline, registry, spec
 from icsa.centroids import centroid_source
 from icsa.data.fingerprint import folder_fingerprint
 from icsa.errors import InputError
+from icsa.utils import available_cpus
 
 # ---- path patterns (docs/architecture.md, "Run naming and results layout") -------------------
 # icsa.spec's path functions called with the wildcard pattern of a run id.
@@ -193,6 +194,9 @@ def table_targets():
 # Snakemake refuses a report in which a file marked for it does not exist yet. So that the report
 # builds after any target (after the main command only Table 5 and none of the figures exist),
 # the default target of a report is what exists of `all`; after `all` that is everything.
+# Snakemake has no public API that tells a Snakefile it is parsed for --report (nor a setting
+# for a report of what exists), so this reads the command line: the one place the workflow
+# depends on how Snakemake was invoked. Through Snakemake's Python API, name a target instead.
 REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
 
 
@@ -225,39 +229,43 @@ def resource_value(step, key):
     return merged.get(key)
 
 
-def available_cpus():
+def declared_cores():
+    """--cores (Snakemake's `workflow.cores`), or None where none was given (a cluster run
+    without the default workflow profile, whose `cores: all` otherwise sets it)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return workflow.cores
+    except WorkflowError:  # workflow.cores raises when --cores is unset
+        return None
 
 
 def job_cpus(step):
-    """CPUs (torch threads) a job uses: the configured count, capped by this machine and --cores
-    when jobs run locally; on a cluster the node's size is the scheduler's business."""
-    cpus = resource_value(step, "cpus") or 1
-    if workflow.local_exec:
-        cores = workflow.global_resources["_cores"].value
-        cpus = min(cpus, available_cpus(), cores or cpus)
-    return max(1, cpus)
+    """CPUs (torch threads) a job runs with: the configured count, capped by --cores where that
+    is below this machine's CPUs. Never capped by this machine itself: on a cluster the job's
+    node decides, and every `icsa` command caps its threads by the CPUs it may use
+    (icsa.utils.set_threads)."""
+    cpus = max(1, resource_value(step, "cpus") or 1)
+    cores = declared_cores()
+    if cores and cores < available_cpus():
+        cpus = min(cpus, cores)
+    return cpus
 
 
 def job_threads(step):
-    """Threads declared to Snakemake's scheduler.
+    """The job's claim on --cores (`threads:`): its share of --cores in proportion to its share
+    of this machine's CPUs.
 
-    `--cores 8` on a 2-CPU machine would let the scheduler start 8 one-thread jobs (or four
-    two-thread trainings) at once. To keep the physical CPUs from being oversubscribed, a local
-    job claims its share of --cores in proportion to the physical CPUs it uses: with 8 cores
-    declared and 2 CPUs, a 2-thread training claims all 8 slots and a 1-thread job claims 4.
-    The job itself runs with job_cpus() threads (passed as --threads).
+    Snakemake keeps the sum of the running jobs' threads within --cores. `--cores 8` on a 2-CPU
+    machine would then start 8 one-CPU jobs at once; claiming cores × cpus / CPUs instead (a
+    one-CPU job claims 4 of the 8, a 2-CPU training all 8) keeps the jobs' real CPUs within
+    the machine's. With --cores at or below the machine's CPUs (`cores: all` in the workflow
+    profile, and on a cluster) the claim is the job's CPUs. The job itself runs with
+    job_cpus() threads (resources.cpus_per_task, which SLURM also reads).
     """
     cpus = job_cpus(step)
-    if not workflow.local_exec:
-        return cpus
-    cores = workflow.global_resources["_cores"].value
+    cores = declared_cores()
     physical = available_cpus()
     if cores and cores > physical:
-        return min(cores, math.ceil(cpus * cores / physical))
+        return min(cores, math.ceil(min(cpus, physical) * cores / physical))
     return cpus
 
 
@@ -290,7 +298,11 @@ def job_device(step):
     return "cuda" if uses_gpu(step) else "cpu"
 
 
-# Jobs import the plugins too (icsa's CLI reads $ICSA_PLUGINS); exported before any job starts.
-os.environ[registry.PLUGINS_ENV] = ",".join(config.get("plugins", []))
+# Every job imports the config's plugins too: `icsa` reads $ICSA_PLUGINS, which each job's own
+# shell exports (Snakemake's shell.prefix; this process's environment stays as it is). Always
+# set, also to nothing, so that a value left in the caller's environment never reaches a job.
+# A prefix replaces Snakemake's default bash strict mode, hence restated here.
+PLUGINS = shlex.quote(",".join(config.get("plugins", [])))
+shell.prefix(f"set -euo pipefail; export {registry.PLUGINS_ENV}={PLUGINS}; ")
 for warning in parse_time(pipeline.check, config):
     logger.warning(f"warning: {warning} (the jobs that read this dataset will fail with this)")

@@ -8,7 +8,6 @@ number of worker processes or the order they finish in.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from icsa.data.synthetic.poses import (
 from icsa.data.synthetic.render import Camera, render
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.world import Style, World, build_world
+from icsa.utils import available_cpus
 
 POS_DIST_THR = 25.0
 NON_TRIV_POS_DIST_SQ_THR = 100.0
@@ -202,4 +202,5 @@ def render_all(
 
 
 def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    """Render processes when none are asked for: two, or fewer where fewer CPUs may be used."""
+    return min(2, available_cpus())
