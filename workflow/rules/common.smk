@@ -294,3 +294,10 @@ def job_device(step):
 os.environ[registry.PLUGINS_ENV] = ",".join(config.get("plugins", []))
 for warning in parse_time(pipeline.check, config):
     logger.warning(f"warning: {warning} (the jobs that read this dataset will fail with this)")
+
+
+# ---- step settings (icsa.step_settings) ------------------------------------------------------
+def step_setting(section, key):
+    """A value of the kmeans, extract, evaluate or efficiency section: the config's, else its
+    record's default, which is also the CLI's (so a hand-run step does what the rule does)."""
+    return getattr(pipeline.step_settings(config, section), key)
