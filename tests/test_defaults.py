@@ -81,13 +81,18 @@ def library_defaults(section: str) -> dict[str, Any]:
             ],
         }
     if section == "evaluate":
+        from icsa.analysis.retrieval_examples import build_examples
         from icsa.evaluate.metrics import evaluate_split
         from icsa.evaluate.recall import recall_at_n, retrieve
 
+        # The figure of retrieved examples marks hits with the same radius (its rule passes
+        # evaluate.threshold; `icsa analysis retrieval` by hand defaults to it).
+        figure = subcommand("analysis", "retrieval").get_default("threshold")
         return {
             "ns": [tuple(signature_default(f, "ns")) for f in (evaluate_split, recall_at_n)],
             "threshold": [signature_default(f, "threshold")
-                          for f in (evaluate_split, recall_at_n, retrieve)],
+                          for f in (evaluate_split, recall_at_n, retrieve, build_examples)]
+                         + [figure],
         }  # fmt: skip
     if section == "efficiency":
         from icsa.analysis.efficiency import measure_modules
