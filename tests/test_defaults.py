@@ -5,6 +5,9 @@ of train (TrainSettings) and the top-level gpu_lock_dir, the value a run gets wh
 it is compared in three places: the workflow (the key removed from config/config.yaml, the JSON
 schema's validator filling what it fills, then icsa.pipeline's accessor), the CLI (the argparse
 default of the step's flag, from the real parser), and the library function's default.
+The top-level `device` is not one setting in two places: the workflow's (cpu) decides whether
+GPU rules declare and lock a GPU, and passes --device to every job; a hand run's --device auto
+takes what the machine has.
 """
 
 from __future__ import annotations

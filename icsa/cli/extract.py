@@ -48,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --images: descriptors .npy (names: the same path, .txt)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument(
-        "--workers", type=int, default=DEFAULTS.workers, help="DataLoader worker processes"
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        help="DataLoader worker processes (default %(default)s)",
     )
     p.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -60,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fast-inference", choices=FAST_MODES, default=DEFAULTS.fast_inference,
         help="auto: bfloat16 + channels_last where the device has bfloat16 instructions; "
-        "on: required; off: float32",
+        "on: required; off: float32 (default %(default)s)",
     )  # fmt: skip
     p.add_argument("--memory-budget-mb", type=float, default=None, help="rows mapped at once")
     p.add_argument("--model-spec", default=None, help="ModelSpec the checkpoint must hold (JSON)")
