@@ -33,6 +33,8 @@ from bench_threads import gemm_rate  # noqa: E402
 from icsa.data import load_split  # noqa: E402
 from icsa.data.synthetic import CitySettings, generate  # noqa: E402
 from icsa.models import build_model  # noqa: E402
+from icsa.spec import ModelSpec  # noqa: E402
+from icsa.step_settings import KMeansSettings  # noqa: E402
 from icsa.train.kmeans import compute_centroids, load_centroids  # noqa: E402
 from icsa.train.run import prepare_trainer  # noqa: E402
 from icsa.train.settings import TrainSettings  # noqa: E402
@@ -112,8 +114,10 @@ def main() -> None:
         work = Path(tmp)
         root = city(work / "synthetic", *size)
         cfile = work / "c.npz"
-        compute_centroids(root, "pitts30k", "train", "vgg16", "none", 0, size, CLUSTERS, cfile,
-                          max_images=40, iterations=20)  # fmt: skip
+        model = ModelSpec("vgg16", "none", CLUSTERS, size)
+        compute_centroids(
+            model, root, "pitts30k", "train", cfile, KMeansSettings(40, iterations=20)
+        )
         cents = load_centroids(cfile, CLUSTERS, 512)
         rows = {b: measure(root, work, b, args.epochs, size, cents) for b in args.blocks}
         fp = fp16_vs_fp32(root, work, size, cents)

@@ -195,6 +195,7 @@ def check(config: dict[str, Any]) -> list[str]:
     ):
         model_spec(config, backbone, "none", "none", 0)  # image size vs backbone
     TrainSettings.from_dict(config["train"], "train")
+    check_step_settings(config)
     check_figures(config)
     return warnings
 
@@ -297,3 +298,20 @@ def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
         "seeds": config["seeds"],
         "rows": rows,
     }
+
+
+# ---- step settings (kmeans, extract, evaluate, efficiency) -----------------------------------
+def step_settings(config: dict[str, Any], section: str) -> Any:
+    """The settings record of config section ``section`` (icsa.step_settings): the section's
+    values, and for keys it leaves out the record's defaults, which are also the CLI's."""
+    from icsa.step_settings import settings_from_dict
+
+    return settings_from_dict(section, config.get(section))
+
+
+def check_step_settings(config: dict[str, Any]) -> None:
+    """Every step section against its record: an unknown key or a bad value names the key."""
+    from icsa.step_settings import STEP_SETTINGS
+
+    for section in STEP_SETTINGS:
+        step_settings(config, section)

@@ -98,6 +98,7 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
     from icsa.evaluate.extract import extract_in_memory
     from icsa.evaluate.metrics import evaluate_split
     from icsa.spec import ModelSpec, RunSpec
+    from icsa.step_settings import settings_from_dict
     from icsa.train.checkpoint import load_model
     from icsa.train.kmeans import compute_centroids
     from icsa.train.run import train_run
@@ -109,6 +110,7 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
     settings = CitySettings.from_dict(config.city)
     generate(city, config.seed, settings, workers=1, progress=False)
     recipe = TrainSettings.from_dict(config.train, "regression train")
+    kmeans = settings_from_dict("kmeans", config.kmeans)
     results: dict[str, Any] = {}
     for run in config.runs:
         seed = int(run.get("seed", 0))
@@ -118,9 +120,8 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
         centroids = work / "centroids" / f"{source}-s{seed}.npz"
         if not centroids.is_file():
             compute_centroids(
-                city / "pitts30k", "pitts30k", "train", model.backbone, model.weights, seed,
-                tuple(model.image_size), model.num_clusters, centroids,
-                attention=model.attention, seed=seed, threads=1, **config.kmeans,
+                model, city / "pitts30k", "pitts30k", "train", centroids, kmeans, seed=seed,
+                threads=1,
             )  # fmt: skip
         run_dir = work / "runs" / _run_name(run)
         train_run(RunSpec("pitts30k", model, recipe, seed), city / "pitts30k", centroids,

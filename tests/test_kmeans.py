@@ -16,6 +16,8 @@ from icsa.data import ImageDataset, load_split
 from icsa.errors import InputError
 from icsa.models import build_backbone, build_model
 from icsa.registry import ATTENTIONS
+from icsa.spec import ModelSpec
+from icsa.step_settings import KMeansSettings
 from icsa.train.kmeans import (
     compute_centroids,
     load_centroids,
@@ -127,9 +129,8 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_centroids(tmp_path / "missing.npz", 4, 512)
     out = tmp_path / "c.npz"
-    compute_centroids(
-        city, "pitts30k", "train", "vgg16", "none", 0, SIZE, 4, out, max_images=4, iterations=5
-    )
+    sample = KMeansSettings(max_images=4, iterations=5)
+    compute_centroids(ModelSpec("vgg16", "none", 4, SIZE), city, "pitts30k", "train", out, sample)
     with pytest.raises(InputError, match=r"shape \(4, 512\), expected \(8, 512\)"):
         load_centroids(out, 8, 512)
     with pytest.raises(InputError, match=r"expected \(4, 256\)"):
@@ -144,22 +145,12 @@ def test_bad_centroids_are_clear_errors(city, tmp_path):
             InputError, match=rf"made with {key}=.*expected {re.escape(repr(other))}; rerun"
         ):
             load_centroids(out, 4, 512, "vgg16", made_with={**made, key: other})
-    with pytest.raises(InputError, match=r"image_size=\[8, 8\]; expected at least 16×16 for vgg16"):
-        compute_centroids(city, "pitts30k", "train", "vgg16", "none", 0, (8, 8), 4, out)
+    # A ModelSpec too small for its backbone cannot reach k-means (the first conv would fail).
+    with pytest.raises(InputError, match=r"image_size=\[8, 8\]: expected at least 16×16 for vgg16"):
+        ModelSpec("vgg16", "none", 4, (8, 8))
     with pytest.raises(InputError, match="16 descriptors for num_clusters=64"):
-        compute_centroids(
-            city,
-            "pitts30k",
-            "train",
-            "vgg16",
-            "none",
-            0,
-            SIZE,
-            64,
-            tmp_path / "d.npz",
-            max_images=4,
-            iterations=5,
-        )
+        many = ModelSpec("vgg16", "none", 64, SIZE)
+        compute_centroids(many, city, "pitts30k", "train", tmp_path / "d.npz", sample)
     assert not (tmp_path / "d.npz").exists()
 
 
@@ -177,12 +168,12 @@ def test_identity_at_init_set_matches_every_module(attention):
 
 
 def test_se_centroids_are_sampled_through_the_untrained_module(city, tmp_path):
-    common = dict(root=city, dataset="pitts30k", split="train", backbone="vgg16",
-                  weights="none", init_seed=0, image_size=SIZE, num_clusters=4, max_images=6,
-                  iterations=5)  # fmt: skip
-    plain = compute_centroids(out=tmp_path / "b.npz", **common)
-    icsa = compute_centroids(out=tmp_path / "i.npz", attention="icsa", **common)
-    se = compute_centroids(out=tmp_path / "s.npz", attention="se", **common)
+    common = dict(root=city, dataset="pitts30k", split="train",
+                  settings=KMeansSettings(max_images=6, iterations=5))  # fmt: skip
+    models = {a: ModelSpec("vgg16", a, 4, SIZE) for a in ("none", "icsa", "se")}
+    plain = compute_centroids(models["none"], out=tmp_path / "b.npz", **common)
+    icsa = compute_centroids(models["icsa"], out=tmp_path / "i.npz", **common)
+    se = compute_centroids(models["se"], out=tmp_path / "s.npz", **common)
     assert (plain["source"], icsa["source"], se["source"]) == ("backbone", "backbone", "se")
     assert (tmp_path / "b.npz").read_bytes() == (tmp_path / "i.npz").read_bytes()
     # The sample equals an independent pass through the SE model's backbone + untrained module.

@@ -15,6 +15,8 @@ import torch
 
 from icsa.cli import main
 from icsa.errors import InputError
+from icsa.spec import ModelSpec
+from icsa.step_settings import KMeansSettings
 from icsa.train.kmeans import compute_centroids
 from icsa.train.loop import NonFiniteLossError
 from icsa.train.mining import HardNegativeMiner
@@ -30,19 +32,8 @@ def learn_city(tmp_path_factory):
         tmp_path_factory.mktemp("learn"), size=LEARN_SIZE, train_q=120, val_q=200
     )
     cents = root / "centroids.npz"
-    compute_centroids(
-        root,
-        "pitts30k",
-        "train",
-        "vgg16",
-        "none",
-        0,
-        LEARN_SIZE,
-        4,
-        cents,
-        max_images=80,
-        iterations=50,
-    )
+    model = ModelSpec("vgg16", "none", 4, LEARN_SIZE)
+    compute_centroids(model, root, "pitts30k", "train", cents, KMeansSettings(80, iterations=50))
     return root, cents
 
 

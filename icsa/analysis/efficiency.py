@@ -23,6 +23,10 @@ from torch import nn
 from icsa.errors import InputError
 from icsa.models.attention import ATTENTIONS, build_attention, parameter_size_kb
 from icsa.registry import FOLDED
+from icsa.step_settings import EfficiencySettings
+
+# The defaults of the workflow's `efficiency:` section and `icsa efficiency` (icsa.step_settings).
+DEFAULTS = EfficiencySettings()
 
 
 def default_modules() -> tuple[str, ...]:
@@ -79,11 +83,11 @@ def summarise(times_ms: Sequence[float]) -> tuple[float, float]:
 
 def measure_modules(
     names: Sequence[str] | None = None,
-    channels: int = 512,
-    height: int = 30,
-    width: int = 40,
-    batch_size: int = 1,
-    repeats: int = 50,
+    channels: int = DEFAULTS.channels,
+    height: int = DEFAULTS.height,
+    width: int = DEFAULTS.width,
+    batch_size: int = DEFAULTS.batch_size,
+    repeats: int = DEFAULTS.repeats,
     device: str = "cpu",
     clock: str = "wall",
 ) -> list[dict[str, Any]]:

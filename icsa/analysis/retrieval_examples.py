@@ -23,6 +23,7 @@ from PIL import Image  # noqa: E402
 from icsa.analysis.plotting import save_figure  # noqa: E402
 from icsa.errors import InputError  # noqa: E402
 from icsa.io import atomic_path  # noqa: E402
+from icsa.step_settings import POSITIVE_RADIUS_M  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def build_examples(
     db_utm: np.ndarray,
     q_utm: np.ndarray,
     k: int = 5,
-    threshold: float = 25.0,
+    threshold: float = POSITIVE_RADIUS_M,
 ) -> list[Example]:
     """Top-``k`` retrieved images of each query with their UTM distances and hit flags."""
     indices = np.asarray(indices)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.io import write_json
+from icsa.step_settings import POSITIVE_RADIUS_M  # evaluate.threshold's default
 from icsa.utils import seed_everything, set_threads  # light: torch loads inside them
 
 
@@ -90,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--num-queries", type=int, default=4)
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--threshold", type=float, default=25.0, help="hit radius, metres")
+    p.add_argument("--threshold", type=float, default=POSITIVE_RADIUS_M, help="hit radius, metres")
     p.add_argument("--out-png", required=True)
     p.add_argument("--out-csv", required=True)
     _data_label(p)

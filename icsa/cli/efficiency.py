@@ -11,17 +11,21 @@ from __future__ import annotations
 import argparse
 
 from icsa.io import write_json
+from icsa.step_settings import EfficiencySettings
+
+# The defaults of the workflow's `efficiency:` section (icsa.step_settings): the paper's Table 2.
+DEFAULTS = EfficiencySettings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "efficiency", help="time and size each attention module (paper Table 2)"
     )
-    p.add_argument("--channels", type=int, default=512)
-    p.add_argument("--height", type=int, default=30)
-    p.add_argument("--width", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--channels", type=int, default=DEFAULTS.channels)
+    p.add_argument("--height", type=int, default=DEFAULTS.height)
+    p.add_argument("--width", type=int, default=DEFAULTS.width)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--repeats", type=int, default=DEFAULTS.repeats)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(

@@ -19,10 +19,13 @@ from pathlib import Path
 
 from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.errors import InputError
+from icsa.step_settings import EvaluateSettings
 
 # torch and faiss load in the handlers, not for `--help` (icsa/lazy.py).
 TIME_RULES = {"auto": None, "on": True, "off": False}
 DEVICES = {"auto": None, "cpu": False, "cuda": True}
+# The defaults of the workflow's `evaluate:` section (icsa.step_settings).
+DEFAULTS = EvaluateSettings()
 
 
 def _threads(n: int) -> None:
@@ -43,9 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--q", required=True, type=Path, help="query descriptors .npy")
     p.add_argument("--pca", type=Path, default=None, help="PCA whitening .npz (icsa pca fit)")
     p.add_argument("--model-id", required=True, help="run name written into the metrics")
-    p.add_argument("--ns", type=int, nargs="+", default=None,
-                   help="Recall@N values (default: RECALL_VALUES, 1 5 10 20)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=25.0, help="positive radius in metres")
+    p.add_argument("--ns", type=int, nargs="+", default=DEFAULTS.ns,
+                   help=f"Recall@N values (default {' '.join(map(str, DEFAULTS.ns))})")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
+                   help="positive radius in metres")  # fmt: skip
     p.add_argument("--out-metrics", required=True, type=Path)
     p.add_argument("--out-perquery", type=Path, default=None)
     p.add_argument("--memory-budget-mb", type=float, default=None, help="shard the database")
@@ -77,7 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from icsa.data.layouts import load_split
     from icsa.evaluate.metrics import evaluate_split, write_results
-    from icsa.evaluate.recall import RECALL_VALUES
 
     if args.model_spec is not None and args.record is None:
         raise InputError("--model-spec: needs --record (the descriptors' record), none given")
@@ -95,7 +98,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.db,
         args.q,
         args.model_id,
-        ns=list(RECALL_VALUES) if args.ns is None else args.ns,
+        ns=args.ns,
         threshold=args.threshold,
         pca_path=args.pca,
         memory_budget_mb=args.memory_budget_mb,

@@ -1,9 +1,9 @@
 """`icsa extract`: descriptors of a split's database and query images, streamed to ``.npy``.
 
     icsa extract --checkpoint CKPT --root DIR --dataset pitts30k --split test
-                 --out-db X-db.npy --out-q X-q.npy [--batch-size 16] [--workers 2]
+                 --out-db X-db.npy --out-q X-q.npy [--batch-size 16] [--workers 0]
                  [--dtype float32|float16] [--device auto] [--threads N] [--image-size H W]
-                 [--fast-inference auto|on|off] [--memory-budget-mb MB] [--model-spec JSON|@FILE]
+                 [--fast-inference off|auto|on] [--memory-budget-mb MB] [--model-spec JSON|@FILE]
                  [--out-record X.json]
     icsa extract --checkpoint CKPT --images DIR --out X.npy [options as above]
 
@@ -26,12 +26,12 @@ from pathlib import Path
 from icsa.cli.dataset_flags import add_dataset_flags
 from icsa.errors import InputError
 from icsa.fast_inference import MODES
+from icsa.step_settings import DTYPES, ExtractSettings
 from icsa.utils import resolve_device, set_threads
 
-# icsa.evaluate.extract.DTYPES, kept here so that `--help` does not import torch; a test checks
-# that the two agree (tests/test_cli_lazy.py).
-DTYPES = ("float32", "float16")
 FAST_MODES = MODES
+# The defaults of the workflow's `extract:` section (icsa.step_settings), torch-free.
+DEFAULTS = ExtractSettings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,9 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="instead of a dataset: every image under this folder")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="with --images: descriptors .npy (names: the same path, .txt)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        help="DataLoader worker processes (default %(default)s)",
+    )
+    p.add_argument("--dtype", choices=DTYPES, default=DEFAULTS.dtype)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument(
@@ -56,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="default: the checkpoint's model config",
     )  # fmt: skip
     p.add_argument(
-        "--fast-inference", choices=FAST_MODES, default="auto",
-        help="bfloat16 + channels_last where the device has bfloat16 instructions (auto)",
+        "--fast-inference", choices=FAST_MODES, default=DEFAULTS.fast_inference,
+        help="auto: bfloat16 + channels_last where the device has bfloat16 instructions; "
+        "on: required; off: float32 (default %(default)s)",
     )  # fmt: skip
     p.add_argument("--memory-budget-mb", type=float, default=None, help="rows mapped at once")
     p.add_argument("--model-spec", default=None, help="ModelSpec the checkpoint must hold (JSON)")

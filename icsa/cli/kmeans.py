@@ -15,7 +15,11 @@ import argparse
 import json
 
 from icsa.cli.dataset_flags import add_dataset_flags
+from icsa.step_settings import KMeansSettings
 from icsa.utils import resolve_device, set_threads
+
+# The defaults of the workflow's `kmeans:` section (icsa.step_settings).
+DEFAULTS = KMeansSettings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-spec", required=True,
         help="ModelSpec JSON or @file (SE/CBAM attention: descriptors sampled through it)",
     )  # fmt: skip
-    p.add_argument("--max-images", type=int, default=500)
-    p.add_argument("--descriptors-per-image", type=int, default=100)
-    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--max-images", type=int, default=DEFAULTS.max_images)
+    p.add_argument("--descriptors-per-image", type=int, default=DEFAULTS.descriptors_per_image)
+    p.add_argument("--iterations", type=int, default=DEFAULTS.iterations)
     p.add_argument("--seed", type=int, default=0, help="image/location sampling and k-means seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1)
@@ -47,21 +51,19 @@ def _kmeans(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     model = ModelSpec.from_flag(args.model_spec)
-    summary = compute_centroids(
-        root=args.root,
-        dataset=args.dataset,
-        layout=args.layout,
-        split=args.split,
-        backbone=model.backbone,
-        weights=model.weights,
-        init_seed=model.init_seed,
-        image_size=model.image_size,
-        num_clusters=model.num_clusters,
-        out=args.out,
-        attention=model.attention,
+    settings = KMeansSettings(
         max_images=args.max_images,
         descriptors_per_image=args.descriptors_per_image,
         iterations=args.iterations,
+    )
+    summary = compute_centroids(
+        model,
+        root=args.root,
+        dataset=args.dataset,
+        split=args.split,
+        out=args.out,
+        settings=settings,
+        layout=args.layout,
         seed=args.seed,
         threads=args.threads,
         device=resolve_device(args.device),

@@ -23,9 +23,12 @@ from tqdm import tqdm
 from icsa.errors import InputError
 from icsa.fast_inference import bf16_autocast, channels_last
 from icsa.io import atomic_path, require_free_space, reserve_space
+from icsa.step_settings import DTYPES, ExtractSettings
 from icsa.utils import resolve_device, set_threads
 
-DTYPES = ("float32", "float16")
+# The defaults of the workflow's `extract:` section and `icsa extract` (icsa.step_settings).
+# ``fast`` is its fast_inference resolved for the device: the default "off" is False.
+DEFAULTS = ExtractSettings()
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, device: torch.device):
@@ -59,8 +62,8 @@ def _image_names(dataset: Dataset, rows: np.ndarray) -> list[str]:
 def iter_descriptors(
     model: torch.nn.Module,
     dataset: Dataset,
-    batch_size: int = 16,
-    num_workers: int = 0,
+    batch_size: int = DEFAULTS.batch_size,
+    num_workers: int = DEFAULTS.workers,
     device: str | torch.device = "auto",
     fast: bool = False,
     desc: str | None = None,
@@ -147,9 +150,9 @@ def extract_descriptors(
     model: torch.nn.Module,
     dataset: Dataset,
     out_path: str | os.PathLike,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    dtype: str = "float32",
+    batch_size: int = DEFAULTS.batch_size,
+    num_workers: int = DEFAULTS.workers,
+    dtype: str = DEFAULTS.dtype,
     device: str | torch.device = "auto",
     fast: bool = False,
     flush_rows: int | None = None,
@@ -186,9 +189,9 @@ def extract_descriptors(
 def extract_in_memory(
     model: torch.nn.Module,
     dataset: Dataset,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    dtype: str = "float32",
+    batch_size: int = DEFAULTS.batch_size,
+    num_workers: int = DEFAULTS.workers,
+    dtype: str = DEFAULTS.dtype,
     device: str | torch.device = "auto",
     fast: bool = False,
 ) -> np.ndarray:

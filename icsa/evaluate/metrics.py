@@ -25,6 +25,7 @@ from icsa.evaluate.memmap import read_rows
 from icsa.evaluate.pca import PCAWhitening
 from icsa.evaluate.recall import RECALL_VALUES, TIME_RULE, check_ns, panorama_groups, retrieve
 from icsa.io import atomic_path, write_json
+from icsa.step_settings import POSITIVE_RADIUS_M
 
 # Rows the model writes are L2-normalised. Stored rows may be off 1 by rounding: a bfloat16
 # rounding (the fast path's autocast) moves a norm by at most 2^-8, float16 storage by 2^-11, so
@@ -113,7 +114,7 @@ def evaluate_split(
     q_path: str | os.PathLike,
     model_id: str,
     ns: Sequence[int] = RECALL_VALUES,
-    threshold: float = 25.0,
+    threshold: float = POSITIVE_RADIUS_M,
     pca_path: str | os.PathLike | None = None,
     memory_budget_mb: float | None = None,
     time_rule: bool | None = None,

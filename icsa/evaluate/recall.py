@@ -25,8 +25,8 @@ import numpy as np
 from icsa.data import different_time, positives_within
 from icsa.errors import InputError
 from icsa.evaluate.search import search
+from icsa.step_settings import POSITIVE_RADIUS_M, RECALL_VALUES
 
-RECALL_VALUES = (1, 5, 10, 20)
 TOKYO247_CUTOUTS = 12
 # The reference's first search depth per wanted result under the time rule ("roughly up to 5
 # panoramas at different times per location, so a very conservative estimate").
@@ -161,7 +161,7 @@ def retrieve(
     db_utm: np.ndarray,
     query_utm: np.ndarray,
     k: int = max(RECALL_VALUES),
-    threshold: float = 25.0,
+    threshold: float = POSITIVE_RADIUS_M,
     db_times: np.ndarray | None = None,
     query_times: np.ndarray | None = None,
     db_groups: np.ndarray | None = None,
@@ -216,7 +216,7 @@ def recall_at_n(
     db_utm: np.ndarray,
     query_utm: np.ndarray,
     ns: Sequence[int] = RECALL_VALUES,
-    threshold: float = 25.0,
+    threshold: float = POSITIVE_RADIUS_M,
     *,
     db_times: np.ndarray | None = None,
     query_times: np.ndarray | None = None,

@@ -26,10 +26,15 @@ from tqdm import tqdm
 
 from icsa.centroids import BACKBONE_SOURCE, centroid_source
 from icsa.data import ImageDataset, load_split
+from icsa.data.layouts import DEFAULT_LAYOUT
 from icsa.errors import InputError
-from icsa.input_sizes import image_size_problem
 from icsa.io import atomic_path
 from icsa.models import build_backbone, build_model
+from icsa.spec import ModelSpec
+from icsa.step_settings import KMeansSettings
+
+# The defaults of the workflow's `kmeans:` section and `icsa kmeans` (icsa.step_settings).
+DEFAULTS = KMeansSettings()
 
 
 @torch.no_grad()
@@ -77,49 +82,45 @@ def run_kmeans(
 
 
 def compute_centroids(
+    model: ModelSpec,
     root: str | os.PathLike,
     dataset: str,
     split: str,
-    backbone: str,
-    weights: str,
-    init_seed: int,
-    image_size: tuple[int, int],
-    num_clusters: int,
     out: str | os.PathLike,
-    attention: str = "none",
-    max_images: int = 500,
-    descriptors_per_image: int = 100,
-    iterations: int = 100,
+    settings: KMeansSettings = DEFAULTS,
+    layout: str = DEFAULT_LAYOUT,
     seed: int = 0,
     threads: int | None = None,
     device: torch.device | str = "cpu",
-    layout: str = "netvlad",
 ) -> dict[str, Any]:
-    """Sample descriptors of ``split``'s database with the untrained network, cluster, save.
+    """Sample descriptors of ``split``'s database with ``model``'s untrained network, cluster,
+    save to ``out``.
 
-    ``attention`` names the module NetVLAD will sit behind; only a module that is not the
-    identity at initialisation (:func:`icsa.centroids.centroid_source`) changes the sample.
+    ``model`` is the network the centroids initialise: its backbone, weights, init seed, image
+    size and K; its attention matters only when it is not the identity at initialisation
+    (:func:`icsa.centroids.centroid_source`), its lowest trained block not at all. ``settings``
+    is the sample (the config's ``kmeans:``); ``seed`` draws images, locations and k-means.
+    A ModelSpec's image size already fits its backbone (``ModelSpec`` checks it).
     """
-    problem = image_size_problem(backbone, image_size)
-    if problem:  # else the first convolution fails with a traceback
-        raise InputError(f"k-means: image_size={list(image_size)}; expected {problem}")
+    backbone, weights, init_seed = model.backbone, model.weights, model.init_seed
+    image_size, num_clusters = tuple(model.image_size), model.num_clusters
     if threads:
         faiss.omp_set_num_threads(threads)
     place = load_split(root, dataset, split, layout)
     images = ImageDataset(place.db_paths, image_size, name=f"{place.name}-db")
-    source = centroid_source(attention)
+    source = centroid_source(model.attention)
     if source == BACKBONE_SOURCE:
         net = build_backbone(backbone, "none", weights, init_seed=init_seed)
     else:  # the untrained module exactly as build_model makes it for this init seed
-        model = build_model(
-            backbone, attention, num_clusters, image_size, "none", weights, init_seed
+        built = build_model(
+            backbone, model.attention, num_clusters, image_size, "none", weights, init_seed
         )
-        net = torch.nn.Sequential(model.backbone, model.attention)
+        net = torch.nn.Sequential(built.backbone, built.attention)
     rng = np.random.default_rng(seed)
     descriptors = sample_local_descriptors(
-        net, images, max_images, descriptors_per_image, rng, device=device
+        net, images, settings.max_images, settings.descriptors_per_image, rng, device=device
     )
-    centroids = run_kmeans(descriptors, num_clusters, iterations, seed)
+    centroids = run_kmeans(descriptors, num_clusters, settings.iterations, seed)
     with atomic_path(out) as tmp:
         np.savez(
             tmp,

@@ -19,6 +19,7 @@ from PIL import Image
 from icsa.data import DbStruct, load_split, write_dbstruct
 from icsa.models import build_model
 from icsa.spec import ModelSpec, RunSpec
+from icsa.step_settings import KMeansSettings
 from icsa.train import TrainSettings, prepare_trainer, train_run
 from icsa.train.kmeans import compute_centroids
 from icsa.train.state import STATE_DIR
@@ -130,9 +131,8 @@ def build_tiny_city(folder: Path) -> tuple[Path, Path]:
     root = make_street_city(folder, size=TINY, train_len=150.0, val_len=100.0, train_q=24,
                             val_q=16)  # fmt: skip
     cents = root / "centroids.npz"
-    compute_centroids(
-        root, "pitts30k", "train", "vgg16", "none", 0, TINY, 4, cents, max_images=20, iterations=10
-    )
+    model = ModelSpec(**{**MODEL, "attention": "none"})
+    compute_centroids(model, root, "pitts30k", "train", cents, KMeansSettings(20, iterations=10))
     # One frozen-prefix cache for all tests (VGG16 b5, init seed 0); runs copy it, which is how
     # a resumed run reuses it too. test_prefix_cache_* builds its own from scratch.
     make_trainer((root, cents), root / "template", prefix_cache_dtype="float16")

@@ -306,3 +306,10 @@ PLUGINS = shlex.quote(",".join(config.get("plugins", [])))
 shell.prefix(f"set -euo pipefail; export {registry.PLUGINS_ENV}={PLUGINS}; ")
 for warning in parse_time(pipeline.check, config):
     logger.warning(f"warning: {warning} (the jobs that read this dataset will fail with this)")
+
+
+# ---- step settings (icsa.step_settings) ------------------------------------------------------
+def step_setting(section, key):
+    """A value of the kmeans, extract, evaluate or efficiency section: the config's, else its
+    record's default, which is also the CLI's (so a hand-run step does what the rule does)."""
+    return getattr(pipeline.step_settings(config, section), key)

@@ -28,10 +28,10 @@ rule extract:
         layout=lambda wildcards: dataset_layout(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
-        dtype=config["extract"]["dtype"],
-        fast=config["extract"]["fast_inference"],
-        batch_size=config["extract"]["batch_size"],
-        workers=config["extract"]["workers"],
+        dtype=step_setting("extract", "dtype"),
+        fast=step_setting("extract", "fast_inference"),
+        batch_size=step_setting("extract", "batch_size"),
+        workers=step_setting("extract", "workers"),
         device=job_device("extract"),
         gpu=gpu_prefix("extract"),
         # The model the checkpoint must be (icsa extract refuses another backbone, K, size...).
@@ -68,8 +68,8 @@ rule evaluate:
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
         run=lambda wildcards: RUN.format(**wildcards),
-        ns=" ".join(str(n) for n in config["evaluate"]["ns"]),
-        threshold=config["evaluate"]["threshold"],
+        ns=" ".join(str(n) for n in step_setting("evaluate", "ns")),
+        threshold=step_setting("evaluate", "threshold"),
         # The descriptors must come from this run's model (icsa evaluate checks the record).
         model=model_spec_json,
     shell:

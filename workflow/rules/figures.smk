@@ -201,7 +201,7 @@ rule fig4_retrieval_examples:
         dataset=FIG_DATASET,
         split=FIG_SPLIT,
         num_queries=FIG["num_queries"],
-        threshold=config["evaluate"]["threshold"],
+        threshold=step_setting("evaluate", "threshold"),
     shell:
         "icsa analysis retrieval --perquery {input.perquery} --dataset-root {params.root:q}"
         " --dataset {params.dataset} --layout {params.layout} --split {params.split}"

@@ -25,9 +25,9 @@ rule kmeans:
         root=lambda wildcards: dataset_root(wildcards.dataset),
         layout=lambda wildcards: dataset_layout(wildcards.dataset),
         model=kmeans_model_spec_json,
-        max_images=config["kmeans"]["max_images"],
-        per_image=config["kmeans"]["descriptors_per_image"],
-        iterations=config["kmeans"]["iterations"],
+        max_images=step_setting("kmeans", "max_images"),
+        per_image=step_setting("kmeans", "descriptors_per_image"),
+        iterations=step_setting("kmeans", "iterations"),
         device=job_device("kmeans"),
         gpu=gpu_prefix("kmeans"),
     shell:

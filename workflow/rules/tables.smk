@@ -21,11 +21,11 @@ rule efficiency:
     resources:
         **job_resources("efficiency"),
     params:
-        channels=config["efficiency"]["channels"],
-        height=config["efficiency"]["height"],
-        width=config["efficiency"]["width"],
-        batch_size=config["efficiency"]["batch_size"],
-        repeats=config["efficiency"]["repeats"],
+        channels=step_setting("efficiency", "channels"),
+        height=step_setting("efficiency", "height"),
+        width=step_setting("efficiency", "width"),
+        batch_size=step_setting("efficiency", "batch_size"),
+        repeats=step_setting("efficiency", "repeats"),
         modules=",".join(config["tables"].get("table2", {}).get("attentions", ["icsa"])),
         device=job_device("efficiency"),
         gpu=gpu_prefix("efficiency"),
