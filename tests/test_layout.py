@@ -183,3 +183,12 @@ def test_a_results_folder_moves_every_path_and_table_results_inverts_table_file(
         layout.table_results("results/table6.csv", "table5")
     with pytest.raises(InputError, match=r"table output 'pdf': expected one of \['csv'"):
         layout.table_file("table5", "pdf")
+
+
+def test_the_trainer_writes_the_run_folder_the_layout_names(tmp_path):
+    """`icsa train --run-dir` writes its files by its own names; they are the layout's."""
+    from icsa.train.state import CHECKPOINT_BEST, STATE_DIR
+
+    run_dir = Path(layout.run_dir(RUNS[0], tmp_path))
+    assert str(run_dir / CHECKPOINT_BEST) == layout.checkpoint_best(RUNS[0], tmp_path)
+    assert str(run_dir / STATE_DIR) == layout.run_state_dir(RUNS[0], tmp_path)
