@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        root, work = Path(tmp) / "places", Path(tmp) / "runs"
+        root, work = Path(tmp) / "places", Path(tmp) / "train"
         make_places(root, sizes)
         result["train"] = [train_check(root, work, sizes, device, c) for c in (True, False)]
         result["extract"] = extraction_check(root, sizes, device)

@@ -34,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_threads import gemm_rate  # noqa: E402
 
+from icsa import layout  # noqa: E402
+from icsa.spec import run_id  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = ROOT / "benchmarks" / "training_effect_probes.yaml"
 OUT = ROOT / "benchmarks" / "results" / "training_effect.md"
@@ -60,7 +63,7 @@ def run_probe(override: dict, workdir: Path, cores: int) -> float:
     command = [
         str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
         "-d", str(workdir), "--configfile", "config/config.yaml", "override.yaml",
-        "--cores", str(cores), "results/table5.csv",
+        "--cores", str(cores), layout.table_file("table5", "csv"),
     ]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, env=env, text=True, capture_output=True)
@@ -69,21 +72,22 @@ def run_probe(override: dict, workdir: Path, cores: int) -> float:
     return time.perf_counter() - start
 
 
-def median_distance(descriptors: Path, evalset: str) -> float:
+def median_distance(results: Path, run: str, evalset: str) -> float:
     """Median L2 distance between every test query and every database descriptor."""
-    db = np.load(descriptors / f"{evalset}-db.npy").astype(np.float64)
-    q = np.load(descriptors / f"{evalset}-q.npy").astype(np.float64)
+    db = np.load(layout.descriptors_file(run, evalset, "db", results)).astype(np.float64)
+    q = np.load(layout.descriptors_file(run, evalset, "q", results)).astype(np.float64)
     return float(np.median(np.sqrt(np.maximum(2.0 - 2.0 * q @ db.T, 0.0))))
 
 
 def probe_rows(workdir: Path) -> list[str]:
     """Markdown rows of one probe's table5 (block, R@1, ΔR@1 vs block none, distance)."""
     rows = []
-    with open(workdir / "results" / "table5.csv", newline="") as handle:
+    results = workdir / layout.RESULTS
+    with open(layout.table_file("table5", "csv", results), newline="") as handle:
         for row in csv.DictReader(handle):
             block = row["block"].removeprefix("block")  # "none", "block5" → run id b5
-            run = f"pitts30k-vgg16-{row['attention']}-b{block}-s0"
-            dist = median_distance(workdir / "results" / "descriptors" / run, row["evalset"])
+            run = run_id("pitts30k", "vgg16", row["attention"], block, 0)
+            dist = median_distance(results, run, row["evalset"])
             delta = "(baseline)"
             if row["dR@1_block"]:
                 mark = " *" if row["dR@1_block_marked"] == "True" else ""

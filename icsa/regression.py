@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from icsa import layout
 from icsa.errors import InputError
 from icsa.records import record_from_dict
 
@@ -117,16 +118,16 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
         model = ModelSpec(attention=run["attention"], lowest_trained_block=str(run["block"]),
                           init_seed=seed, **config.model)  # fmt: skip
         source = centroid_source(model.attention)
-        centroids = work / "centroids" / f"{source}-s{seed}.npz"
+        centroids = Path(layout.centroids_file("pitts30k", model.backbone, source, seed, work))
         if not centroids.is_file():
             compute_centroids(
                 model, city / "pitts30k", "pitts30k", "train", centroids, kmeans, seed=seed,
                 threads=1,
             )  # fmt: skip
-        run_dir = work / "runs" / _run_name(run)
+        run_dir = Path(layout.run_dir(_run_name(run), work))
         train_run(RunSpec("pitts30k", model, recipe, seed), city / "pitts30k", centroids,
                   run_dir, device="cpu", threads=1, enable_dvclive=False)  # fmt: skip
-        net = load_model(run_dir / "checkpoint_best.pt", map_location="cpu")
+        net = load_model(layout.checkpoint_best(_run_name(run), work), map_location="cpu")
         for evalset in config.evalsets:
             dataset, split_name = evalset.rsplit("-", 1)
             split = load_split(city / dataset, dataset, split_name)

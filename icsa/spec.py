@@ -3,9 +3,11 @@
 A :class:`ModelSpec` is everything that fixes a network before training (backbone, attention,
 K, image size, initial weights, init seed, lowest trained block); a :class:`RunSpec` adds the
 dataset, the recipe and the seed. The workflow builds one RunSpec per training job from the
-config (:mod:`icsa.pipeline`) and hands it to ``icsa train --spec`` as JSON; the run id, the
-results layout and the fingerprint that decides resume vs restart are defined here and
-nowhere else (docs/architecture.md, "Run naming and results layout"). No torch.
+config (:mod:`icsa.pipeline`) and hands it to ``icsa train --spec`` as JSON; the run id and the
+fingerprint that decides resume vs restart are defined here and nowhere else; the results
+layout is :mod:`icsa.layout`'s, whose run-level path functions (``run_dir``,
+``checkpoint_best``, ``metrics_file``, …) this module re-exports (docs/architecture.md, "Run
+naming and results layout"). No torch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ from typing import Any
 from icsa.errors import InputError
 from icsa.input_sizes import image_size_problem
 from icsa.io import parse_json_object
+
+# The results layout is icsa.layout's; the run-level paths stay importable from here.
+from icsa.layout import (  # noqa: F401
+    RESULTS,
+    checkpoint_best,
+    descriptors_file,
+    descriptors_record,
+    history_file,
+    metrics_file,
+    perquery_file,
+    run_dir,
+    run_state_dir,
+)
 from icsa.records import record_from_dict
 from icsa.registry import DEFAULT_AGGREGATION, attention_spec, backbone_spec, check_aggregation
 from icsa.train.settings import TrainSettings
@@ -32,7 +47,6 @@ _RUN_ID_RE = re.compile(
     r"^(?P<dataset>[a-z0-9]+)-(?P<backbone>[a-z0-9]+)-(?P<attention>[a-z0-9]+)"
     r"(?P<pool>-gem)?-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
 )
-RESULTS = "results"
 
 
 def run_id(
@@ -58,47 +72,6 @@ def parse_run_id(run: str) -> dict[str, str]:
     parts = match.groupdict()
     parts["aggregation"] = _AGGREGATION_OF_SUFFIX[parts.pop("pool") or ""]
     return parts
-
-
-# Each path is a function of a run id, so the same function gives a file of one run and, called
-# with the wildcard pattern RUN_ID, the Snakemake pattern of every run.
-def run_dir(run: str, results: str = RESULTS) -> str:
-    return f"{results}/runs/{run}"
-
-
-def checkpoint_best(run: str, results: str = RESULTS) -> str:
-    return f"{run_dir(run, results)}/checkpoint_best.pt"
-
-
-def history_file(run: str, ext: str, results: str = RESULTS) -> str:
-    """``history.csv`` or ``history.json`` (``ext`` csv or json)."""
-    return f"{run_dir(run, results)}/history.{ext}"
-
-
-def run_state_dir(run: str, results: str = RESULTS) -> str:
-    """The training job's own scratch folder: ``checkpoint_last.pt``, ``run.json`` (the
-    fingerprint it was made with) and ``prefix_cache/``. Not a Snakemake output, because
-    Snakemake deletes the outputs of a failed job, and this is what an interrupted run resumes."""
-    return f"{run_dir(run, results)}/state"
-
-
-def descriptors_file(run: str, evalset: str, side: str, results: str = RESULTS) -> str:
-    """``side`` db or q."""
-    return f"{results}/descriptors/{run}/{evalset}-{side}.npy"
-
-
-def descriptors_record(run: str, evalset: str, results: str = RESULTS) -> str:
-    """What ``icsa extract`` made the two descriptor files from (model config, checkpoint
-    digest, evaluation set, rows); ``icsa evaluate`` checks it against the run's ModelSpec."""
-    return f"{results}/descriptors/{run}/{evalset}.json"
-
-
-def metrics_file(run: str, evalset: str, results: str = RESULTS) -> str:
-    return f"{results}/metrics/{run}/{evalset}.json"
-
-
-def perquery_file(run: str, evalset: str, results: str = RESULTS) -> str:
-    return f"{results}/metrics/{run}/{evalset}-perquery.npz"
 
 
 # ---- the specifications ----------------------------------------------------------------------

@@ -9,11 +9,13 @@ silently report the initial model's numbers.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from icsa import layout
 from icsa.evaluate.recall import RECALL_VALUES
 from icsa.tables.compose import Statistics, build_run_table, read_selection
 from icsa.tables.render import run_table_markdown
@@ -32,13 +34,14 @@ def _scripted_validation(monkeypatch, recalls):
     monkeypatch.setattr(TripletTrainer, "validate", validate)
 
 
-def _write_metrics(metrics_dir, run, m=20):
+def _write_metrics(results, run, m=20):
     ranks = np.where(np.arange(m) % 3 == 0, 0, -1)
-    (metrics_dir / run).mkdir(parents=True)
+    metrics_file = Path(layout.metrics_file(run, "pitts30k-test", results))
+    metrics_file.parent.mkdir(parents=True)
     recalls = {str(n): float((ranks >= 0).mean()) for n in RECALL_VALUES}
     metrics = {"dataset": "pitts30k", "split": "test", "recalls": recalls, "time_rule": None}
-    (metrics_dir / run / "pitts30k-test.json").write_text(json.dumps(metrics))
-    np.savez(metrics_dir / run / "pitts30k-test-perquery.npz", first_hit_rank=ranks)
+    metrics_file.write_text(json.dumps(metrics))
+    np.savez(layout.perquery_file(run, "pitts30k-test", results), first_hit_rank=ranks)
 
 
 def test_untrained_model_better_than_all_trained_epochs_still_selects_a_trained_one(
@@ -47,20 +50,20 @@ def test_untrained_model_better_than_all_trained_epochs_still_selects_a_trained_
     _scripted_validation(monkeypatch, [0.9, 0.5, 0.6, 0.4])  # epoch 0 best of all
     run = "pitts30k-vgg16-icsa-b5-s0"
     settings = {**QUICK, "epochs": 3, "validate_untrained": True, "patience": 10}
-    out = run_training(tiny_city, tmp_path / "runs" / run, settings)
+    out = run_training(tiny_city, Path(layout.run_dir(run, tmp_path)), settings)
     assert out["best_epoch"] == 2
-    assert load_checkpoint(tmp_path / "runs" / run / "checkpoint_best.pt")["epoch"] == 2
-    history = json.loads((tmp_path / "runs" / run / "history.json").read_text())
+    assert load_checkpoint(layout.checkpoint_best(run, tmp_path))["epoch"] == 2
+    history = json.loads(Path(layout.history_file(run, "json", tmp_path)).read_text())
     assert [row["best_epoch"] for row in history] == [None, 1, 2, 2]
-    assert read_selection(tmp_path / "runs", run) == {
+    assert read_selection(tmp_path, run) == {
         "best_epoch": 2, "trained_epochs": 3, "stopped_early": False, "untrained_better": True,
     }  # fmt: skip
     # The table row says where its numbers come from, and flags the run.
-    _write_metrics(tmp_path / "metrics", run)
+    _write_metrics(tmp_path, run)
     spec = {"table": "table5", "title": "t", "evalset": "pitts30k-test", "baseline": "none",
             "seeds": [0], "rows": [{"backbone": "vgg16", "attention": "icsa", "block": "5",
                                     "runs": [run]}]}  # fmt: skip
-    df = build_run_table(spec, tmp_path / "metrics", {}, Statistics(), tmp_path / "runs")
+    df = build_run_table(spec, tmp_path, {}, Statistics(), selection=True)
     assert df.iloc[0]["best_epoch"] == "2" and df.iloc[0]["trained_epochs"] == "3"
     assert df.iloc[0]["selection_flags"] == "untrained-better"
     md = run_table_markdown(df, spec, Statistics())
@@ -72,12 +75,12 @@ def test_first_epoch_best_and_early_stop_after_patience_epochs_are_flagged(
     tiny_city, tmp_path, monkeypatch
 ):
     _scripted_validation(monkeypatch, [0.1, 0.6, 0.5, 0.4, 0.3])
-    run = tmp_path / "runs" / "r"
+    run = Path(layout.run_dir("r", tmp_path))
     settings = {**QUICK, "epochs": 4, "validate_untrained": True, "patience": 2}
     out = run_training(tiny_city, run, settings)
     # MATLAB-style patience: stop after `patience` epochs without improvement (not patience+1).
     assert out["best_epoch"] == 1 and out["stopped_early"] and out["epochs"] == 3
-    selection = read_selection(tmp_path / "runs", "r")
+    selection = read_selection(tmp_path, "r")
     assert selection["stopped_early"] and selection["best_epoch"] == 1
     assert not selection["untrained_better"]
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
+from icsa import layout
 from icsa.cli import main as icsa_main
 from icsa.errors import InputError
 from icsa.tables import (
@@ -135,7 +136,7 @@ def test_run_table_from_metrics_with_paper_values(tmp_path):
     assert icsa5[["paper_R@1", "paper_R@5", "paper_R@10"]].tolist() == [85.3, 94.5, 96.8]
 
 
-def write_histories(runs_dir: Path, spec: dict) -> None:
+def write_histories(results: Path, spec: dict) -> None:
     """Each run's history.json as `icsa train` writes it: epoch 0 logged, best epoch 2 of 3."""
     for row in spec["rows"]:
         for run in row["runs"]:
@@ -143,19 +144,20 @@ def write_histories(runs_dir: Path, spec: dict) -> None:
                 {"epoch": e, "recall@5": r, "best_epoch": b, "stopped_early": False}
                 for e, r, b in ((1, 0.6, 1), (2, 0.7, 2), (3, 0.65, 2))
             ]
-            (runs_dir / run).mkdir(parents=True, exist_ok=True)
-            (runs_dir / run / "history.json").write_text(json.dumps(history))
+            path = Path(layout.history_file(run, "json", results))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(history))
 
 
 def test_cli_writes_csv_markdown_json(tmp_path, capsys):
     spec = table5_spec([0])
-    make_metrics(tmp_path / "metrics", spec)
-    write_histories(tmp_path / "runs", spec)
+    make_metrics(tmp_path / "results", spec)
+    write_histories(tmp_path / "results", spec)
     out = tmp_path / "out"
     code = icsa_main([
         "tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
         "--statistics", json.dumps({"confidence": 0.9, "multiplicity": "bh", "power": 0.9}),
-        "--metrics-dir", str(tmp_path / "metrics"), "--runs-dir", str(tmp_path / "runs"),
+        "--results", str(tmp_path / "results"),
         "--out-csv", str(out / "t5.csv"),
         "--out-md", str(out / "t5.md"), "--out-json", str(out / "t5.json"),
         "--out-html", str(out / "t5.html"), "--out-png", str(out / "t5.png"),
@@ -202,10 +204,12 @@ def test_mismatched_perquery_file_is_an_error(tmp_path):
     spec = table5_spec([0])
     make_metrics(tmp_path, spec)
     run = spec["rows"][1]["runs"][0]
-    np.savez(tmp_path / run / "pitts30k-test-perquery.npz", first_hit_rank=np.zeros(400, int))
+    np.savez(
+        layout.perquery_file(run, "pitts30k-test", tmp_path), first_hit_rank=np.zeros(400, int)
+    )
     with pytest.raises(InputError, match="per-query Recall@1"):
         build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
-    (tmp_path / run / "pitts30k-test.json").unlink()
+    Path(layout.metrics_file(run, "pitts30k-test", tmp_path)).unlink()
     with pytest.raises(InputError, match="not found"):
         build_run_table(spec, tmp_path, load_paper(PAPER), Statistics())
 
@@ -214,9 +218,9 @@ def test_an_unreadable_perquery_file_is_named(tmp_path, capsys):
     """Nothing lost, round two: a zero-byte per-query .npz ended in numpy's EOFError."""
     spec = table5_spec([0])
     make_metrics(tmp_path, spec)
-    perquery = tmp_path / spec["rows"][1]["runs"][0] / "pitts30k-test-perquery.npz"
+    perquery = Path(layout.perquery_file(spec["rows"][1]["runs"][0], "pitts30k-test", tmp_path))
     argv = ["tables", "build", "--spec", json.dumps(spec), "--paper", str(PAPER),
-            "--metrics-dir", str(tmp_path), "--out-csv", str(tmp_path / "t.csv"),
+            "--results", str(tmp_path), "--out-csv", str(tmp_path / "t.csv"),
             "--out-md", str(tmp_path / "t.md")]  # fmt: skip
     for content in (b"", b"PK\x03\x04 truncated"):
         perquery.write_bytes(content)

@@ -20,6 +20,7 @@ import json
 import re
 from pathlib import Path
 
+from icsa import layout
 from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
 from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
 from icsa.errors import InputError
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--splits", nargs="+", default=None, help="default: all of the dataset")
     check.add_argument(
         "--index-out", type=Path, default=None,
-        help="index JSON to write (default results/datasets/<dataset>.json)",
+        help=f"index JSON to write (default {layout.index_file('<dataset>')})",
     )  # fmt: skip
     check.add_argument(
         "--workers", type=int, default=min(4, available_cpus()),
@@ -75,9 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_index(dataset: str, root: Path) -> Path:
-    """``results/datasets/<dataset>.json``, the index the workflow reads, unless it records
-    another folder: checking another folder must not silently replace the workflow's index."""
-    index = Path("results/datasets") / f"{dataset}.json"
+    """The index the workflow reads (:func:`icsa.layout.index_file`), unless it records another
+    folder: checking another folder must not silently replace the workflow's index."""
+    index = Path(layout.index_file(dataset))
     try:
         recorded = read_json(index).get("root")
     except (OSError, ValueError, AttributeError):  # none yet, or not an index: ours to write

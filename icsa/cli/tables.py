@@ -1,8 +1,7 @@
 """`icsa tables build`: one of the paper's tables from metrics files (what the workflow calls).
 
     icsa tables build --spec JSON|@FILE [--statistics JSON] --paper config/paper_values.yaml
-        --metrics-dir results/metrics [--runs-dir results/runs]
-        [--efficiency results/efficiency.json]
+        [--results results]
         --out-csv results/table5.csv --out-md results/table5.md [--out-json results/table5.json]
         [--out-html results/table5.html] [--out-png results/table5.png]
         [--out-recall-csv results/table5_recall.csv --out-curves-csv results/table5_curves.csv]
@@ -12,7 +11,10 @@ The two CSVs are the data of the table's DVC plots (icsa/tables/plots.py); Table
 modules, not trained runs, so its plot files hold the header only.
 
 The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
-evaluation set and the runs of every row; ``table2`` lists modules and reads --efficiency.
+evaluation set and the runs of every row; ``table2`` lists modules and reads the efficiency file.
+Every input is found in the results folder by :mod:`icsa.layout` (each run's metrics, per-query
+ranks and history.json; ``efficiency.json``), as the workflow wrote it: by hand, the spec and the
+paper's values are all a table needs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from icsa import layout
 from icsa.errors import InputError
 from icsa.io import parse_json_object
 
@@ -36,11 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='how differences are judged, JSON: {"confidence", "multiplicity", "power"}',
     )
     p.add_argument("--paper", required=True, type=Path, help="config/paper_values.yaml")
-    p.add_argument("--metrics-dir", type=Path, default=Path("results/metrics"))
-    p.add_argument("--runs-dir", type=Path, default=Path("results/runs"),
-                   help="run folders (their history.json gives each row's best epoch)")  # fmt: skip
-    p.add_argument("--efficiency", type=Path, default=Path("results/efficiency.json"),
-                   help="output of `icsa efficiency` (Table 2 only)")  # fmt: skip
+    p.add_argument("--results", type=Path, default=Path(layout.RESULTS),
+                   help="the results folder: each run's metrics and history, or Table 2's "
+                        "efficiency file, are found in it by icsa.layout (default: "
+                        "%(default)s)")  # fmt: skip
     p.add_argument("--out-csv", required=True, type=Path)
     p.add_argument("--out-md", required=True, type=Path)
     p.add_argument("--out-json", type=Path, default=None, help="flat metrics for DVC")
@@ -77,17 +79,18 @@ def _build(args: argparse.Namespace) -> int:
     stats = Statistics.from_dict(parse_json_object(args.statistics, "--statistics"))
     paper = load_paper(args.paper)
     if spec.get("table") == "table2":
-        df = build_efficiency_table(spec, args.efficiency, paper)
-        markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
+        efficiency = Path(layout.efficiency_file(args.results))
+        df = build_efficiency_table(spec, efficiency, paper)
+        markdown = efficiency_markdown(df, spec, read_json(efficiency).get("metadata", {}))
         recall = pd.DataFrame(columns=plots.RECALL_COLUMNS)
         curves = pd.DataFrame(columns=plots.CURVE_COLUMNS)
         details = None
         draw = _efficiency_figure
     elif spec.get("rows"):
-        df = build_run_table(spec, args.metrics_dir, paper, stats, args.runs_dir)
+        df = build_run_table(spec, args.results, paper, stats, selection=True)
         markdown = run_table_markdown(df, spec, stats)
         recall = plots.recall_curves(df)
-        curves = plots.training_curves(df, spec, args.runs_dir)
+        curves = plots.training_curves(df, spec, args.results)
         details = seed_details(df, spec, stats)
         draw = _run_figure
     else:

@@ -7,9 +7,10 @@ A run table (Tables 1, 3–6) is described by a *spec* that the workflow resolve
      "seeds": [0, 1], "rows": [{"backbone": "vgg16", "attention": "icsa", "block": "5",
                                 "runs": ["pitts30k-vgg16-icsa-b5-s0", ...]}, ...]}
 
-Each row reads ``{metrics_dir}/{run}/{evalset}.json`` (recalls) and ``…-perquery.npz``
-(``first_hit_rank``, for the paired intervals) of every seed. Table 2 reads the JSON of
-``icsa efficiency``. The paper's numbers (config/paper_values.yaml) go beside ours.
+Each row reads the metrics file (recalls) and the per-query file (``first_hit_rank``, for the
+paired intervals) of every seed's run, found in the results folder by :mod:`icsa.layout` like
+every other input. Table 2 reads the JSON of ``icsa efficiency``. The paper's numbers
+(config/paper_values.yaml) go beside ours.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from icsa import layout
 from icsa.arrays import read_npz
 from icsa.errors import InputError
 from icsa.io import read_json
@@ -82,8 +84,9 @@ def paper_row(paper: dict[str, Any], table: str, **keys: str) -> dict[str, Any] 
     return None
 
 
-def read_metrics(metrics_dir: str | os.PathLike, run: str, evalset: str) -> dict[str, Any]:
-    path = Path(metrics_dir) / run / f"{evalset}.json"
+def read_metrics(results: str | os.PathLike, run: str, evalset: str) -> dict[str, Any]:
+    """A run's metrics on ``evalset`` in the results folder ``results``."""
+    path = Path(layout.metrics_file(run, evalset, results))
     if not path.is_file():
         raise InputError(f"metrics {path} not found, expected `icsa evaluate` output for {run}")
     metrics = read_json(path)
@@ -96,30 +99,30 @@ def read_metrics(metrics_dir: str | os.PathLike, run: str, evalset: str) -> dict
     return metrics
 
 
-def read_ranks(metrics_dir: str | os.PathLike, run: str, evalset: str) -> np.ndarray:
-    path = Path(metrics_dir) / run / f"{evalset}-perquery.npz"
+def read_ranks(results: str | os.PathLike, run: str, evalset: str) -> np.ndarray:
+    path = Path(layout.perquery_file(run, evalset, results))
     if not path.is_file():
         raise InputError(f"per-query file {path} not found, expected `icsa evaluate` output")
     return read_npz(path, ["first_hit_rank"], "per-query file")["first_hit_rank"]
 
 
-def read_history(runs_dir: str | os.PathLike, run: str) -> list[dict[str, Any]]:
+def read_history(results: str | os.PathLike, run: str) -> list[dict[str, Any]]:
     """A run's ``history.json`` (one row per logged epoch), as `icsa train` wrote it."""
-    path = Path(runs_dir) / run / "history.json"
+    path = Path(layout.history_file(run, "json", results))
     if not path.is_file():
         raise InputError(f"training history {path} not found, expected `icsa train` output")
     return read_json(path)
 
 
-def read_selection(runs_dir: str | os.PathLike, run: str) -> dict[str, Any]:
+def read_selection(results: str | os.PathLike, run: str) -> dict[str, Any]:
     """Which epoch a run's checkpoint is and how it was chosen, from its ``history.json``.
 
     ``best_epoch``: the trained epoch ``icsa train`` selected (never 0, the untrained model);
     ``trained_epochs``; ``stopped_early``; ``untrained_better``: the untrained model (epoch 0,
     when validated) had a higher validation Recall@5 than the selected epoch.
     """
-    path = Path(runs_dir) / run / "history.json"
-    history = read_history(runs_dir, run)
+    path = layout.history_file(run, "json", results)
+    history = read_history(results, run)
     trained = [row for row in history if int(row.get("epoch", 0)) > 0]
     if not trained or trained[-1].get("best_epoch") is None:
         raise InputError(
@@ -156,12 +159,12 @@ def selection_flags(selections: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
-def _load_row(spec_row: dict[str, Any], evalset: str, metrics_dir: str | os.PathLike):
+def _load_row(spec_row: dict[str, Any], evalset: str, results: str | os.PathLike):
     """Recalls [seeds, ns] (fractions), Found@1 [seeds, queries] and the time rule of a row."""
     recalls, hits, rules = [], [], set()
     for run in spec_row["runs"]:
-        metrics = read_metrics(metrics_dir, run, evalset)
-        ranks = read_ranks(metrics_dir, run, evalset)
+        metrics = read_metrics(results, run, evalset)
+        ranks = read_ranks(results, run, evalset)
         found1 = hits_at(ranks, 1)
         # The per-query file must say what the metrics say, or the interval describes other data.
         if "1" in metrics["recalls"] and abs(found1.mean() - metrics["recalls"]["1"]) > 1e-9:
@@ -182,15 +185,16 @@ def _load_row(spec_row: dict[str, Any], evalset: str, metrics_dir: str | os.Path
 
 def build_run_table(
     spec: dict[str, Any],
-    metrics_dir: str | os.PathLike,
+    results: str | os.PathLike,
     paper: dict[str, Any],
     statistics: Statistics,
-    runs_dir: str | os.PathLike | None = None,
+    selection: bool = False,
 ) -> pd.DataFrame:
     """One row per spec row: mean (± std) recalls in %, each seed's R@1, ΔR@1 vs baseline with
-    its interval, p and MDE (marks decided over the whole table), and the paper's recalls.
-    With ``runs_dir`` each row also records its models' best epochs (seeds joined by "/") and
-    the flags of :data:`SELECTION_FLAGS` (see :func:`read_selection`)."""
+    its interval, p and MDE (marks decided over the whole table), and the paper's recalls, from
+    the runs' files in the results folder ``results``. With ``selection`` each row also records
+    its models' best epochs (seeds joined by "/") and the flags of :data:`SELECTION_FLAGS`, from
+    the runs' histories (see :func:`read_selection`)."""
     table, evalset, baseline = spec["table"], spec["evalset"], spec.get("baseline", "none")
 
     def key(row: dict[str, Any], block: Any = None, attention: str | None = None) -> tuple:
@@ -201,7 +205,7 @@ def build_run_table(
 
     require_once([key(r) for r in spec["rows"]], f"{table} spec rows")  # before any file is read
     by_key = {key(r): i for i, r in enumerate(spec["rows"])}
-    loaded = [_load_row(row, evalset, metrics_dir) for row in spec["rows"]]
+    loaded = [_load_row(row, evalset, results) for row in spec["rows"]]
     ns = sorted(set.intersection(*(set(r) for recs, _, _ in loaded for r in recs)))
     out = []
     for row, (recalls, hits, time_rule) in zip(spec["rows"], loaded):
@@ -219,8 +223,8 @@ def build_run_table(
             "seed_ids": "/".join(str(x) for x in spec.get("seeds") or range(len(row["runs"]))),
             "time_rule": time_rule,
         }
-        if runs_dir is not None:
-            selections = [read_selection(runs_dir, run) for run in row["runs"]]
+        if selection:
+            selections = [read_selection(results, run) for run in row["runs"]]
             rec["best_epoch"] = "/".join(str(sel["best_epoch"]) for sel in selections)
             rec["trained_epochs"] = "/".join(str(sel["trained_epochs"]) for sel in selections)
             rec["selection_flags"] = ";".join(selection_flags(selections))

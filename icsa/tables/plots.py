@@ -33,15 +33,16 @@ def recall_curves(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_curves(
-    df: pd.DataFrame, spec: dict[str, Any], runs_dir: str | os.PathLike
+    df: pd.DataFrame, spec: dict[str, Any], results: str | os.PathLike
 ) -> pd.DataFrame:
-    """[row, run, seed, epoch, loss, val_recall@1, val_recall@5] of every run behind the rows.
+    """[row, run, seed, epoch, loss, val_recall@1, val_recall@5] of every run behind the rows
+    (their histories in the results folder ``results``).
 
     Epoch 0 (the untrained model, when validated) has no loss; recalls are in %."""
     points = []
     for rec, row in zip(df.to_dict("records"), spec["rows"]):
         for seed, run in zip(spec["seeds"], row["runs"]):
-            for entry in read_history(runs_dir, run):
+            for entry in read_history(results, run):
                 points.append(
                     {
                         "row": row_label(rec),

@@ -8,21 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
+from icsa import layout
 from icsa.tables import hits_at
 from tests.helpers.workflow import ROOT
 
 PAPER = ROOT / "config" / "paper_values.yaml"
 
 
-def write_run(metrics_dir: Path, run: str, evalset: str, ranks: np.ndarray) -> None:
-    """Files as `icsa evaluate` writes them (docs/architecture.md, "Evaluation")."""
+def write_run(results: Path, run: str, evalset: str, ranks: np.ndarray) -> None:
+    """Files as `icsa evaluate` writes them (docs/architecture.md, "Evaluation"), in the
+    results folder ``results``."""
     dataset, split = evalset.rsplit("-", 1)
     recalls = {str(n): float(hits_at(ranks, n).mean()) for n in (1, 5, 10, 20)}
-    (metrics_dir / run).mkdir(parents=True, exist_ok=True)
+    metrics_file = Path(layout.metrics_file(run, evalset, results))
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
     metrics = {"model": run, "dataset": dataset, "split": split, "num_q": len(ranks),
                "recalls": recalls}  # fmt: skip
-    (metrics_dir / run / f"{evalset}.json").write_text(json.dumps(metrics))
-    np.savez(metrics_dir / run / f"{evalset}-perquery.npz", first_hit_rank=ranks)
+    metrics_file.write_text(json.dumps(metrics))
+    np.savez(layout.perquery_file(run, evalset, results), first_hit_rank=ranks)
 
 
 def table5_spec(seeds: list[int]) -> dict:

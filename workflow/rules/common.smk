@@ -23,24 +23,29 @@ from icsa.errors import InputError
 from icsa.utils import available_cpus
 
 # ---- path patterns (docs/architecture.md, "Run naming and results layout") -------------------
-# icsa.spec's path functions called with the wildcard pattern of a run id.
+# icsa.layout's path functions called with wildcards: the Snakemake pattern of every such file.
+from icsa import layout
+
 RUN = spec.RUN_ID
-INDEX = "results/datasets/{dataset}.json"
+INDEX = layout.index_file("{dataset}")
 # {source}: "backbone", or the module k-means samples through (icsa.centroids.centroid_source)
-CENTROIDS = "results/centroids/{dataset}-{backbone}-{source}-s{seed}.npz"
-RUN_DIR = spec.run_dir(RUN)
-CHECKPOINT = spec.checkpoint_best(RUN)
-HISTORY_CSV = spec.history_file(RUN, "csv")
-HISTORY_JSON = spec.history_file(RUN, "json")
-DESCRIPTORS_DB = spec.descriptors_file(RUN, "{evalset}", "db")
-DESCRIPTORS_Q = spec.descriptors_file(RUN, "{evalset}", "q")
-DESCRIPTORS_RECORD = spec.descriptors_record(RUN, "{evalset}")
-METRICS = spec.metrics_file(RUN, "{evalset}")
-PERQUERY = spec.perquery_file(RUN, "{evalset}")
-EFFICIENCY = "results/efficiency.json"
+CENTROIDS = layout.centroids_file("{dataset}", "{backbone}", "{source}", "{seed}")
+RUN_DIR = layout.run_dir(RUN)
+CHECKPOINT = layout.checkpoint_best(RUN)
+HISTORY_CSV = layout.history_file(RUN, "csv")
+HISTORY_JSON = layout.history_file(RUN, "json")
+DVCLIVE = layout.dvclive_dir(RUN)
+DESCRIPTORS_DB = layout.descriptors_file(RUN, "{evalset}", "db")
+DESCRIPTORS_Q = layout.descriptors_file(RUN, "{evalset}", "q")
+DESCRIPTORS_RECORD = layout.descriptors_record(RUN, "{evalset}")
+METRICS = layout.metrics_file(RUN, "{evalset}")
+PERQUERY = layout.perquery_file(RUN, "{evalset}")
+EFFICIENCY = layout.efficiency_file()
+# Each output of the table rule, by name (icsa.layout.TABLE_OUTPUTS).
+TABLE = {output: layout.table_file("{table}", output) for output in layout.TABLE_OUTPUTS}
 PAPER_VALUES = "config/paper_values.yaml"
-LOGS = "results/logs"
-BENCHMARKS = "results/benchmarks"
+LOGS = layout.LOGS
+BENCHMARKS = layout.BENCHMARKS
 ENV = "../envs/icsa.yaml"  # relative to rules/ (used with --sdm conda)
 
 
@@ -184,9 +189,9 @@ def table_params(wildcards):
 
 def table_targets():
     return [
-        f"results/{name}.{ext}"
+        layout.table_file(name, output)
         for name in sorted(config["tables"])
-        for ext in ("csv", "md", "html")
+        for output in ("csv", "md", "html")
     ]
 
 

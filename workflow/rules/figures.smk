@@ -34,29 +34,29 @@ FIG_DATASET, FIG_SPLIT = split_evalset(FIG_EVALSET)
 FIG_DATA_LABEL = evalset_label(FIG_EVALSET)
 FIG_VAL_LABEL = f"validation: {evalset_label(config['dataset'] + '-val')}"
 # Figs. 6, 7, 8 for the three models of the paper; further models continue the numbering.
-FIG_TSNE = [f"results/figures/fig{6 + i}_tsne_{a}.png" for i, a in enumerate(FIG["attentions"])]
+FIG_TSNE = [layout.figure_file(f"fig{6 + i}_tsne_{a}.png") for i, a in enumerate(FIG["attentions"])]
 FIG_LOGS = f"{LOGS}/figures"
 
 
 rule figures:
     """Every figure and every table's page (what `snakemake --report` shows after `all`)."""
     input:
-        "results/figures/fig4_retrieval_examples.png",
-        "results/figures/fig5_singular_values.png",
+        layout.figure_file("fig4_retrieval_examples.png"),
+        layout.figure_file("fig5_singular_values.png"),
         FIG_TSNE,
-        "results/figures/fig9_channel_weights.png",
-        "results/figures/fig10_spatial_weights.png",
-        "results/figures/training_curves.png",
-        expand("results/{table}.html", table=sorted(config["tables"])),
+        layout.figure_file("fig9_channel_weights.png"),
+        layout.figure_file("fig10_spatial_weights.png"),
+        layout.figure_file("training_curves.png"),
+        [layout.table_file(table, "html") for table in sorted(config["tables"])],
 
 
 rule fig_local_stats:
     """One pass over the evaluation set's images: Gram matrix and a sample of local descriptors."""
     input:
-        index=INDEX.format(dataset=FIG_DATASET),
-        checkpoint=spec.checkpoint_best("{run}"),
+        index=layout.index_file(FIG_DATASET),
+        checkpoint=layout.checkpoint_best("{run}"),
     output:
-        "results/figures/data/local_stats/{run}.npz",
+        layout.local_stats_file("{run}"),
     log:
         f"{FIG_LOGS}/local_stats/{{run}}.log",
     conda:
@@ -82,16 +82,16 @@ rule fig_local_stats:
 
 rule fig5_singular_values:
     input:
-        expand("results/figures/data/local_stats/{run}.npz", run=FIG_RUNS),
+        [layout.local_stats_file(run) for run in FIG_RUNS],
     output:
         png=report(
-            "results/figures/fig5_singular_values.png",
+            layout.figure_file("fig5_singular_values.png"),
             caption="../report/fig5_singular_values.rst",
             category="Figures",
             labels={"figure": "Fig. 5", "content": "singular-value ratios"},
         ),
-        csv="results/figures/fig5_singular_values.csv",
-        json="results/figures/fig5_singular_values.json",
+        csv=layout.figure_file("fig5_singular_values.csv"),
+        json=layout.figure_file("fig5_singular_values.json"),
     log:
         f"{FIG_LOGS}/fig5.log",
     conda:
@@ -110,7 +110,7 @@ rule fig5_singular_values:
 rule fig6_8_tsne:
     """One joint t-SNE of all models' descriptors, one panel (figure) per model."""
     input:
-        expand("results/figures/data/local_stats/{run}.npz", run=FIG_RUNS),
+        [layout.local_stats_file(run) for run in FIG_RUNS],
     output:
         png=[
             report(
@@ -121,7 +121,7 @@ rule fig6_8_tsne:
             )
             for i, (path, att) in enumerate(zip(FIG_TSNE, FIG["attentions"]))
         ],
-        npz="results/figures/fig6_8_tsne.npz",
+        npz=layout.figure_file("fig6_8_tsne.npz"),
     log:
         f"{FIG_LOGS}/fig6_8.log",
     conda:
@@ -143,23 +143,23 @@ rule fig6_8_tsne:
 rule fig9_10_attention_weights:
     """Heat maps of the trained ICSA's channel (Fig. 9) and spatial (Fig. 10) weights."""
     input:
-        spec.checkpoint_best(FIG_RUN[FIG["weights_attention"]]),
+        layout.checkpoint_best(FIG_RUN[FIG["weights_attention"]]),
     output:
         channel=report(
-            "results/figures/fig9_channel_weights.png",
+            layout.figure_file("fig9_channel_weights.png"),
             caption="../report/fig9_channel.rst",
             category="Figures",
             labels={"figure": "Fig. 9", "content": "ICSA channel weights"},
         ),
-        channel_csv="results/figures/fig9_channel_weights.csv",
+        channel_csv=layout.figure_file("fig9_channel_weights.csv"),
         spatial=report(
-            "results/figures/fig10_spatial_weights.png",
+            layout.figure_file("fig10_spatial_weights.png"),
             caption="../report/fig10_spatial.rst",
             category="Figures",
             labels={"figure": "Fig. 10", "content": "ICSA spatial weights"},
         ),
-        spatial_csv="results/figures/fig10_spatial_weights.csv",
-        json="results/figures/fig9_10_attention_weights.json",
+        spatial_csv=layout.figure_file("fig10_spatial_weights.csv"),
+        json=layout.figure_file("fig9_10_attention_weights.json"),
     log:
         f"{FIG_LOGS}/fig9_10.log",
     conda:
@@ -177,16 +177,16 @@ rule fig9_10_attention_weights:
 rule fig4_retrieval_examples:
     """Queries with their top-5 database images, from the evaluation's per-query results."""
     input:
-        index=INDEX.format(dataset=FIG_DATASET),
-        perquery=spec.perquery_file(FIG_RUN[FIG["retrieval_attention"]], FIG_EVALSET),
+        index=layout.index_file(FIG_DATASET),
+        perquery=layout.perquery_file(FIG_RUN[FIG["retrieval_attention"]], FIG_EVALSET),
     output:
         png=report(
-            "results/figures/fig4_retrieval_examples.png",
+            layout.figure_file("fig4_retrieval_examples.png"),
             caption="../report/fig4_retrieval.rst",
             category="Figures",
             labels={"figure": "Fig. 4", "content": "retrieval examples"},
         ),
-        csv="results/figures/fig4_retrieval_examples.csv",
+        csv=layout.figure_file("fig4_retrieval_examples.csv"),
     log:
         f"{FIG_LOGS}/fig4.log",
     conda:
@@ -213,15 +213,15 @@ rule fig4_retrieval_examples:
 
 rule training_curves:
     input:
-        [spec.history_file(run, "csv") for run in FIG_RUNS],
+        [layout.history_file(run, "csv") for run in FIG_RUNS],
     output:
         png=report(
-            "results/figures/training_curves.png",
+            layout.figure_file("training_curves.png"),
             caption="../report/curves.rst",
             category="Figures",
             labels={"figure": "Training curves", "content": "loss and validation recall"},
         ),
-        csv="results/figures/training_curves.csv",
+        csv=layout.figure_file("training_curves.csv"),
     log:
         f"{FIG_LOGS}/training_curves.log",
     conda:

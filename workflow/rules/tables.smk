@@ -41,24 +41,24 @@ rule table:
         table_inputs,
         paper=paper_values,
     output:
-        csv="results/{table}.csv",
-        md="results/{table}.md",
-        json="results/{table}.json",
+        csv=TABLE["csv"],
+        md=TABLE["md"],
+        json=TABLE["json"],
         # The page the Snakemake report shows inline (a CSV or Markdown would only be offered
         # for download): the paper-style table as HTML, marked differences coloured by sign,
         # each seed's values under its cell, and the table's figure right after it.
         html=report(
-            "results/{table}.html",
+            TABLE["html"],
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
         # The table as a figure (icsa/tables/figure.py); the HTML page embeds it.
-        png="results/{table}.png",
+        png=TABLE["png"],
         # The data of the table's DVC plots (dvc.yaml `plots:`): Recall@N per row, and the
         # training curve of every run behind the rows.
-        recall="results/{table}_recall.csv",
-        curves="results/{table}_curves.csv",
+        recall=TABLE["recall"],
+        curves=TABLE["curves"],
     log:
         f"{LOGS}/tables/{{table}}.log",
     conda:
@@ -69,11 +69,12 @@ rule table:
     params:
         spec=table_params,
         statistics=json.dumps(config["statistics"], sort_keys=True),
-        efficiency=EFFICIENCY,
+        # The results folder: `icsa tables build` finds each run's metrics, per-query ranks and
+        # history (or Table 2's efficiency file) in it by icsa.layout, as the inputs above are.
+        results=lambda wildcards, output: layout.table_results(output.csv, wildcards.table),
     shell:
         "icsa tables build --spec {params.spec:q} --statistics {params.statistics:q}"
-        " --paper {input.paper} --metrics-dir results/metrics --runs-dir results/runs"
-        " --efficiency {params.efficiency}"
+        " --paper {input.paper} --results {params.results}"
         " --out-csv {output.csv} --out-md {output.md} --out-json {output.json}"
         " --out-html {output.html} --out-png {output.png} --out-recall-csv {output.recall}"
         " --out-curves-csv {output.curves} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule train:
         checkpoint=CHECKPOINT,
         history_csv=HISTORY_CSV,
         history_json=HISTORY_JSON,
-        dvclive=directory(f"{RUN_DIR}/dvclive"),
+        dvclive=directory(DVCLIVE),
     log:
         f"{LOGS}/train/{RUN}.log",
     benchmark:
