@@ -98,7 +98,7 @@ def test_run_spec_round_trips_through_json_and_names_its_files():
     pattern = spec.metrics_file(spec.RUN_ID, "{evalset}")
     # Snakemake's wildcards hold the id's suffix ({pool}: "" for NetVLAD), not the aggregation.
     wildcards = spec.parse_run_id(run.id)
-    wildcards["pool"] = spec.POOL_SUFFIX[wildcards.pop("aggregation")]
+    wildcards["pool"] = registry.aggregator_spec(wildcards.pop("aggregation")).suffix
     assert pattern.format(**wildcards, evalset="x-test") == spec.metrics_file(run.id, "x-test")
     with pytest.raises(InputError, match="expected .dataset.-.backbone."):
         spec.parse_run_id("pitts30k-vgg16-icsa-5-s2")

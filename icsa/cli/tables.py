@@ -12,7 +12,8 @@ The two CSVs are the data of the table's DVC plots (icsa/tables/plots.py); Table
 modules, not trained runs, so its plot files hold the header only.
 
 The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
-evaluation set and the runs of every row; ``table2`` lists modules and reads --efficiency.
+evaluation set and the runs of every row; an efficiency table (``"kind": "efficiency"``, Table 2)
+lists modules and reads --efficiency.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def _build(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from icsa.io import read_json
+    from icsa.pipeline import EFFICIENCY_TABLE
     from icsa.tables import plots
     from icsa.tables.compose import (
         Statistics,
@@ -76,7 +78,7 @@ def _build(args: argparse.Namespace) -> int:
     spec = parse_json_object(args.spec, "--spec")
     stats = Statistics.from_dict(parse_json_object(args.statistics, "--statistics"))
     paper = load_paper(args.paper)
-    if spec.get("table") == "table2":
+    if spec.get("kind") == EFFICIENCY_TABLE:
         df = build_efficiency_table(spec, args.efficiency, paper)
         markdown = efficiency_markdown(df, spec, read_json(args.efficiency).get("metadata", {}))
         recall = pd.DataFrame(columns=plots.RECALL_COLUMNS)
@@ -91,8 +93,10 @@ def _build(args: argparse.Namespace) -> int:
         details = seed_details(df, spec, stats)
         draw = _run_figure
     else:
-        raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "
-                         "spec with rows, or table2 with attentions")  # fmt: skip
+        raise InputError(
+            f"--spec: table {spec.get('table')!r} has no rows; expected a run table spec with "
+            f"rows, or kind {EFFICIENCY_TABLE!r} with attentions"
+        )
     write_outputs(df, markdown, args.out_csv, args.out_md, args.out_json)
     title = markdown.splitlines()[0].removeprefix("### ")
     if args.out_png is not None:

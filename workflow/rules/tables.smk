@@ -26,7 +26,7 @@ rule efficiency:
         width=config["efficiency"]["width"],
         batch_size=config["efficiency"]["batch_size"],
         repeats=config["efficiency"]["repeats"],
-        modules=",".join(config["tables"].get("table2", {}).get("attentions", ["icsa"])),
+        modules=",".join(pipeline.efficiency_modules(config)),
         device=job_device("efficiency"),
         gpu=gpu_prefix("efficiency"),
     shell:
