@@ -184,11 +184,6 @@ class AggregatorSpec:
         _check_arguments("aggregator", self.name, self.arguments, AGGREGATOR_ARGUMENTS)
         if self.suffix is None:
             object.__setattr__(self, "suffix", f"-{self.name}")
-        if self.suffix and not re.fullmatch(f"-{NAME}", self.suffix):
-            raise InputError(
-                f"aggregator {self.name}: suffix={self.suffix!r}; expected '-' and lowercase "
-                "letters and digits (run ids are split at '-')"
-            )
 
     def instantiate(self, channels: int, num_clusters: int) -> Any:
         values = {"channels": channels, "num_clusters": num_clusters}
@@ -206,6 +201,11 @@ DEFAULT_AGGREGATION = "netvlad"
 def register_aggregator(spec: AggregatorSpec) -> AggregatorSpec:
     """Add an aggregator; its name must be new and a lowercase word, its run-id suffix new."""
     _check_new_name(spec.name, AGGREGATORS, "aggregator", "AGGREGATORS")
+    if spec.suffix and not re.fullmatch(f"-{NAME}", spec.suffix):
+        raise InputError(
+            f"aggregator {spec.name}: suffix={spec.suffix!r}; expected '-' and lowercase letters "
+            "and digits (run ids are split at '-')"
+        )
     taken = {other.suffix: other.name for other in AGGREGATORS.values()}
     if spec.suffix in taken:
         raise InputError(
