@@ -222,10 +222,6 @@ def aggregator_spec(name: str) -> AggregatorSpec:
     return AGGREGATORS[name]
 
 
-def check_aggregation(name: str) -> str:
-    return aggregator_spec(name).name
-
-
 def needs_centroids(aggregation: str) -> bool:
     """Whether the aggregator starts from k-means centroids (NetVLAD does; GeM has none)."""
     return aggregator_spec(aggregation).needs_centroids
@@ -254,7 +250,7 @@ def network_label(backbone: str, attention: str, aggregation: str = DEFAULT_AGGR
     aggregator is not the paper's NetVLAD."""
     name = backbone_spec(backbone).label
     label = name if attention == "none" else f"{name}+{attention_spec(attention).label}"
-    if check_aggregation(aggregation) != DEFAULT_AGGREGATION:
+    if aggregator_spec(aggregation).name != DEFAULT_AGGREGATION:
         label += f" ({aggregator_spec(aggregation).label})"
     return label
 
