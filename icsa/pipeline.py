@@ -20,12 +20,12 @@ from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUTS
 from icsa.errors import InputError
 from icsa.records import first_repeat, record_from_dict
 from icsa.registry import (
-    AGGREGATIONS,
+    AGGREGATORS,
     ATTENTIONS,
     BACKBONES,
     DEFAULT_AGGREGATION,
     FOLDED,
-    backbone_spec,
+    check_block,
     load_plugins,
 )
 from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
@@ -81,14 +81,12 @@ def check_once(values: list[Any], key: str, names: list[Any] | None = None) -> N
 
 
 def normalise_block(backbone: str, block: str | int, key: str) -> str:
-    """'last' → the backbone's last block; ints → strings; numbers checked against the backbone."""
-    num_blocks = backbone_spec(backbone).num_blocks
-    block = str(block)
-    if block == "last":
-        return str(num_blocks)
-    if block != "none" and not (block.isdigit() and 1 <= int(block) <= num_blocks):
-        raise config_error(key, block, f"none, last or 1..{num_blocks} for {backbone}")
-    return block
+    """'last' → the backbone's last block; ints → strings; numbers checked against the backbone
+    (icsa.registry.check_block)."""
+    try:
+        return check_block(backbone, block, key, last=True)
+    except InputError as err:
+        raise InputError(f"config error: {err}") from err
 
 
 def split_evalset(evalset: str) -> tuple[str, str]:
@@ -140,10 +138,32 @@ def synthetic_layout(config: dict[str, Any]) -> str:
     return layouts.pop() if layouts else DEFAULT_LAYOUT
 
 
-# ---- the checks ------------------------------------------------------------------------------
+# ---- table kinds -----------------------------------------------------------------------------
+# `tables.<name>.kind`: a run table (the default) has rows of trained runs; an efficiency table
+# (Table 2) lists modules whose size and speed `icsa efficiency` measures.
+RUN_TABLE, EFFICIENCY_TABLE = "runs", "efficiency"
+
+
+def table_kind(config: dict[str, Any], name: str) -> str:
+    return config["tables"][name].get("kind", RUN_TABLE)
+
+
+def tables_of_kind(config: dict[str, Any], kind: str) -> list[str]:
+    return [name for name in config["tables"] if table_kind(config, name) == kind]
+
+
 def run_tables(config: dict[str, Any]) -> list[str]:
-    """Tables built from training runs (all but table2, which measures modules)."""
-    return [name for name in config["tables"] if name != "table2"]
+    return tables_of_kind(config, RUN_TABLE)
+
+
+def efficiency_modules(config: dict[str, Any]) -> list[str]:
+    """What the one efficiency measurement measures: the modules of every efficiency table,
+    each once, in order (ICSA alone when no table asks)."""
+    tables = [config["tables"][name] for name in tables_of_kind(config, EFFICIENCY_TABLE)]
+    return list(dict.fromkeys(m for table in tables for m in table["attentions"])) or ["icsa"]
+
+
+# ---- the checks ------------------------------------------------------------------------------
 
 
 def check(config: dict[str, Any]) -> list[str]:
@@ -186,10 +206,11 @@ def check(config: dict[str, Any]) -> list[str]:
         resolve_evalset(config, name, f"evalsets.{name}")
     for name in run_tables(config):
         table_spec(config, name)  # names, blocks, evalset, baseline
-    modules = config["tables"].get("table2", {}).get("attentions", [])
-    for module in modules:
-        check_name(ATTENTIONS, module, "tables.table2.attentions", (FOLDED,))
-    check_once(modules, "tables.table2.attentions")
+    for name in tables_of_kind(config, EFFICIENCY_TABLE):
+        modules = config["tables"][name]["attentions"]
+        for module in modules:
+            check_name(ATTENTIONS, module, f"tables.{name}.attentions", (FOLDED,))
+        check_once(modules, f"tables.{name}.attentions")
     for backbone in sorted(
         {b for n in run_tables(config) for b in config["tables"][n]["backbones"]}
     ):
@@ -265,7 +286,7 @@ def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:
         check_name(ATTENTIONS, attention, f"{key}.attentions")
     aggregations = table.get("aggregations") or [DEFAULT_AGGREGATION]
     for aggregation in aggregations:
-        check_name(AGGREGATIONS, aggregation, f"{key}.aggregations")
+        check_name(AGGREGATORS, aggregation, f"{key}.aggregations")
     for part, values in (("backbones", table["backbones"]), ("attentions", table["attentions"]),
                          ("aggregations", aggregations)):  # fmt: skip
         check_once(values, f"{key}.{part}")

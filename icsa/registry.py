@@ -1,26 +1,38 @@
-"""The registries of backbones and attention modules: the one place their names live (no torch).
+"""The registries of backbones, attention modules and aggregators: the one place their names
+live (no torch).
 
 Everything else reads names, labels and facts from here: the model builders
-(:mod:`icsa.models`), the workflow's config validation (:mod:`icsa.spec`), k-means' choice of
-centroids, the tables' labels and the input-size check. Importing this module does not import
-torch, so the Snakefile can validate a config against it at parse time.
+(:mod:`icsa.models`), the run ids and their wildcards (:mod:`icsa.spec`, workflow/Snakefile),
+the workflow's config checks (:mod:`icsa.pipeline`), k-means' choice of centroids, the tables'
+labels and the input-size check. Importing this module does not import torch, so the Snakefile
+can validate a config against it at parse time.
 
-Adding an attention module is its class plus one :class:`AttentionSpec` entry; adding a backbone
-is one :class:`BackboneSpec` entry. Code outside the package registers with
-:func:`register_attention` / :func:`register_backbone` in a module named under the config's
-``plugins:`` (imported before validation, and by every ``icsa`` job through $ICSA_PLUGINS).
+Adding a backbone is one :class:`BackboneSpec` entry; an attention module or an aggregator is its
+class plus one :class:`AttentionSpec` / :class:`AggregatorSpec` entry (the built-in ones are in
+:mod:`icsa.registry_entries`). Code outside the package registers with :func:`register_backbone`,
+:func:`register_attention` or :func:`register_aggregator` in a module named under the config's
+``plugins:`` (:mod:`icsa.plugins`, whose loaders are re-exported here).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from icsa.errors import InputError
+
+# Re-exported: icsa.registry is where plugins (and the workflow) look.
+from icsa.plugins import PLUGINS_ENV as PLUGINS_ENV
+from icsa.plugins import load_plugins as load_plugins
+from icsa.plugins import load_plugins_from_env as load_plugins_from_env
+
+# The grammar of every registered name, dataset and evaluation-set name: run ids join them with
+# "-" (icsa.spec), so a name holds none. The Snakefile's wildcards and the name patterns of
+# workflow/schemas/config.schema.yaml are this (a test compares the schema's).
+NAME = "[a-z0-9]+"
 
 # ---- backbones -------------------------------------------------------------------------------
 
@@ -73,6 +85,22 @@ def backbone_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
+def check_block(
+    backbone: str, block: str | int | None, key: str = "lowest_trained_block", last: bool = False
+) -> str:
+    """The lowest trained block of ``backbone`` as configs and run ids write it: ``"none"``
+    (None accepted: only attention and aggregator train) or ``"1"``…``"num_blocks"`` (ints
+    accepted); with ``last``, ``"last"`` → the last block. An InputError names ``key``."""
+    num_blocks = backbone_spec(backbone).num_blocks
+    text = "none" if block is None else str(block)
+    if last and text == "last":
+        return str(num_blocks)
+    if text != "none" and not (text.isdigit() and 1 <= int(text) <= num_blocks):
+        names = "none, last" if last else "none"
+        raise InputError(f"{key} = {text!r}; expected {names} or 1..{num_blocks} for {backbone}")
+    return text
+
+
 # ---- attention modules -----------------------------------------------------------------------
 
 SIZE_ARGUMENTS = ("channels", "height", "width")
@@ -80,7 +108,7 @@ SIZE_ARGUMENTS = ("channels", "height", "width")
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """An attention module between the backbone and NetVLAD.
+    """An attention module between the backbone and the aggregator.
 
     ``build`` is a class or callable returning the ``nn.Module``, or its import path
     ``"package.module:Name"`` (resolved when a model is built, so that this registry stays
@@ -98,11 +126,7 @@ class AttentionSpec:
     options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.arguments if a not in SIZE_ARGUMENTS]
-        if unknown:
-            raise InputError(
-                f"attention {self.name}: arguments {unknown}; expected some of {SIZE_ARGUMENTS}"
-            )
+        _check_arguments("attention", self.name, self.arguments, SIZE_ARGUMENTS)
 
     def instantiate(self, channels: int, height: int, width: int) -> Any:
         sizes = {"channels": channels, "height": height, "width": width}
@@ -110,16 +134,7 @@ class AttentionSpec:
         return self.constructor()(*args, **dict(self.options))
 
     def constructor(self) -> Callable[..., Any]:
-        if callable(self.build):
-            return self.build
-        module, _, attr = self.build.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise InputError(
-                f"attention {self.name}: build={self.build!r} cannot be imported ({err}); "
-                "expected 'package.module:Name'"
-            ) from err
+        return _resolve(self.build, "attention", self.name)
 
 
 ATTENTIONS: dict[str, AttentionSpec] = {}
@@ -138,21 +153,96 @@ def attention_spec(name: str) -> AttentionSpec:
     return ATTENTIONS[name]
 
 
-# How local features become one descriptor (icsa.models.model): NetVLAD, the paper's, or GeM
-# (icsa/models/gem.py), where a per-location weight is not normalised away.
-AGGREGATIONS: dict[str, str] = {"netvlad": "NetVLAD", "gem": "GeM"}
+# ---- aggregators -----------------------------------------------------------------------------
+
+AGGREGATOR_ARGUMENTS = ("channels", "num_clusters")
+
+
+@dataclass(frozen=True)
+class AggregatorSpec:
+    """How the local features [B,C,h,w] become one L2-normalised descriptor [B,D].
+
+    ``build`` (a class or callable, or its import path ``"package.module:Name"``) returns the
+    ``nn.Module``; it is called with the values named in ``arguments`` (of channels: C, and
+    num_clusters: the config's ``model.num_clusters``), then ``options`` as keywords. The
+    module has ``output_dim`` (D). ``suffix`` marks its run ids
+    (``pitts30k-vgg16-icsa{suffix}-b5-s0``): ``"-" + name`` unless given; only NetVLAD, the
+    paper's, has ``""``, so that its run ids read as the paper's. ``needs_centroids``: its runs
+    start from k-means centroids, which the trainer hands to the module's
+    ``init_from_centroids(centroids [K,C], descriptors [N,C])``; otherwise they have none.
+    """
+
+    name: str
+    label: str  # as tables print it: NetVLAD, GeM
+    build: str | Callable[..., Any]
+    needs_centroids: bool
+    arguments: tuple[str, ...] = ("channels",)
+    options: tuple[tuple[str, Any], ...] = field(default=())
+    suffix: str | None = None  # None: "-" + name
+
+    def __post_init__(self) -> None:
+        _check_arguments("aggregator", self.name, self.arguments, AGGREGATOR_ARGUMENTS)
+        if self.suffix is None:
+            object.__setattr__(self, "suffix", f"-{self.name}")
+
+    def instantiate(self, channels: int, num_clusters: int) -> Any:
+        values = {"channels": channels, "num_clusters": num_clusters}
+        args = [values[a] for a in self.arguments]
+        return self.constructor()(*args, **dict(self.options))
+
+    def constructor(self) -> Callable[..., Any]:
+        return _resolve(self.build, "aggregator", self.name)
+
+
+AGGREGATORS: dict[str, AggregatorSpec] = {}
 DEFAULT_AGGREGATION = "netvlad"
 
 
-def check_aggregation(name: str) -> str:
-    if name not in AGGREGATIONS:
-        raise InputError(f"aggregation={name!r}: expected one of {', '.join(AGGREGATIONS)}")
-    return name
+def register_aggregator(spec: AggregatorSpec) -> AggregatorSpec:
+    """Add an aggregator; its name must be new and a lowercase word, its run-id suffix new."""
+    _check_new_name(spec.name, AGGREGATORS, "aggregator", "AGGREGATORS")
+    if spec.suffix and not re.fullmatch(f"-{NAME}", spec.suffix):
+        raise InputError(
+            f"aggregator {spec.name}: suffix={spec.suffix!r}; expected '-' and lowercase letters "
+            "and digits (run ids are split at '-')"
+        )
+    taken = {other.suffix: other.name for other in AGGREGATORS.values()}
+    if spec.suffix in taken:
+        raise InputError(
+            f"aggregator {spec.name}: suffix={spec.suffix!r} marks the run ids of "
+            f"{taken[spec.suffix]!r} already; expected a suffix of its own"
+        )
+    AGGREGATORS[spec.name] = spec
+    return spec
+
+
+def aggregator_spec(name: str) -> AggregatorSpec:
+    if name not in AGGREGATORS:
+        raise InputError(f"aggregation={name!r}: expected one of {', '.join(AGGREGATORS)}")
+    return AGGREGATORS[name]
 
 
 def needs_centroids(aggregation: str) -> bool:
     """Whether the aggregator starts from k-means centroids (NetVLAD does; GeM has none)."""
-    return check_aggregation(aggregation) == "netvlad"
+    return aggregator_spec(aggregation).needs_centroids
+
+
+def pool_pattern() -> str:
+    """The regex of a run id's aggregator suffix (``{pool}`` in icsa.spec.RUN_ID): ``(-gem)?``
+    for the built-ins. Read when used: a plugin may register after this module is imported."""
+    return f"({'|'.join(s.suffix for s in AGGREGATORS.values() if s.suffix)})?"
+
+
+def aggregation_of_suffix(suffix: str) -> str:
+    """The aggregator whose run ids carry ``suffix`` (``""`` → netvlad)."""
+    for spec in AGGREGATORS.values():
+        if spec.suffix == suffix:
+            return spec.name
+    suffixes = [s.suffix for s in AGGREGATORS.values()]
+    raise InputError(f"run-id suffix {suffix!r}: expected one of {suffixes}")
+
+
+# ---- labels ----------------------------------------------------------------------------------
 
 
 def network_label(backbone: str, attention: str, aggregation: str = DEFAULT_AGGREGATION) -> str:
@@ -160,8 +250,8 @@ def network_label(backbone: str, attention: str, aggregation: str = DEFAULT_AGGR
     aggregator is not the paper's NetVLAD."""
     name = backbone_spec(backbone).label
     label = name if attention == "none" else f"{name}+{attention_spec(attention).label}"
-    if check_aggregation(aggregation) != DEFAULT_AGGREGATION:
-        label += f" ({AGGREGATIONS[aggregation]})"
+    if aggregator_spec(aggregation).name != DEFAULT_AGGREGATION:
+        label += f" ({aggregator_spec(aggregation).label})"
     return label
 
 
@@ -178,8 +268,7 @@ def module_label(name: str) -> str:
 
 
 def _check_new_name(name: str, registry: dict, kind: str, registry_name: str) -> None:
-    # Run ids join names with "-" and wildcards match [a-z0-9]+ (workflow/Snakefile).
-    if not (isinstance(name, str) and name.isascii() and name.isalnum() and name.islower()):
+    if not (isinstance(name, str) and re.fullmatch(NAME, name)):
         raise InputError(f"{kind} name {name!r}: expected lowercase letters and digits only")
     if name in registry:
         raise InputError(
@@ -188,83 +277,25 @@ def _check_new_name(name: str, registry: dict, kind: str, registry_name: str) ->
         )
 
 
-# The workflow exports the config's `plugins:` here, so that every `icsa` job imports them too.
-PLUGINS_ENV = "ICSA_PLUGINS"
+def _check_arguments(kind: str, name: str, arguments: tuple[str, ...], known: tuple) -> None:
+    unknown = [a for a in arguments if a not in known]
+    if unknown:
+        raise InputError(f"{kind} {name}: arguments {unknown}; expected some of {known}")
 
 
-def load_plugins_from_env() -> None:
-    """Import the comma-separated modules of $ICSA_PLUGINS (none when unset)."""
-    load_plugins(m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip())
-
-
-def _plugin_file(module: str) -> str | None:
-    """The file ``module`` is imported from, or None (not found, or not a file)."""
+def _resolve(build: str | Callable[..., Any], kind: str, name: str) -> Callable[..., Any]:
+    """``build`` itself, or the object its import path ``"package.module:Name"`` names."""
+    if callable(build):
+        return build
+    module, _, attr = build.partition(":")
     try:
-        spec = importlib.util.find_spec(module)
-    except Exception:  # noqa: BLE001 — a parent package that fails is reported by the import
-        return None
-    return spec.origin if spec is not None and spec.has_location else None
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise InputError(
+            f"{kind} {name}: build={build!r} cannot be imported ({err}); "
+            "expected 'package.module:Name'"
+        ) from err
 
 
-def load_plugins(modules: Iterable[str]) -> None:
-    """Import modules that register backbones or attention modules (config ``plugins:``).
-
-    Whatever goes wrong inside one is reported naming it (module and file) first: the plugin is
-    the user's code, and a traceback through importlib does not say which entry of ``plugins:``
-    failed."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as err:  # noqa: BLE001 — anything a plugin raises at import is its fault
-            file = _plugin_file(module)
-            where = f"plugins: {module!r}" + (f" ({file})" if file else "")
-            if isinstance(err, InputError):  # a registration it makes, e.g. a name taken
-                raise InputError(f"{where}: {err}") from err
-            if isinstance(err, ImportError):
-                raise InputError(
-                    f"{where} cannot be imported ({err}); expected an importable module (on "
-                    "PYTHONPATH) that calls icsa.registry.register_attention/register_backbone"
-                ) from err
-            raise InputError(f"{where} raised {type(err).__name__} at import: {err}") from err
-
-
-# ---- the built-in entries --------------------------------------------------------------------
-
-_VGG16_CUT = ("features[0:5]", "features[5:10]", "features[10:17]", "features[17:24]",
-              "features[24:29]")  # fmt: skip
-_ALEXNET_CUT = ("features[0:3]", "features[3:6]", "features[6:8]", "features[8:10]",
-                "features[10:11]")  # fmt: skip
-
-for _spec in (
-    # VGG16 is cut after conv5_3 before its ReLU and pool5; AlexNet before its last ReLU and pool
-    # (README, NetVLAD's setting); ResNet18 after layer4.
-    BackboneSpec("vgg16", "VGG16", "vgg16", "VGG16_Weights", tuple((c,) for c in _VGG16_CUT),
-                 out_channels=512, stride=16, min_image_side=16, dropped_prefixes=("classifier.",)),
-    BackboneSpec("resnet18", "ResNet18", "resnet18", "ResNet18_Weights",
-                 (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
-                  ("layer4",)),
-                 out_channels=512, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
-    # ResNet-50 (issue 15): the same five blocks as ResNet-18, bottleneck layers, 2048 channels.
-    BackboneSpec("resnet50", "ResNet50", "resnet50", "ResNet50_Weights",
-                 (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
-                  ("layer4",)),
-                 out_channels=2048, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
-    BackboneSpec("alexnet", "AlexNet", "alexnet", "AlexNet_Weights",
-                 tuple((c,) for c in _ALEXNET_CUT), out_channels=256, stride=16,
-                 min_image_side=31, dropped_prefixes=("classifier.",), random_init="default"),
-):  # fmt: skip
-    register_backbone(_spec)
-
-_INDEPENDENT = "icsa.models.independent"
-for _spec in (
-    AttentionSpec("none", "none", "torch.nn:Identity", identity_at_init=True, arguments=()),
-    AttentionSpec("ia", "IA", f"{_INDEPENDENT}:IndependentAttention", identity_at_init=True),
-    AttentionSpec("icsa", "ICSA", f"{_INDEPENDENT}:ICSA", identity_at_init=True),
-    AttentionSpec("ch", "CH", f"{_INDEPENDENT}:IndependentChannelAttention", identity_at_init=True),
-    AttentionSpec("sp", "SP", f"{_INDEPENDENT}:IndependentSpatialAttention", identity_at_init=True),
-    AttentionSpec("se", "SENet", "icsa.models.classic:SqueezeExcite", identity_at_init=False,
-                  arguments=("channels",), options=(("reduction", 16),)),
-    AttentionSpec("cbam", "CBAM", "icsa.models.classic:CBAM", identity_at_init=False,
-                  arguments=("channels",), options=(("reduction", 8), ("kernel_size", 7))),
-):  # fmt: skip
-    register_attention(_spec)
+# The built-in entries register themselves (they need the classes above, hence the import here).
+import icsa.registry_entries  # noqa: E402, F401, I001

@@ -35,18 +35,21 @@ from icsa.layout import (  # noqa: F401
     run_state_dir,
 )
 from icsa.records import record_from_dict
-from icsa.registry import DEFAULT_AGGREGATION, attention_spec, backbone_spec, check_aggregation
+from icsa.registry import (
+    DEFAULT_AGGREGATION,
+    NAME,
+    aggregation_of_suffix,
+    aggregator_spec,
+    attention_spec,
+    check_block,
+    pool_pattern,
+)
 from icsa.train.settings import TrainSettings
 
 # ---- run ids and the results layout ----------------------------------------------------------
-# {pool}: "" for NetVLAD (the paper's aggregator, so its run ids read as before) or "-gem".
+# {pool}: the aggregator's run-id suffix (icsa.registry.AggregatorSpec.suffix): "" for NetVLAD,
+# the paper's, so that its run ids read as before; "-gem" for GeM.
 RUN_ID = "{dataset}-{backbone}-{attention}{pool}-b{block}-s{seed}"
-POOL_SUFFIX = {"netvlad": "", "gem": "-gem"}
-_AGGREGATION_OF_SUFFIX = {suffix: name for name, suffix in POOL_SUFFIX.items()}
-_RUN_ID_RE = re.compile(
-    r"^(?P<dataset>[a-z0-9]+)-(?P<backbone>[a-z0-9]+)-(?P<attention>[a-z0-9]+)"
-    r"(?P<pool>-gem)?-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
-)
 
 
 def run_id(
@@ -58,19 +61,28 @@ def run_id(
     aggregation: str = DEFAULT_AGGREGATION,
 ) -> str:
     """``pitts30k-vgg16-icsa-b5-s0``; block ``none`` gives ``bnone``; GeM ``…-icsa-gem-b5-s0``."""
-    pool = POOL_SUFFIX[check_aggregation(aggregation)]
+    pool = aggregator_spec(aggregation).suffix
     return RUN_ID.format(
         dataset=dataset, backbone=backbone, attention=attention, pool=pool, block=block, seed=seed
     )
 
 
+def run_id_regex() -> re.Pattern[str]:
+    """A run id's parts as named groups (pool: the suffix). Built when used, from the registered
+    aggregators' suffixes: a plugin may register one after this module is imported."""
+    return re.compile(
+        rf"^(?P<dataset>{NAME})-(?P<backbone>{NAME})-(?P<attention>{NAME})"
+        rf"(?P<pool>{pool_pattern()})-b(?P<block>none|[0-9]+)-s(?P<seed>[0-9]+)$"
+    )
+
+
 def parse_run_id(run: str) -> dict[str, str]:
     """The parts of a run id (dataset, backbone, attention, aggregation, block, seed)."""
-    match = _RUN_ID_RE.match(run)
+    match = run_id_regex().match(run)
     if match is None:
         raise InputError(f"run id {run!r}: expected {RUN_ID}, e.g. pitts30k-vgg16-icsa-b5-s0")
     parts = match.groupdict()
-    parts["aggregation"] = _AGGREGATION_OF_SUFFIX[parts.pop("pool") or ""]
+    parts["aggregation"] = aggregation_of_suffix(parts.pop("pool") or "")
     return parts
 
 
@@ -86,25 +98,19 @@ class ModelSpec:
     weights: str = "none"  # none (seeded random init), imagenet, or a state-dict path
     init_seed: int = 0
     lowest_trained_block: str = "none"  # "none" or "1".."num_blocks"
-    aggregation: str = DEFAULT_AGGREGATION  # netvlad or gem (num_clusters is NetVLAD's K)
+    aggregation: str = DEFAULT_AGGREGATION  # a registered aggregator (num_clusters: NetVLAD's K)
 
     def __post_init__(self) -> None:
-        spec = backbone_spec(self.backbone)
+        block = check_block(self.backbone, self.lowest_trained_block)  # the backbone's too
         attention_spec(self.attention)
-        check_aggregation(self.aggregation)
+        aggregator_spec(self.aggregation)
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
-        object.__setattr__(self, "lowest_trained_block", str(self.lowest_trained_block))
+        object.__setattr__(self, "lowest_trained_block", block)
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise InputError(f"image_size={list(self.image_size)}: expected [H, W], positive")
         problem = image_size_problem(self.backbone, self.image_size)
         if problem:
             raise InputError(f"image_size={list(self.image_size)}: expected {problem}")
-        block = self.lowest_trained_block
-        if block != "none" and not (block.isdigit() and 1 <= int(block) <= spec.num_blocks):
-            raise InputError(
-                f"lowest_trained_block={block!r}: expected none or 1..{spec.num_blocks} for "
-                f"{self.backbone}"
-            )
         if int(self.num_clusters) < 2:
             raise InputError(f"num_clusters={self.num_clusters}: expected at least 2")
 

@@ -11,7 +11,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from icsa import pipeline
+from icsa import pipeline, registry
 from icsa.errors import InputError
 from icsa.models import ATTENTIONS, BACKBONES
 from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
@@ -50,7 +50,7 @@ def test_shipped_configs_are_valid(extra):
 def test_the_schema_lists_no_names_the_registries_own():
     # Names are checked against icsa.registry (which plugins extend), not a copy in the schema.
     schema = yaml.safe_load(SCHEMA.read_text())
-    for kind in ("attention", "backbone"):
+    for kind in ("attention", "backbone", "aggregation"):
         assert "enum" not in schema["definitions"][kind]
     assert "num_blocks" not in schema["properties"]  # comes from each BackboneSpec
 
@@ -204,3 +204,57 @@ def test_recipe_errors_fail_before_any_job(tmp_path, override, needles):
     assert_failed_before_any_job(workdir, result)
     for needle in needles:
         assert needle in result.stdout, (needle, result.stdout[-2000:])
+
+
+def test_one_name_grammar_the_schema_and_the_code_share():
+    """registry.NAME is written once; the schema (YAML, which cannot import it) spells it in
+    every name pattern, and no code writes it again."""
+    patterns = re.findall(r'pattern: "([^"]*)"', SCHEMA.read_text())
+    names = [p for p in patterns if "[a-z" in p]
+    assert len(names) >= 3  # the name definition and the two evaluation-set patterns
+    for pattern in names:
+        assert "[a-z" not in pattern.replace(registry.NAME, ""), pattern
+    sources = [*(ROOT / "icsa").rglob("*.py"), *(ROOT / "workflow").rglob("*.smk"),
+               ROOT / "workflow" / "Snakefile"]  # fmt: skip
+    assert [p for p in sources if registry.NAME in p.read_text()] == [ROOT / "icsa/registry.py"]
+    assert "registry.NAME" in (ROOT / "workflow" / "Snakefile").read_text()
+
+
+def test_a_tables_kind_decides_its_shape():
+    """kind: efficiency (Table 2) lists modules; a run table may omit kind or say runs."""
+    config = copy.deepcopy(load("config.yaml"))
+    config["tables"]["table1"]["kind"] = "runs"
+    config["tables"]["table9"] = {"kind": "efficiency", "attentions": ["icsa", "none"]}
+    validate(config, str(SCHEMA))
+    assert "evalset" not in config["tables"]["table9"]  # no run-table default filled in
+    assert pipeline.tables_of_kind(config, "efficiency") == ["table2", "table9"]
+    assert "table9" not in pipeline.run_tables(config) and "table1" in pipeline.run_tables(config)
+    # Every efficiency table's modules, once, are measured.
+    assert pipeline.efficiency_modules(config) == [
+        *config["tables"]["table2"]["attentions"],
+        "none",
+    ]
+    pipeline.check(config)
+    config["tables"]["table9"]["attentions"].append("icsa2")  # names checked per kind
+    with pytest.raises(InputError, match=r"tables.table9.attentions = 'icsa2'"):
+        pipeline.check(config)
+    for bad in (
+        {"attentions": ["icsa"]},  # no kind: a run table, which lists runs
+        {"kind": "efficiency", "attentions": ["icsa"], "blocks": ["last"]},
+        {"kind": "tables", "attentions": ["icsa"]},
+    ):
+        config = copy.deepcopy(load("config.yaml"))
+        config["tables"]["table2"] = bad
+        with pytest.raises(WorkflowError):
+            validate(config, str(SCHEMA))
+
+
+def test_an_efficiency_table_of_any_name_is_planned_as_one(tmp_path):
+    workdir = scratch_workdir(tmp_path)
+    extra = "tables: {table9: {kind: efficiency, attentions: [icsa, none]}}\n"
+    result = snakemake(workdir, "-n", "-p", "results/table9.csv",
+                       config=write_override(workdir, extra))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert job_counts(result.stdout) == {"efficiency": 1, "table": 1}
+    assert "--modules ia,icsa,se,cbam,ch,icsa-folded,none " in result.stdout
+    assert '"kind": "efficiency", "table": "table9"' in result.stdout

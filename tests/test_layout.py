@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from icsa import layout, spec
+from icsa import layout, registry, spec
 from icsa.errors import InputError
 from tests.helpers.workflow import ROOT, SNAKEFILE
 
@@ -101,9 +101,11 @@ def test_the_scan_finds_each_kind_of_hard_coded_path(tmp_path):
 
 # ---- (b) one function gives the pattern and the file -----------------------------------------
 def snakefile_constraints() -> dict[str, str]:
-    """The Snakefile's wildcard_constraints: how Snakemake splits a path into wildcards."""
+    """The Snakefile's wildcard_constraints: how Snakemake splits a path into wildcards (each value
+    is a Python expression over icsa.registry, evaluated as the Snakefile does)."""
     block = SNAKEFILE.read_text().split("wildcard_constraints:", 1)[1].split("\n\n", 1)[0]
-    return dict(re.findall(r'^\s+(\w+)="([^"]*)",$', block, re.M))
+    found = re.findall(r"^\s+(\w+)=(.+),$", block, re.M)
+    return {name: eval(value, {"registry": registry}) for name, value in found}
 
 
 def wildcards_of(pattern: str, path: str) -> dict[str, str]:

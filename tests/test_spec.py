@@ -98,7 +98,7 @@ def test_run_spec_round_trips_through_json_and_names_its_files():
     pattern = spec.metrics_file(spec.RUN_ID, "{evalset}")
     # Snakemake's wildcards hold the id's suffix ({pool}: "" for NetVLAD), not the aggregation.
     wildcards = spec.parse_run_id(run.id)
-    wildcards["pool"] = spec.POOL_SUFFIX[wildcards.pop("aggregation")]
+    wildcards["pool"] = registry.aggregator_spec(wildcards.pop("aggregation")).suffix
     assert pattern.format(**wildcards, evalset="x-test") == spec.metrics_file(run.id, "x-test")
     with pytest.raises(InputError, match="expected .dataset.-.backbone."):
         spec.parse_run_id("pitts30k-vgg16-icsa-5-s2")
@@ -162,3 +162,31 @@ def test_a_backbone_is_one_registry_entry():
             _model(backbone="resnet34", lowest_trained_block="6")
     finally:
         del registry.BACKBONES["resnet34"]
+
+
+REFUSED = "refused"
+
+
+def _outcome(make):
+    try:
+        return make()
+    except InputError:
+        return REFUSED
+
+
+@pytest.mark.parametrize(
+    ("block", "run", "config"),
+    [("none", "none", "none"), (None, "none", "none"), ("1", "1", "1"), (3, "3", "3"),
+     ("5", "5", "5"), ("last", REFUSED, "5"), ("6", REFUSED, REFUSED), ("0", REFUSED, REFUSED),
+     ("x", REFUSED, REFUSED)],
+)  # fmt: skip
+def test_one_block_check_for_configs_specs_and_backbones(block, run, config):
+    """registry.check_block is the one rule: a config's `blocks` (which may say last), a
+    ModelSpec and the built backbone accept and refuse the same values."""
+    from icsa.models.backbones import parse_lowest_trained_block  # torch
+
+    assert _outcome(lambda: pipeline.normalise_block("vgg16", block, "tables.t.blocks")) == config
+    assert _outcome(lambda: _model(lowest_trained_block=block).lowest_trained_block) == run
+    built = _outcome(lambda: parse_lowest_trained_block(block, "vgg16"))
+    assert built == (REFUSED if run == REFUSED else None if run == "none" else int(run))
+    assert _outcome(lambda: registry.check_block("vgg16", block)) == run

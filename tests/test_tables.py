@@ -239,12 +239,14 @@ def test_efficiency_table_ratios_and_paper_sizes(tmp_path):
     ]  # fmt: skip
     path = tmp_path / "eff.json"
     path.write_text(json.dumps({"rows": rows, "metadata": {"channels": 512}}))
-    df = build_efficiency_table({"attentions": ["ia", "icsa", "se"]}, path, load_paper(PAPER))
+    df = build_efficiency_table(
+        {"table": "table2", "attentions": ["ia", "icsa", "se"]}, path, load_paper(PAPER)
+    )
     assert df["size_kb"].round(1).tolist() == df["paper_size_kb"].tolist() == [2400.0, 6.7, 128.0]
     assert df["time_vs_icsa"].tolist() == pytest.approx([0.5, 1.0, 0.75])
     assert df["paper_time_vs_icsa"].tolist() == pytest.approx([8.4 / 11.9, 1.0, 10.2 / 11.9])
     with pytest.raises(InputError, match="cbam"):
-        build_efficiency_table({"attentions": ["cbam"]}, path, load_paper(PAPER))
+        build_efficiency_table({"table": "table2", "attentions": ["cbam"]}, path, load_paper(PAPER))
 
 
 # ---- the paper's numbers -----------------------------------------------------------------------
@@ -296,4 +298,6 @@ def test_a_row_listed_twice_is_refused(tmp_path):
     assert first == f"table5 spec rows: entries 2 and 5 are both {both}", first
     twice = r"table2 spec attentions: entries 1 and 3 are both 'icsa'"
     with pytest.raises(InputError, match=twice):
-        build_efficiency_table({"attentions": ["icsa", "ia", "icsa"]}, tmp_path / "eff.json", {})
+        build_efficiency_table(
+            {"table": "table2", "attentions": ["icsa", "ia", "icsa"]}, tmp_path / "eff.json", {}
+        )

@@ -11,12 +11,11 @@ import argparse
 import re
 
 from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS
-
-_NAME = re.compile(r"^[a-z0-9]+$")
+from icsa.registry import NAME
 
 
 def dataset_name(text: str) -> str:
-    if not _NAME.match(text):
+    if not re.fullmatch(NAME, text):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected lower-case letters and digits (e.g. {', '.join(DATASETS)})"
         )

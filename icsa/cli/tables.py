@@ -11,10 +11,10 @@ The two CSVs are the data of the table's DVC plots (icsa/tables/plots.py); Table
 modules, not trained runs, so its plot files hold the header only.
 
 The spec (written by workflow/rules/common.smk, see icsa/tables/compose.py) names the table, its
-evaluation set and the runs of every row; ``table2`` lists modules and reads the efficiency file.
-Every input is found in the results folder by :mod:`icsa.layout` (each run's metrics, per-query
-ranks and history.json; ``efficiency.json``), as the workflow wrote it: by hand, the spec and the
-paper's values are all a table needs.
+evaluation set and the runs of every row; an efficiency table (``"kind": "efficiency"``, Table 2)
+lists modules and reads the efficiency file. Every input is found in the results folder by
+:mod:`icsa.layout` (each run's metrics, per-query ranks and history.json; ``efficiency.json``), as
+the workflow wrote it: by hand, the spec and the paper's values are all a table needs.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def _build(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from icsa.io import read_json
+    from icsa.pipeline import EFFICIENCY_TABLE
     from icsa.tables import plots
     from icsa.tables.compose import (
         Statistics,
@@ -78,7 +79,7 @@ def _build(args: argparse.Namespace) -> int:
     spec = parse_json_object(args.spec, "--spec")
     stats = Statistics.from_dict(parse_json_object(args.statistics, "--statistics"))
     paper = load_paper(args.paper)
-    if spec.get("table") == "table2":
+    if spec.get("kind") == EFFICIENCY_TABLE:
         efficiency = Path(layout.efficiency_file(args.results))
         df = build_efficiency_table(spec, efficiency, paper)
         markdown = efficiency_markdown(df, spec, read_json(efficiency).get("metadata", {}))
@@ -94,8 +95,10 @@ def _build(args: argparse.Namespace) -> int:
         details = seed_details(df, spec, stats)
         draw = _run_figure
     else:
-        raise InputError(f"--spec: table {spec.get('table')!r} has no rows; expected a run table "
-                         "spec with rows, or table2 with attentions")  # fmt: skip
+        raise InputError(
+            f"--spec: table {spec.get('table')!r} has no rows; expected a run table spec with "
+            f"rows, or kind {EFFICIENCY_TABLE!r} with attentions"
+        )
     write_outputs(df, markdown, args.out_csv, args.out_md, args.out_json)
     title = markdown.splitlines()[0].removeprefix("### ")
     if args.out_png is not None:

@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 
 from icsa.errors import InputError
-from icsa.registry import BACKBONES, BackboneSpec, backbone_spec
+from icsa.registry import BACKBONES, BackboneSpec, backbone_spec, check_block
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "feature_shape_for", "weights_name"]
 
@@ -30,19 +30,11 @@ __all__ = ["BACKBONES", "Backbone", "build_backbone", "feature_shape_for", "weig
 _CUT = re.compile(r"^(?P<child>[a-z_0-9]+)(\[(?P<start>\d+):(?P<stop>\d+)\])?$")
 
 
-def parse_lowest_trained_block(value: str | int | None, num_blocks: int = 5) -> int | None:
-    """``"none"``/None → None (nothing trained); ``"k"``/k → k in 1…num_blocks."""
-    if value is None or str(value).lower() == "none":
-        return None
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        k = -1
-    if not 1 <= k <= num_blocks:
-        raise InputError(
-            f"lowest_trained_block={value!r}: expected 'none' or an integer 1..{num_blocks}"
-        )
-    return k
+def parse_lowest_trained_block(value: str | int | None, backbone: str) -> int | None:
+    """``"none"``/None → None (nothing trained); ``"k"``/k → k in 1…num_blocks of ``backbone``
+    (icsa.registry.check_block)."""
+    block = check_block(backbone, value)
+    return None if block == "none" else int(block)
 
 
 def _cut_part(full: nn.Module, cut: str) -> nn.Module:
@@ -88,7 +80,7 @@ class Backbone(nn.Module):
 
     def set_lowest_trained_block(self, value: str | int | None) -> None:
         """Let blocks k…last require grad and freeze (and put in eval) everything below."""
-        self.lowest_trained_block = parse_lowest_trained_block(value, self.num_blocks)
+        self.lowest_trained_block = parse_lowest_trained_block(value, self.name)
         for i, block in enumerate(self.blocks):
             for p in block.parameters():
                 p.requires_grad_(i >= self.num_frozen)

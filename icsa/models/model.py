@@ -1,6 +1,7 @@
 """The place-recognition model: backbone → attention → aggregator → descriptor (README).
 
-The aggregator is NetVLAD (K·C, the paper's) or GeM (C; icsa/models/gem.py).
+The aggregator is a registry entry (icsa.registry.AggregatorSpec): NetVLAD (K·C, the paper's),
+GeM (C; icsa/models/gem.py) or one a plugin registers.
 
 :class:`PlaceModel` also exposes the split the training loop needs: ``frozen_prefix`` (the
 blocks below the lowest trained block, a fixed function that can be cached) and
@@ -20,11 +21,7 @@ from torch import nn
 from icsa.errors import InputError
 from icsa.models.attention import build_attention
 from icsa.models.backbones import Backbone, build_backbone, feature_shape_for, weights_name
-from icsa.models.gem import GeM
-from icsa.models.netvlad import NetVLAD
-from icsa.registry import DEFAULT_AGGREGATION, check_aggregation
-
-POOLS: dict[str, type[nn.Module]] = {"netvlad": NetVLAD, "gem": GeM}
+from icsa.registry import DEFAULT_AGGREGATION, aggregator_spec
 
 
 def _parse_image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -41,15 +38,16 @@ class PlaceModel(nn.Module):
     """Images [B,3,H,W] → L2-normalised descriptors [B, D] (D = K·C for NetVLAD, C for GeM).
 
     Attributes: ``backbone`` (:class:`Backbone`), ``attention``, ``pool`` (the aggregator, also
-    reachable by its name: ``netvlad`` or ``gem``, which is also its key prefix in state dicts)
-    and ``config`` (the arguments of :func:`build_model`, enough to rebuild the architecture).
+    reachable by its registry name, e.g. ``netvlad`` or ``gem``, which is also its key prefix in
+    state dicts) and ``config`` (the arguments of :func:`build_model`, enough to rebuild the
+    architecture).
     """
 
     def __init__(
         self,
         backbone: Backbone,
         attention: nn.Module,
-        pool: NetVLAD | GeM,
+        pool: nn.Module,
         config: dict[str, Any],
         feature_shape: tuple[int, int, int],
     ) -> None:
@@ -57,12 +55,23 @@ class PlaceModel(nn.Module):
         self.backbone = backbone
         self.attention = attention
         self.config = {"aggregation": DEFAULT_AGGREGATION, **config}
-        self.aggregation = check_aggregation(self.config["aggregation"])
-        expected = POOLS[self.aggregation]
-        if not isinstance(pool, expected):
+        spec = aggregator_spec(self.config["aggregation"])
+        self.aggregation = spec.name
+        expected = spec.constructor()
+        if isinstance(expected, type) and not isinstance(pool, expected):
             raise InputError(
                 f"aggregation={self.aggregation!r}: expected a {expected.__name__} module, "
                 f"got {type(pool).__name__}"
+            )
+        if not hasattr(pool, "output_dim"):
+            raise InputError(
+                f"aggregation={self.aggregation!r}: {type(pool).__name__} has no output_dim; "
+                "expected the descriptor size there (icsa.registry.AggregatorSpec)"
+            )
+        if hasattr(self, self.aggregation):  # e.g. "train" or "attention"
+            raise InputError(
+                f"aggregation={self.aggregation!r} is an attribute of PlaceModel; expected an "
+                "aggregator name that is not"
             )
         # Registered under its own name: NetVLAD checkpoints keep their "netvlad.*" keys.
         self.add_module(self.aggregation, pool)
@@ -70,7 +79,7 @@ class PlaceModel(nn.Module):
         self.folded_from: str | None = None  # set by icsa.models.fold_attention
 
     @property
-    def pool(self) -> NetVLAD | GeM:
+    def pool(self) -> nn.Module:
         return getattr(self, self.aggregation)
 
     @property
@@ -111,16 +120,16 @@ def build_model(
     init_seed: int = 0,
     aggregation: str = DEFAULT_AGGREGATION,
 ) -> PlaceModel:
-    """Build backbone + attention + aggregator (NetVLAD or GeM) for images of ``image_size``.
+    """Build backbone + attention + aggregator (a registered one) for images of ``image_size``.
 
     The attention module is sized for the feature map at ``image_size`` (it adapts to other
     sizes, see :func:`icsa.models.build_attention`). Everything random comes from ``init_seed``
     (the backbone's init depends only on backbone, weights and seed, so k-means centroids made
-    with the same seed match). Attention and NetVLAD always require grad; backbone blocks from
-    ``lowest_trained_block`` on do too. ``num_clusters`` is NetVLAD's K (recorded, unused by
-    GeM, so that one ``model:`` section serves both aggregators).
+    with the same seed match). Attention and aggregator always require grad; backbone blocks from
+    ``lowest_trained_block`` on do too. ``num_clusters`` is NetVLAD's K (recorded, and passed
+    only to aggregators whose spec names it: one ``model:`` section serves them all).
     """
-    check_aggregation(aggregation)
+    pool_spec = aggregator_spec(aggregation)
     size = _parse_image_size(image_size)
     weights = weights_name(weights)  # None → "none"; other non-strings: InputError
     net = build_backbone(backbone, lowest_trained_block, weights, init_seed=init_seed)
@@ -132,7 +141,7 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed + 1)
         att = build_attention(attention, channels, h, w)
-        pool = NetVLAD(num_clusters, channels) if aggregation == "netvlad" else GeM(channels)
+        pool = pool_spec.instantiate(channels=channels, num_clusters=int(num_clusters))
     config = {
         "backbone": backbone,
         "attention": attention,

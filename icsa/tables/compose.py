@@ -271,7 +271,7 @@ def build_efficiency_table(
 ) -> pd.DataFrame:
     """Table 2: size (kB = 1024 bytes) and median forward time per module, with ratios to ICSA
     (absolute times depend on the machine; the paper's unit is not stated)."""
-    require_once(spec["attentions"], "table2 spec attentions")
+    require_once(spec["attentions"], f"{spec['table']} spec attentions")
     path = Path(efficiency_path)
     if not path.is_file():
         raise InputError(f"efficiency file {path} not found, expected `icsa efficiency` output")
@@ -280,14 +280,14 @@ def build_efficiency_table(
     if missing:
         raise InputError(f"{path}: no measurement for modules {missing}; got {sorted(measured)}")
     icsa_time = measured.get("icsa", {}).get("time_ms_median", math.nan)
-    paper_icsa = float((paper_row(paper, "table2", module="icsa") or {}).get("time", math.nan))
+    paper_icsa = float((paper_row(paper, spec["table"], module="icsa") or {}).get("time", math.nan))
     out = []
     for module in spec["attentions"]:
         row = measured[module]
-        theirs = paper_row(paper, "table2", module=module) or {}
+        theirs = paper_row(paper, spec["table"], module=module) or {}
         out.append(
             {
-                "table": "table2",
+                "table": spec["table"],
                 "module": module_label(module),
                 "params": int(row["params"]),
                 "size_kb": float(row["size_kb"]),

@@ -193,9 +193,10 @@ def train_run(
     model = build_model(**m.build_args())
     inputs = {"train": train.digest(), "val": val.digest()}
     if needs_centroids(m.aggregation) != (centroids is not None):
+        expected = "k-means centroids" if needs_centroids(m.aggregation) else "none"
         raise InputError(
-            f"centroids = {centroids!r} for aggregation {m.aggregation!r}: expected k-means "
-            "centroids for netvlad and none for gem"
+            f"centroids = {centroids!r} for aggregation {m.aggregation!r}: expected {expected} "
+            "(icsa.registry.AggregatorSpec.needs_centroids)"
         )
     if centroids is not None:
         made_with = {"weights": m.weights, "init_seed": m.init_seed,
@@ -203,7 +204,7 @@ def train_run(
         cents, descs = load_centroids(
             centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
         )
-        model.netvlad.init_from_centroids(cents, descs)
+        model.pool.init_from_centroids(cents, descs)
         inputs["centroids"] = file_digest(centroids)
     run_dir = Path(run_dir)
     fingerprint = spec.fingerprint(inputs)

@@ -95,8 +95,8 @@ def evalset_index(wildcards):
 
 
 def run_centroids(wildcards):
-    """The centroids a run's NetVLAD starts from (shared by modules that are identity at init);
-    none for GeM."""
+    """The centroids a run's aggregator starts from when its registry entry needs them
+    (NetVLAD; shared by modules that are identity at init); none otherwise (GeM)."""
     aggregation = spec.parse_run_id(RUN.format(**wildcards))["aggregation"]
     if not registry.needs_centroids(aggregation):
         return []
@@ -112,7 +112,7 @@ def centroids_flag(wildcards, input):
     return f"--centroids {input.centroids} " if input.centroids else ""
 
 
-def run_id(dataset, backbone, attention, block, seed, aggregation="netvlad"):
+def run_id(dataset, backbone, attention, block, seed, aggregation=registry.DEFAULT_AGGREGATION):
     return spec.run_id(dataset, backbone, attention, block, seed, aggregation)
 
 
@@ -176,14 +176,16 @@ def table_inputs(wildcards):
                 )
             )
         )
-    if wildcards.table == "table2":
+    if pipeline.table_kind(config, wildcards.table) == pipeline.EFFICIENCY_TABLE:
         return [EFFICIENCY]
     return table_metrics(wildcards.table) + table_histories(wildcards.table)
 
 
 def table_params(wildcards):
-    if wildcards.table == "table2":
-        return json.dumps({"table": "table2", **config["tables"]["table2"]}, sort_keys=True)
+    if pipeline.table_kind(config, wildcards.table) == pipeline.EFFICIENCY_TABLE:
+        # Its config entry (kind and modules) and its name.
+        entry = config["tables"][wildcards.table]
+        return json.dumps({"table": wildcards.table, **entry}, sort_keys=True)
     return json.dumps(table_spec(wildcards.table), sort_keys=True)
 
 

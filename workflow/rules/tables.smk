@@ -26,7 +26,7 @@ rule efficiency:
         width=step_setting("efficiency", "width"),
         batch_size=step_setting("efficiency", "batch_size"),
         repeats=step_setting("efficiency", "repeats"),
-        modules=",".join(config["tables"].get("table2", {}).get("attentions", ["icsa"])),
+        modules=",".join(pipeline.efficiency_modules(config)),
         device=job_device("efficiency"),
         gpu=gpu_prefix("efficiency"),
     shell:

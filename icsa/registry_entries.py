@@ -1,0 +1,64 @@
+"""The built-in entries of :mod:`icsa.registry`: the backbones, attention modules and
+aggregators the package ships (no torch: modules are named by import path).
+
+Imported by :mod:`icsa.registry` itself; import that, not this.
+"""
+
+from __future__ import annotations
+
+from icsa.registry import (
+    AggregatorSpec,
+    AttentionSpec,
+    BackboneSpec,
+    register_aggregator,
+    register_attention,
+    register_backbone,
+)
+
+_VGG16_CUT = ("features[0:5]", "features[5:10]", "features[10:17]", "features[17:24]",
+              "features[24:29]")  # fmt: skip
+_ALEXNET_CUT = ("features[0:3]", "features[3:6]", "features[6:8]", "features[8:10]",
+                "features[10:11]")  # fmt: skip
+
+for _spec in (
+    # VGG16 is cut after conv5_3 before its ReLU and pool5; AlexNet before its last ReLU and pool
+    # (README, NetVLAD's setting); ResNet18 after layer4.
+    BackboneSpec("vgg16", "VGG16", "vgg16", "VGG16_Weights", tuple((c,) for c in _VGG16_CUT),
+                 out_channels=512, stride=16, min_image_side=16, dropped_prefixes=("classifier.",)),
+    BackboneSpec("resnet18", "ResNet18", "resnet18", "ResNet18_Weights",
+                 (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
+                  ("layer4",)),
+                 out_channels=512, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
+    # ResNet-50 (issue 15): the same five blocks as ResNet-18, bottleneck layers, 2048 channels.
+    BackboneSpec("resnet50", "ResNet50", "resnet50", "ResNet50_Weights",
+                 (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
+                  ("layer4",)),
+                 out_channels=2048, stride=32, min_image_side=1, dropped_prefixes=("fc.",)),
+    BackboneSpec("alexnet", "AlexNet", "alexnet", "AlexNet_Weights",
+                 tuple((c,) for c in _ALEXNET_CUT), out_channels=256, stride=16,
+                 min_image_side=31, dropped_prefixes=("classifier.",), random_init="default"),
+):  # fmt: skip
+    register_backbone(_spec)
+
+_INDEPENDENT = "icsa.models.independent"
+for _spec in (
+    AttentionSpec("none", "none", "torch.nn:Identity", identity_at_init=True, arguments=()),
+    AttentionSpec("ia", "IA", f"{_INDEPENDENT}:IndependentAttention", identity_at_init=True),
+    AttentionSpec("icsa", "ICSA", f"{_INDEPENDENT}:ICSA", identity_at_init=True),
+    AttentionSpec("ch", "CH", f"{_INDEPENDENT}:IndependentChannelAttention", identity_at_init=True),
+    AttentionSpec("sp", "SP", f"{_INDEPENDENT}:IndependentSpatialAttention", identity_at_init=True),
+    AttentionSpec("se", "SENet", "icsa.models.classic:SqueezeExcite", identity_at_init=False,
+                  arguments=("channels",), options=(("reduction", 16),)),
+    AttentionSpec("cbam", "CBAM", "icsa.models.classic:CBAM", identity_at_init=False,
+                  arguments=("channels",), options=(("reduction", 8), ("kernel_size", 7))),
+):  # fmt: skip
+    register_attention(_spec)
+
+# NetVLAD, the paper's (K·C; its run ids carry no suffix), and GeM (C; icsa/models/gem.py), where
+# a per-location weight is not normalised away.
+for _spec in (
+    AggregatorSpec("netvlad", "NetVLAD", "icsa.models.netvlad:NetVLAD", needs_centroids=True,
+                   arguments=("num_clusters", "channels"), suffix=""),
+    AggregatorSpec("gem", "GeM", "icsa.models.gem:GeM", needs_centroids=False),
+):  # fmt: skip
+    register_aggregator(_spec)
