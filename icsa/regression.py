@@ -99,6 +99,7 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
     from icsa.evaluate.metrics import evaluate_split
     from icsa.spec import ModelSpec, RunSpec
     from icsa.train.checkpoint import load_model
+    from icsa.train.job import RunInputs, RunOptions
     from icsa.train.kmeans import compute_centroids
     from icsa.train.run import train_run
     from icsa.train.settings import TrainSettings
@@ -123,8 +124,8 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
                 attention=model.attention, seed=seed, threads=1, **config.kmeans,
             )  # fmt: skip
         run_dir = work / "runs" / _run_name(run)
-        train_run(RunSpec("pitts30k", model, recipe, seed), city / "pitts30k", centroids,
-                  run_dir, device="cpu", threads=1, enable_dvclive=False)  # fmt: skip
+        train_run(RunSpec("pitts30k", model, recipe, seed), RunInputs(city / "pitts30k", centroids),
+                  run_dir, RunOptions(device="cpu", threads=1, enable_dvclive=False))  # fmt: skip
         net = load_model(run_dir / "checkpoint_best.pt", map_location="cpu")
         for evalset in config.evalsets:
             dataset, split_name = evalset.rsplit("-", 1)

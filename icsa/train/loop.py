@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +25,12 @@ from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
 from icsa.fast_inference import channels_last
+from icsa.spec import RunSpec
+from icsa.train.checkpoint import run_identity
 from icsa.train.history import RunLogger, write_history
+from icsa.train.job import RunContext
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
 from icsa.train.prefix_cache import InputSource
-from icsa.train.settings import TrainSettings
 from icsa.train.state import (
     CHECKPOINT_BEST,
     CHECKPOINT_BEST_STATE,
@@ -60,8 +61,10 @@ class DivergedError(InputError):
 
 class TripletTrainer:
     """Epochs of triplet training: given a run's state, its input sources, the mining geometry
-    and miner, the recipe and a logger; it trains, validates, checkpoints and logs each epoch.
-    The constructor only stores what it is given (icsa.train.run composes them)."""
+    and miner, the run's RunSpec (recipe, seed, dataset: whose run the checkpoints say it is),
+    where it works (:class:`icsa.train.job.RunContext`) and a logger; it trains, validates,
+    checkpoints and logs each epoch. The constructor only stores what it is given
+    (icsa.train.run composes them)."""
 
     def __init__(
         self,
@@ -69,31 +72,25 @@ class TripletTrainer:
         sources: Sources,
         miner: HardNegativeMiner,
         val: PlaceSplit,
-        settings: TrainSettings,
-        seed: int,
-        run_dir: str | Path,
-        device: torch.device,
+        spec: RunSpec,
+        context: RunContext,
         logger: RunLogger,
-        dataset: str,
         fast: bool = False,
     ) -> None:
         self.state, self.sources, self.miner, self.val = state, sources, miner, val
-        self.settings, self.seed, self.device, self.logger = settings, int(seed), device, logger
-        self.run_dir = Path(run_dir)
+        self.spec, self.settings, self.seed = spec, spec.recipe, int(spec.seed)
+        self.run_dir, self.device, self.logger = context.run_dir, context.device, logger
         self.geometry = miner.geometry
-        self.dataset = dataset
         # CUDA mixed precision for every pass (bfloat16, or float16 with the GradScaler); else
         # bfloat16 for the forward-only passes (describe) with ``fast``.
         self.amp_dtype = state.amp_dtype
         self.fast = fast and self.amp_dtype is None
-        self.channels_last = device.type == "cuda"  # faster convolutions on tensor cores
+        self.channels_last = self.device.type == "cuda"  # faster convolutions on tensor cores
         self.descriptor_dim = state.model.descriptor_dim
 
     def checkpoint(self) -> dict[str, Any]:
-        """The run's state as a checkpoint, with whose run it is."""
-        identity = {"train_settings": self.settings.to_dict(), "seed": self.seed,
-                    "dataset": self.dataset}  # fmt: skip
-        return self.state.to_checkpoint(identity)
+        """The run's state as a checkpoint, with whose run it is (from the RunSpec)."""
+        return self.state.to_checkpoint(run_identity(self.spec))
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         """Record an epoch: early-stopping counters, checkpoints (last, and best), logs.
