@@ -32,14 +32,14 @@ from icsa.train.job import RunContext
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
 from icsa.train.prefix_cache import InputSource
 from icsa.train.state import (
-    CHECKPOINT_BEST,
     CHECKPOINT_BEST_STATE,
     CHECKPOINT_LAST,
     RunState,
     Sources,
     publish_best,
+    write_best_checkpoint,
 )
-from icsa.train.verified import CorruptStateError, read_digest_record, save_verified, verify
+from icsa.train.verified import save_verified
 
 log = logging.getLogger(__name__)
 
@@ -134,39 +134,6 @@ class TripletTrainer:
             self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": st.best_checkpoint}
         )
         self.logger.log_epoch(row, st.history)
-
-    def write_best_checkpoint(self) -> None:
-        """Make ``checkpoint_best.pt`` the best epoch's checkpoint of the resumable state.
-
-        Snakemake deletes a job's outputs (``checkpoint_best.pt`` among them) before it reruns
-        the job, and a resumed run past its best epoch may never improve again; the state keeps
-        the best epoch's checkpoint (``state/checkpoint_best.pt``, and a copy inside
-        ``checkpoint_last.pt``), so a rerun after any interruption still ends with the true best
-        epoch's checkpoint. A state copy that fails verification, or that a killed run left
-        from a later epoch than the state's best, is rewritten from ``checkpoint_last.pt``."""
-        st = self.state
-        if st.best_epoch < 1:
-            return
-        kept = self.run_dir / CHECKPOINT_BEST_STATE
-        try:
-            record = read_digest_record(kept)
-            intact = record is not None and record["epoch"] == st.best_epoch and verify(kept)
-        except CorruptStateError as err:
-            log.warning("%s; rewriting it from %s", err, CHECKPOINT_LAST)
-            intact = False
-        if not intact:
-            if st.best_checkpoint is None:
-                raise InputError(
-                    f"{self.run_dir / CHECKPOINT_BEST} is missing and "
-                    f"{self.run_dir / CHECKPOINT_LAST} does not carry the best epoch "
-                    f"({st.best_epoch}): it was written by an older icsa; delete the run "
-                    "folder to retrain the run"
-                )
-            save_verified(kept, st.best_checkpoint)
-        published = self.run_dir / CHECKPOINT_BEST
-        if not intact or not (published.is_file() and published.samefile(kept)):
-            log.info("writing %s (epoch %d) from the resumable state", published, st.best_epoch)
-            publish_best(self.run_dir)
 
     def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16
@@ -335,7 +302,7 @@ class TripletTrainer:
                 "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
-        self.write_best_checkpoint()  # a rerun may have deleted it (state.py)
+        write_best_checkpoint(self.run_dir, self.state)  # a rerun may have deleted it
         write_history(self.run_dir, self.state.history)  # also when a finished run is re-invoked
         self.logger.close()
         return self.state.history[-1] if self.state.history else {}
