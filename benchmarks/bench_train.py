@@ -33,8 +33,9 @@ from bench_threads import gemm_rate  # noqa: E402
 from icsa.data import load_split  # noqa: E402
 from icsa.data.synthetic import CitySettings, generate  # noqa: E402
 from icsa.models import build_model  # noqa: E402
-from icsa.spec import ModelSpec  # noqa: E402
+from icsa.spec import ModelSpec, RunSpec  # noqa: E402
 from icsa.step_settings import KMeansSettings  # noqa: E402
+from icsa.train.job import RunContext  # noqa: E402
 from icsa.train.kmeans import compute_centroids, load_centroids  # noqa: E402
 from icsa.train.run import prepare_trainer  # noqa: E402
 from icsa.train.settings import TrainSettings  # noqa: E402
@@ -52,16 +53,18 @@ def city(root: Path, height: int, width: int) -> Path:
 
 
 def trainer(root: Path, work: Path, block: str, cache: bool, size, cents, dtype="float16"):
-    model = build_model("vgg16", "none", CLUSTERS, size, block, "none", 0)
-    model.netvlad.init_from_centroids(*cents)
     settings = TrainSettings(
         batch_size=4, lr=1e-3, neg_samples=1000, neg_kept=10, validate_untrained=False,
         prefix_cache=cache, prefix_cache_dtype=dtype, patience=0,
     )  # fmt: skip
+    model_spec = ModelSpec("vgg16", "none", CLUSTERS, size, lowest_trained_block=block)
+    spec = RunSpec("pitts30k", model_spec, settings, seed=0)
+    model = build_model(**model_spec.build_args())
+    model.netvlad.init_from_centroids(*cents)
     train, val = load_split(root, "pitts30k", "train"), load_split(root, "pitts30k", "val")
+    context = RunContext(work / f"b{block}-{cache}-{dtype}", torch.device("cpu"), False)
     t0 = time.perf_counter()
-    tr = prepare_trainer(model, train, val, settings, work / f"b{block}-{cache}-{dtype}", 0,
-                         torch.device("cpu"), enable_dvclive=False)  # fmt: skip
+    tr = prepare_trainer(model, train, val, spec, context)
     return tr, time.perf_counter() - t0
 
 

@@ -40,6 +40,8 @@ from icsa.data.dbstruct import DbStruct, write_dbstruct  # noqa: E402
 from icsa.evaluate.extract import iter_descriptors  # noqa: E402
 from icsa.evaluate.search import search  # noqa: E402
 from icsa.models import build_model  # noqa: E402
+from icsa.spec import ModelSpec, RunSpec  # noqa: E402
+from icsa.train.job import RunContext  # noqa: E402
 from icsa.train.run import prepare_trainer  # noqa: E402
 from icsa.train.settings import TrainSettings  # noqa: E402
 
@@ -95,8 +97,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _model_spec(sizes: Sizes, block: str | int = 5) -> ModelSpec:
+    return ModelSpec("vgg16", "icsa", 64, sizes.image, "none", 0, lowest_trained_block=str(block))
+
+
 def _model(sizes: Sizes, block: str | int = 5):
-    return build_model("vgg16", "icsa", 64, sizes.image, block, "none", init_seed=0)
+    return build_model(**_model_spec(sizes, block).build_args())
 
 
 def train_check(root: Path, work: Path, sizes: Sizes, device: torch.device, cache: bool) -> dict:
@@ -109,8 +115,9 @@ def train_check(root: Path, work: Path, sizes: Sizes, device: torch.device, cach
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    trainer = prepare_trainer(_model(sizes), train, val, settings, work / f"cache{int(cache)}",
-                              0, device, enable_dvclive=False)  # fmt: skip
+    spec = RunSpec("pitts30k", _model_spec(sizes), settings, seed=0)
+    context = RunContext(work / f"cache{int(cache)}", device, enable_dvclive=False)
+    trainer = prepare_trainer(_model(sizes), train, val, spec, context)
     _sync(device)
     t1 = time.perf_counter()
     stats = trainer.train_epoch(1)

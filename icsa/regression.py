@@ -101,6 +101,7 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
     from icsa.spec import ModelSpec, RunSpec
     from icsa.step_settings import settings_from_dict
     from icsa.train.checkpoint import load_model
+    from icsa.train.job import RunInputs, RunOptions
     from icsa.train.kmeans import compute_centroids
     from icsa.train.run import train_run
     from icsa.train.settings import TrainSettings
@@ -125,8 +126,8 @@ def run_regression(config: RegressionConfig, work: str | os.PathLike) -> dict[st
                 threads=1,
             )  # fmt: skip
         run_dir = Path(layout.run_dir(_run_name(run), work))
-        train_run(RunSpec("pitts30k", model, recipe, seed), city / "pitts30k", centroids,
-                  run_dir, device="cpu", threads=1, enable_dvclive=False)  # fmt: skip
+        train_run(RunSpec("pitts30k", model, recipe, seed), RunInputs(city / "pitts30k", centroids),
+                  run_dir, RunOptions(device="cpu", threads=1, enable_dvclive=False))  # fmt: skip
         net = load_model(layout.checkpoint_best(_run_name(run), work), map_location="cpu")
         for evalset in config.evalsets:
             dataset, split_name = evalset.rsplit("-", 1)

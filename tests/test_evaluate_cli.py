@@ -233,7 +233,7 @@ def test_dataset_rules_reach_the_metrics(dataset, tmp_path):
     assert expected != recall_at_n(db, q, db_utm, q_utm, (1, 2, 5))  # the rule mattered
 
 
-def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_path, capsys):
+def test_tokyotm_without_capture_times_is_refused_unless_the_policy_is_plain(tmp_path, capsys):
     # Issue 16: without times the rule used to fall away silently (each query finds itself).
     rng = np.random.default_rng(3)
     db = normalised(rng.standard_normal((8, 4)))
@@ -250,10 +250,13 @@ def test_tokyotm_without_capture_times_is_refused_unless_the_rule_is_off(tmp_pat
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "tokyoTM_val.mat: a tokyotm split without capture times" in err
-    assert "--time-rule off" in err and not (tmp_path / "m.json").exists()
-    assert main([*args, "--time-rule", "off"]) == 0  # explicit: each query finds itself
+    assert "--policy plain" in err and not (tmp_path / "m.json").exists()
+    assert main([*args, "--policy", "plain"]) == 0  # explicit: each query finds itself
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["time_rule"] is None and metrics["recalls"] == {"1": 1.0}
+    assert main([*args, "--policy", "timemachine"]) == 2
+    err = capsys.readouterr().err
+    assert "policy = 'timemachine' is unknown; expected one of ['plain', 'time-machine'" in err
 
 
 def test_descriptors_that_are_not_unit_norm_are_refused(world, tmp_path, capsys):

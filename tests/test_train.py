@@ -17,6 +17,7 @@ from icsa.cli import main
 from icsa.errors import InputError
 from icsa.spec import ModelSpec
 from icsa.step_settings import KMeansSettings
+from icsa.train.job import RunOptions
 from icsa.train.kmeans import compute_centroids
 from icsa.train.loop import NonFiniteLossError
 from icsa.train.mining import HardNegativeMiner
@@ -116,6 +117,28 @@ def test_bad_centroids_or_state_of_another_run_are_input_errors(tiny_city, tmp_p
     assert not summary["resumed"] and summary["epochs"] == 1
     checkpoint = torch.load(run / "state" / "checkpoint_last.pt", weights_only=True)
     assert checkpoint["train_settings"]["lr"] == 0.02 and len(checkpoint["history"]) == 1
+
+
+# What every checkpoint holds (docs/architecture.md): the run state, and whose run it is.
+CHECKPOINT_KEYS = {
+    "train_settings", "seed", "dataset", "model_state", "model_config", "epoch",
+    "optimizer_state", "scheduler_state", "scaler_state", "rng_state", "best_recall",
+    "initial_weight_norm", "best_epoch", "history", "mining_state", "early_stop",
+}  # fmt: skip
+
+
+def test_checkpoints_say_whose_run_they_are_from_the_run_spec(tiny_city, tmp_path):
+    settings = {**QUICK, "validate_untrained": False}
+    run_training(tiny_city, tmp_path / "run", settings, seed=3)
+    spec = run_spec(settings, seed=3)
+    best = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
+    last = torch.load(tmp_path / "run" / "state" / "checkpoint_last.pt", weights_only=True)
+    assert set(best) == CHECKPOINT_KEYS and set(last) == CHECKPOINT_KEYS | {"best_checkpoint"}
+    for checkpoint in (best, last, last["best_checkpoint"]):
+        assert checkpoint["train_settings"] == spec.recipe.to_dict()
+        assert checkpoint["seed"] == 3 and checkpoint["dataset"] == "pitts30k"
+    with pytest.raises(InputError, match=r"on_mismatch='keep': expected one of \('restart'"):
+        RunOptions(on_mismatch="keep")
 
 
 def test_prefix_cache_gives_the_recomputed_descriptors(tiny_city, tmp_path):

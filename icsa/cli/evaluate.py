@@ -3,13 +3,15 @@
 icsa evaluate --root DIR --dataset D --split S --db X-db.npy --q X-q.npy [--pca P.npz]
               --model-id RUN [--ns 1 5 10 20] [--threshold 25] --out-metrics M.json
               [--out-perquery M.npz] [--memory-budget-mb MB] [--threads N]
-              [--time-rule auto|on|off] [--panorama-cutouts C] [--device auto|cpu|cuda]
+              [--policy NAME] [--device auto|cpu|cuda]
               [--record X.json [--model-spec JSON|@FILE]]
 icsa pca fit --db train-db.npy --dim 4096 --out pca.npz [--threads N]
 
 ``--record`` (written by ``icsa extract --out-record``) is checked against the evaluation set
 and the descriptor files, and with ``--model-spec`` (the workflow passes the run's) against the
-model: descriptors of another run are refused (icsa.evaluate.record).
+model: descriptors of another run are refused (icsa.evaluate.record). ``--policy NAME``
+overrides the dataset's evaluation policy (its time-machine or panorama rule; the names and
+which dataset gets which are in icsa.evaluate.policy and docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from icsa.errors import InputError
 from icsa.step_settings import EvaluateSettings
 
 # torch and faiss load in the handlers, not for `--help` (icsa/lazy.py).
-TIME_RULES = {"auto": None, "on": True, "off": False}
 DEVICES = {"auto": None, "cpu": False, "cuda": True}
 # The defaults of the workflow's `evaluate:` section (icsa.step_settings).
 DEFAULTS = EvaluateSettings()
@@ -53,11 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-metrics", required=True, type=Path)
     p.add_argument("--out-perquery", type=Path, default=None)
     p.add_argument("--memory-budget-mb", type=float, default=None, help="shard the database")
-    p.add_argument("--time-rule", choices=list(TIME_RULES), default="auto",
-                   help="TokyoTM: drop same-time images (auto: where times exist)")  # fmt: skip
+    # Names are checked in the handler (icsa.evaluate.policy lists them): choices= here would
+    # import the evaluation package, and with it torch, for --help.
     p.add_argument(
-        "--panorama-cutouts", type=int, default=None,
-        help="views per database panorama (default 12 for tokyo247, else none)",
+        "--policy", default=None, metavar="NAME",
+        help="evaluation policy by name (default: the dataset's; an unknown name lists them)",
     )  # fmt: skip
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="faiss GPU or CPU")
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
@@ -81,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from icsa.data.layouts import load_split
     from icsa.evaluate.metrics import evaluate_split, write_results
+    from icsa.evaluate.policy import policy_for
 
     if args.model_spec is not None and args.record is None:
         raise InputError("--model-spec: needs --record (the descriptors' record), none given")
@@ -91,6 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         expected = ModelSpec.from_flag(args.model_spec).to_dict() if args.model_spec else None
         check_record(args.record, {"db": args.db, "q": args.q}, args.dataset, args.split,
                      expected)  # fmt: skip
+    policy = policy_for(args.dataset, args.policy)
     _threads(args.threads)
     split = load_split(args.root, args.dataset, args.split, args.layout)
     metrics, perquery = evaluate_split(
@@ -102,8 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         pca_path=args.pca,
         memory_budget_mb=args.memory_budget_mb,
-        time_rule=TIME_RULES[args.time_rule],
-        panorama_cutouts=args.panorama_cutouts,
+        policy=policy,
         use_gpu=DEVICES[args.device],
     )
     write_results(metrics, perquery, args.out_metrics, args.out_perquery)

@@ -51,22 +51,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from icsa.io import parse_json_object
     from icsa.spec import RunSpec
+    from icsa.train.job import RunInputs, RunOptions
     from icsa.train.run import train_run  # deferred: keeps `icsa --help` fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     source = args.spec[1:] if args.spec.startswith("@") else "--spec"
     spec = RunSpec.from_dict(parse_json_object(args.spec, "--spec"), source)
-    summary = train_run(
-        spec,
-        root=args.root,
-        layout=args.layout,
-        centroids=args.centroids,
-        run_dir=args.run_dir,
+    options = RunOptions(
         device=args.device,
         threads=args.threads,
         enable_dvclive=not args.no_dvclive,
         on_mismatch=args.on_mismatch,
         wait=args.wait,
     )
+    inputs = RunInputs(args.root, args.centroids, args.layout)
+    summary = train_run(spec, inputs, args.run_dir, options)
     print(json.dumps(summary, default=str))
     return 0

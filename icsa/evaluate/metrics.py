@@ -19,11 +19,11 @@ import numpy as np
 
 from icsa.arrays import open_npy
 from icsa.data import PlaceSplit
-from icsa.data.layouts import TIME_MACHINE_DATASETS
 from icsa.errors import InputError
 from icsa.evaluate.memmap import read_rows
 from icsa.evaluate.pca import PCAWhitening
-from icsa.evaluate.recall import RECALL_VALUES, TIME_RULE, check_ns, panorama_groups, retrieve
+from icsa.evaluate.policy import EvaluationPolicy, policy_for
+from icsa.evaluate.recall import RECALL_VALUES, check_ns, retrieve
 from icsa.io import atomic_path, write_json
 from icsa.step_settings import POSITIVE_RADIUS_M
 
@@ -104,8 +104,32 @@ def load_descriptors(path: str | os.PathLike, expected_rows: int | None, what: s
     return arr
 
 
-# TIME_MACHINE_DATASETS: protocols defined by capture times; evaluating one without them is an
-# error unless the rule is switched off explicitly (time_rule=False, --time-rule off).
+def load_pair(
+    split: PlaceSplit, db_path: str | os.PathLike, q_path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """The split's database and query descriptors, each checked as :func:`load_descriptors`
+    does, and of one dimension."""
+    db = load_descriptors(db_path, split.db.num_db, "database")
+    q = load_descriptors(q_path, split.db.num_q, "query")
+    if db.shape[1] != q.shape[1]:
+        raise InputError(
+            f"descriptor dims differ: {db_path} is {db.shape[1]}-D, {q_path} is {q.shape[1]}-D; "
+            "expected both from the same model"
+        )
+    return db, q
+
+
+def whiten_pair(
+    pca_path: str | os.PathLike, db: np.ndarray, q: np.ndarray, db_path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """``db`` and ``q`` through the PCA whitening at ``pca_path`` (fitted on their dimension)."""
+    pca = PCAWhitening.load(pca_path)
+    if pca.input_dim != db.shape[1]:
+        raise InputError(
+            f"PCA {pca_path} was fitted on {pca.input_dim}-D descriptors, but {db_path} is "
+            f"{db.shape[1]}-D; expected a PCA fitted on this model's training database"
+        )
+    return pca.apply(db), pca.apply(q)
 
 
 def evaluate_split(
@@ -117,65 +141,25 @@ def evaluate_split(
     threshold: float = POSITIVE_RADIUS_M,
     pca_path: str | os.PathLike | None = None,
     memory_budget_mb: float | None = None,
-    time_rule: bool | None = None,
-    panorama_cutouts: int | None = None,
+    policy: EvaluationPolicy | None = None,
     use_gpu: bool | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Recall@N of ``split`` from its descriptor files → (metrics dict, per-query arrays).
-
-    ``time_rule=None`` applies TokyoTM's rule (same-time database images leave each query's
-    ranking, :func:`icsa.evaluate.recall.retrieve`) wherever the dbStruct has time stamps, and
-    refuses a TokyoTM dbStruct without them; ``False`` evaluates without the rule;
-    ``panorama_cutouts=None`` groups Tokyo 24/7's database in panoramas of 12 views.
-    """
+    """Recall@N of ``split`` from its descriptor files → (metrics dict, per-query arrays), under
+    ``policy`` (None: the dataset's, :func:`icsa.evaluate.policy.policy_for`)."""
     ns = check_ns(ns)
+    policy = policy_for(split.dataset) if policy is None else policy
+    rules = policy.ranking_rules(split)  # before the descriptors load: a missing time is cheap
     t0 = time.perf_counter()
-    db = load_descriptors(db_path, split.db.num_db, "database")
-    q = load_descriptors(q_path, split.db.num_q, "query")
-    if db.shape[1] != q.shape[1]:
-        raise InputError(
-            f"descriptor dims differ: {db_path} is {db.shape[1]}-D, {q_path} is {q.shape[1]}-D; "
-            "expected both from the same model"
-        )
+    db, q = load_pair(split, db_path, q_path)
     descriptor_dim = int(db.shape[1])
     t_load = time.perf_counter()
     if pca_path is not None:
-        pca = PCAWhitening.load(pca_path)
-        if pca.input_dim != descriptor_dim:
-            raise InputError(
-                f"PCA {pca_path} was fitted on {pca.input_dim}-D descriptors, but {db_path} is "
-                f"{descriptor_dim}-D; expected a PCA fitted on this model's training database"
-            )
-        db, q = pca.apply(db), pca.apply(q)
+        db, q = whiten_pair(pca_path, db, q, db_path)
     t_pca = time.perf_counter()
-    if time_rule is None and split.dataset in TIME_MACHINE_DATASETS and not split.db.has_timestamps:
-        # Without capture times the time rule would silently fall away and a query would find
-        # its own capture: R@1 33 % instead of 0 % on the same descriptors (issue 16).
-        raise InputError(
-            f"{split.source}: a {split.dataset} split without capture times (dbTimeStamp, "
-            "qTimeStamp, or the benchmark names' timestamp field); expected them for its time "
-            "rule, or evaluate with --time-rule off"
-        )
-    use_times = split.db.has_timestamps if time_rule is None else time_rule
-    if use_times and not split.db.has_timestamps:
-        raise InputError(f"{split.source}: time_rule asked for, but the dbStruct has no times")
-    if panorama_cutouts is None and split.dataset == "tokyo247":
-        panorama_cutouts = 12
-    groups = panorama_groups(len(db), panorama_cutouts) if panorama_cutouts else None
     result = retrieve(
-        db,
-        q,
-        split.db.db_utm,
-        split.db.q_utm,
-        max(ns),
-        threshold,
-        db_times=split.db.db_timestamps if use_times else None,
-        query_times=split.db.q_timestamps if use_times else None,
-        db_groups=groups,
-        memory_budget_mb=memory_budget_mb,
-        use_gpu=use_gpu,
-        progress=True,
-    )
+        db, q, split.db.db_utm, split.db.q_utm, max(ns), threshold, **rules,
+        memory_budget_mb=memory_budget_mb, use_gpu=use_gpu, progress=True,
+    )  # fmt: skip
     t_search = time.perf_counter()
     metrics = {
         "model": model_id,
@@ -187,9 +171,7 @@ def evaluate_split(
         "descriptor_dim": descriptor_dim,
         "pca": None if pca_path is None else str(pca_path),
         "threshold": float(threshold),
-        # The TokyoTM rule in force: same-time database images removed from the ranking.
-        "time_rule": TIME_RULE if use_times else None,
-        "panorama_cutouts": panorama_cutouts,
+        **policy.metrics_fields(),
         "recalls": {str(n): r for n, r in result.recalls(ns).items()},
         "found": {str(n): result.found(n) for n in ns},
         "queries_without_positive": int(np.count_nonzero(result.num_positives == 0)),

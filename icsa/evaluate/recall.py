@@ -3,7 +3,7 @@
 A query is *found at N* when one of its N nearest database descriptors (exact L2) is a positive:
 a database image within ``threshold`` metres (25 m, inclusive) of the query. The recall is the
 fraction of *all* queries found, so a query without any positive counts as a miss. Two dataset
-rules ride on top:
+rules ride on top (the mechanisms; which dataset gets which is :mod:`icsa.evaluate.policy`):
 
 - TokyoTM (``db_times``, ``query_times``): every database image captured at the query's own
   time is removed *from the ranking* before the 25 m test, as the MATLAB reference does
@@ -11,8 +11,9 @@ rules ride on top:
   10·N deep, drops same-time results and keeps the first N). TokyoTM's queries are images of its
   own database, so without the rule a query's same-time panorama crops fill the top ranks.
 - Tokyo 24/7: each database panorama is cut into 12 views that share a place; a panorama counts
-  once, at the rank of its best view (NetVLAD's ``nnSearchPostprocess``), so the ranking is
-  deduplicated by ``db_groups`` after searching deep enough to keep N distinct panoramas.
+  once, at the rank of its best view (``dbTokyo247.nnSearchPostprocess`` in the netvlad
+  reference), so the ranking is deduplicated by ``db_groups`` after searching deep enough to
+  keep N distinct panoramas.
 """
 
 from __future__ import annotations

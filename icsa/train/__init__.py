@@ -9,6 +9,7 @@ from icsa.lazy import lazy_exports
 # the recipe with icsa.train.settings (torch-free) when it parses the config.
 _EXPORTS = {
     "icsa.train.checkpoint": ["load_checkpoint", "load_model", "save_checkpoint"],
+    "icsa.train.job": ["RunContext", "RunInputs", "RunOptions"],
     "icsa.train.kmeans": ["compute_centroids", "load_centroids"],
     "icsa.train.loop": ["DivergedError", "NonFiniteLossError", "TripletTrainer"],
     "icsa.train.mining": ["HardNegativeMiner", "TripletGeometry", "build_geometry"],

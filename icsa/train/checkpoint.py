@@ -5,7 +5,8 @@ A checkpoint is data, not code (docs/architecture.md): it loads with
 than pickled numpy objects. Keys:
 ``model_state``, ``model_config``, ``train_settings``, ``epoch``, ``optimizer_state``,
 ``scheduler_state``, ``rng_state``, ``best_recall``, ``history`` and, for resuming,
-``mining_state`` and ``early_stop``.
+``mining_state`` and ``early_stop``; whose run it is (``train_settings``, ``seed``, ``dataset``)
+comes from the run's RunSpec alone (:func:`run_identity`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ import torch
 
 from icsa.errors import InputError
 from icsa.io import atomic_path
-from icsa.spec import check_config
+from icsa.spec import RunSpec, check_config
 
 REQUIRED_KEYS = ("model_state", "model_config")
+
+
+def run_identity(spec: RunSpec) -> dict[str, Any]:
+    """The keys of every checkpoint that say whose run it is, from the run's one specification
+    (the model's own ``model_config`` is written beside them by the run state)."""
+    return {"train_settings": spec.recipe.to_dict(), "seed": int(spec.seed),
+            "dataset": spec.dataset}  # fmt: skip
 
 
 def get_rng_state() -> dict[str, Any]:

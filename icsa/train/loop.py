@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,19 +25,21 @@ from icsa.data import PlaceSplit
 from icsa.errors import InputError
 from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
 from icsa.fast_inference import channels_last
+from icsa.spec import RunSpec
+from icsa.train.checkpoint import run_identity
 from icsa.train.history import RunLogger, write_history
+from icsa.train.job import RunContext
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
 from icsa.train.prefix_cache import InputSource
-from icsa.train.settings import TrainSettings
 from icsa.train.state import (
-    CHECKPOINT_BEST,
     CHECKPOINT_BEST_STATE,
     CHECKPOINT_LAST,
     RunState,
     Sources,
     publish_best,
+    write_best_checkpoint,
 )
-from icsa.train.verified import CorruptStateError, read_digest_record, save_verified, verify
+from icsa.train.verified import save_verified
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,10 @@ class DivergedError(InputError):
 
 class TripletTrainer:
     """Epochs of triplet training: given a run's state, its input sources, the mining geometry
-    and miner, the recipe and a logger; it trains, validates, checkpoints and logs each epoch.
-    The constructor only stores what it is given (icsa.train.run composes them)."""
+    and miner, the run's RunSpec (recipe, seed, dataset: whose run the checkpoints say it is),
+    where it works (:class:`icsa.train.job.RunContext`) and a logger; it trains, validates,
+    checkpoints and logs each epoch. The constructor only stores what it is given
+    (icsa.train.run composes them)."""
 
     def __init__(
         self,
@@ -69,31 +72,25 @@ class TripletTrainer:
         sources: Sources,
         miner: HardNegativeMiner,
         val: PlaceSplit,
-        settings: TrainSettings,
-        seed: int,
-        run_dir: str | Path,
-        device: torch.device,
+        spec: RunSpec,
+        context: RunContext,
         logger: RunLogger,
-        dataset: str,
         fast: bool = False,
     ) -> None:
         self.state, self.sources, self.miner, self.val = state, sources, miner, val
-        self.settings, self.seed, self.device, self.logger = settings, int(seed), device, logger
-        self.run_dir = Path(run_dir)
+        self.spec, self.settings, self.seed = spec, spec.recipe, int(spec.seed)
+        self.run_dir, self.device, self.logger = context.run_dir, context.device, logger
         self.geometry = miner.geometry
-        self.dataset = dataset
         # CUDA mixed precision for every pass (bfloat16, or float16 with the GradScaler); else
         # bfloat16 for the forward-only passes (describe) with ``fast``.
         self.amp_dtype = state.amp_dtype
         self.fast = fast and self.amp_dtype is None
-        self.channels_last = device.type == "cuda"  # faster convolutions on tensor cores
+        self.channels_last = self.device.type == "cuda"  # faster convolutions on tensor cores
         self.descriptor_dim = state.model.descriptor_dim
 
     def checkpoint(self) -> dict[str, Any]:
-        """The run's state as a checkpoint, with whose run it is."""
-        identity = {"train_settings": self.settings.to_dict(), "seed": self.seed,
-                    "dataset": self.dataset}  # fmt: skip
-        return self.state.to_checkpoint(identity)
+        """The run's state as a checkpoint, with whose run it is (from the RunSpec)."""
+        return self.state.to_checkpoint(run_identity(self.spec))
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         """Record an epoch: early-stopping counters, checkpoints (last, and best), logs.
@@ -137,39 +134,6 @@ class TripletTrainer:
             self.run_dir / CHECKPOINT_LAST, {**checkpoint, "best_checkpoint": st.best_checkpoint}
         )
         self.logger.log_epoch(row, st.history)
-
-    def write_best_checkpoint(self) -> None:
-        """Make ``checkpoint_best.pt`` the best epoch's checkpoint of the resumable state.
-
-        Snakemake deletes a job's outputs (``checkpoint_best.pt`` among them) before it reruns
-        the job, and a resumed run past its best epoch may never improve again; the state keeps
-        the best epoch's checkpoint (``state/checkpoint_best.pt``, and a copy inside
-        ``checkpoint_last.pt``), so a rerun after any interruption still ends with the true best
-        epoch's checkpoint. A state copy that fails verification, or that a killed run left
-        from a later epoch than the state's best, is rewritten from ``checkpoint_last.pt``."""
-        st = self.state
-        if st.best_epoch < 1:
-            return
-        kept = self.run_dir / CHECKPOINT_BEST_STATE
-        try:
-            record = read_digest_record(kept)
-            intact = record is not None and record["epoch"] == st.best_epoch and verify(kept)
-        except CorruptStateError as err:
-            log.warning("%s; rewriting it from %s", err, CHECKPOINT_LAST)
-            intact = False
-        if not intact:
-            if st.best_checkpoint is None:
-                raise InputError(
-                    f"{self.run_dir / CHECKPOINT_BEST} is missing and "
-                    f"{self.run_dir / CHECKPOINT_LAST} does not carry the best epoch "
-                    f"({st.best_epoch}): it was written by an older icsa; delete the run "
-                    "folder to retrain the run"
-                )
-            save_verified(kept, st.best_checkpoint)
-        published = self.run_dir / CHECKPOINT_BEST
-        if not intact or not (published.is_file() and published.samefile(kept)):
-            log.info("writing %s (epoch %d) from the resumable state", published, st.best_epoch)
-            publish_best(self.run_dir)
 
     def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16
@@ -338,7 +302,7 @@ class TripletTrainer:
                 "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
-        self.write_best_checkpoint()  # a rerun may have deleted it (state.py)
+        write_best_checkpoint(self.run_dir, self.state)  # a rerun may have deleted it
         write_history(self.run_dir, self.state.history)  # also when a finished run is re-invoked
         self.logger.close()
         return self.state.history[-1] if self.state.history else {}

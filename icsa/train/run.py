@@ -28,11 +28,11 @@ from icsa.models import build_model
 from icsa.registry import needs_centroids
 from icsa.spec import RunSpec, check_config, fingerprint_differences
 from icsa.train.history import RunLogger
+from icsa.train.job import RunContext, RunInputs, RunOptions
 from icsa.train.kmeans import load_centroids
 from icsa.train.lock import run_folder_lock
 from icsa.train.loop import TripletTrainer
 from icsa.train.mining import HardNegativeMiner, build_geometry, require_trainable
-from icsa.train.settings import TrainSettings
 from icsa.train.state import (
     CHECKPOINT_BEST_STATE,
     CHECKPOINT_LAST,
@@ -47,23 +47,19 @@ from icsa.utils import resolve_device, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
 
-ON_MISMATCH = ("restart", "error")
-
 
 def prepare_trainer(
     model: torch.nn.Module,
     train: PlaceSplit,
     val: PlaceSplit,
-    settings: TrainSettings,
-    run_dir: str | os.PathLike,
-    seed: int,
-    device: torch.device,
-    enable_dvclive: bool = True,
+    spec: RunSpec,
+    context: RunContext,
     checkpoint: dict[str, Any] | None = None,
 ) -> TripletTrainer:
-    """Compose a trainer: mining geometry and miner, input sources (this reads the images into
-    the prefix cache), a fresh or restored state, and a logger that replays the history."""
-    s = settings
+    """Compose a trainer for the run ``spec`` (``model`` built from ``spec.model``): mining
+    geometry and miner, input sources (this reads the images into the prefix cache), a fresh or
+    restored state, and a logger that replays the history."""
+    s, device, run_dir = spec.recipe, context.device, context.run_dir
     model = channels_last(model.to(device), device.type == "cuda")
     geometry = build_geometry(
         train.db.db_utm, train.db.q_utm, s.pos_radius, s.neg_radius,
@@ -77,24 +73,12 @@ def prepare_trainer(
     miner = HardNegativeMiner(geometry, s.margin, s.neg_samples, s.neg_kept)
     # train.fast_inference resolved once for the run: prefix cache, mining refresh, validation.
     fast = use_bf16(s.fast_inference, device, "train.fast_inference")
-    sources = build_sources(model, train, val, s, Path(run_dir), device, fast)
+    sources = build_sources(model, train, val, s, run_dir, device, fast)
     state = RunState.start(model, s, miner.neg_cache, training_autocast(device, s.amp))
     if checkpoint is not None:
         state.restore(checkpoint)
-    logger = RunLogger(Path(run_dir), state.history, enable_dvclive)
-    return TripletTrainer(
-        state,
-        sources,
-        miner,
-        val,
-        s,
-        seed,
-        run_dir,
-        device,
-        logger,
-        dataset=train.dataset,
-        fast=fast,
-    )
+    logger = RunLogger(run_dir, state.history, context.enable_dvclive)
+    return TripletTrainer(state, sources, miner, val, spec, context, logger, fast=fast)
 
 
 def _recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
@@ -167,31 +151,26 @@ def _load_resumable(run_dir: Path, device: torch.device) -> dict[str, Any] | Non
 
 def train_run(
     spec: RunSpec,
-    root: str | os.PathLike,
-    centroids: str | os.PathLike | None,
+    inputs: RunInputs,
     run_dir: str | os.PathLike,
-    device: str = "auto",
-    layout: str = "netvlad",
-    threads: int | None = None,
-    enable_dvclive: bool = True,
-    on_mismatch: str = "restart",
-    wait: bool = False,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
-    """Train (resume, or restart) the run ``spec`` on the dataset at ``root``; returns a summary
-    with the best validation Recall@5. ``spec.model.init_seed`` must be the one ``icsa kmeans``
-    used for ``centroids`` (NetVLAD's initialisation; GeM runs have none); ``spec.seed`` drives
-    the mining order. The run folder is locked while it trains: another process on it is an
-    InputError naming that process, or with ``wait`` is waited for."""
-    if on_mismatch not in ON_MISMATCH:
-        raise InputError(f"on_mismatch={on_mismatch!r}: expected one of {ON_MISMATCH}")
-    set_threads(threads)
+    """Train (resume, or restart) the run ``spec`` on ``inputs`` in ``run_dir``; returns a
+    summary with the best validation Recall@5. ``spec.model.init_seed`` must be the one
+    ``icsa kmeans`` used for ``inputs.centroids`` (NetVLAD's initialisation; GeM runs have
+    none); ``spec.seed`` drives the mining order. The run folder is locked while it trains:
+    another process on it is an InputError naming that process, or with ``options.wait`` is
+    waited for."""
+    opts = options if options is not None else RunOptions()
+    centroids = inputs.centroids
+    set_threads(opts.threads)
     seed_everything(spec.seed)
-    dev = resolve_device(device)
-    train = load_split(root, spec.dataset, "train", layout)
-    val = load_split(root, spec.dataset, "val", layout)
+    dev = resolve_device(opts.device)
+    train = load_split(inputs.root, spec.dataset, "train", inputs.layout)
+    val = load_split(inputs.root, spec.dataset, "val", inputs.layout)
     m = spec.model
     model = build_model(**m.build_args())
-    inputs = {"train": train.digest(), "val": val.digest()}
+    digests = {"train": train.digest(), "val": val.digest()}
     if needs_centroids(m.aggregation) != (centroids is not None):
         expected = "k-means centroids" if needs_centroids(m.aggregation) else "none"
         raise InputError(
@@ -205,20 +184,19 @@ def train_run(
             centroids, m.num_clusters, model.feature_shape[0], m.backbone, m.attention, made_with
         )
         model.pool.init_from_centroids(cents, descs)
-        inputs["centroids"] = file_digest(centroids)
+        digests["centroids"] = file_digest(centroids)
     run_dir = Path(run_dir)
-    fingerprint = spec.fingerprint(inputs)
-    with run_folder_lock(run_dir, wait):
+    fingerprint = spec.fingerprint(digests)
+    with run_folder_lock(run_dir, opts.wait):
         checkpoint = None
-        if _reconcile_state(run_dir, fingerprint, on_mismatch):
+        if _reconcile_state(run_dir, fingerprint, opts.on_mismatch):
             checkpoint = _load_resumable(run_dir, dev)
         if checkpoint is not None:
             check_config(checkpoint["model_config"], model.config, f"checkpoint in {run_dir}")
             log.info("resuming %s from epoch %d", run_dir, int(checkpoint["epoch"]))
         write_json(run_dir / RUN_FINGERPRINT, fingerprint)
-        trainer = prepare_trainer(
-            model, train, val, spec.recipe, run_dir, spec.seed, dev, enable_dvclive, checkpoint
-        )
+        context = RunContext(run_dir, dev, opts.enable_dvclive)
+        trainer = prepare_trainer(model, train, val, spec, context, checkpoint)
         final = trainer.fit()
     state = trainer.state
     return {

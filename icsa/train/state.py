@@ -9,7 +9,7 @@ from the frozen-prefix cache or from decoding images; :func:`build_sources` is t
 that reads images (it builds the caches).
 
 The resumable state (``state/checkpoint_last.pt``) also carries the best epoch's checkpoint
-(see ``TripletTrainer.write_best_checkpoint``); ``state/checkpoint_best.pt`` holds it on its own,
+(see :func:`write_best_checkpoint`); ``state/checkpoint_best.pt`` holds it on its own,
 and each checkpoint has a digest record beside it (icsa.train.verified).
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from icsa.data import ImageDataset, PlaceSplit
+from icsa.errors import InputError
 from icsa.io import atomic_path
 from icsa.train.checkpoint import get_rng_state, set_rng_state
 from icsa.train.lock import LOCK_FILE
@@ -37,6 +38,7 @@ from icsa.train.prefix_cache import (
     prefix_shape,
 )
 from icsa.train.settings import TrainSettings
+from icsa.train.verified import CorruptStateError, read_digest_record, save_verified, verify
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +244,36 @@ class RunState:
         early = checkpoint["early_stop"]
         self.epochs_without_improvement = int(early["epochs_without_improvement"])
         self.stopped = bool(early["stopped"])
+
+
+def write_best_checkpoint(run_dir: Path, state: RunState) -> None:
+    """Make ``checkpoint_best.pt`` the best epoch's checkpoint of the resumable ``state``.
+
+    Snakemake deletes a job's outputs (``checkpoint_best.pt`` among them) before it reruns
+    the job, and a resumed run past its best epoch may never improve again; the state keeps
+    the best epoch's checkpoint (``state/checkpoint_best.pt``, and a copy inside
+    ``checkpoint_last.pt``), so a rerun after any interruption still ends with the true best
+    epoch's checkpoint. A state copy that fails verification, or that a killed run left
+    from a later epoch than the state's best, is rewritten from ``checkpoint_last.pt``."""
+    if state.best_epoch < 1:
+        return
+    run_dir = Path(run_dir)
+    kept = run_dir / CHECKPOINT_BEST_STATE
+    try:
+        record = read_digest_record(kept)
+        intact = record is not None and record["epoch"] == state.best_epoch and verify(kept)
+    except CorruptStateError as err:
+        log.warning("%s; rewriting it from %s", err, CHECKPOINT_LAST)
+        intact = False
+    if not intact:
+        if state.best_checkpoint is None:
+            raise InputError(
+                f"{run_dir / CHECKPOINT_BEST} is missing and {run_dir / CHECKPOINT_LAST} does "
+                f"not carry the best epoch ({state.best_epoch}): it was written by an older "
+                "icsa; delete the run folder to retrain the run"
+            )
+        save_verified(kept, state.best_checkpoint)
+    published = run_dir / CHECKPOINT_BEST
+    if not intact or not (published.is_file() and published.samefile(kept)):
+        log.info("writing %s (epoch %d) from the resumable state", published, state.best_epoch)
+        publish_best(run_dir)

@@ -20,7 +20,14 @@ from icsa.data import DbStruct, load_split, write_dbstruct
 from icsa.models import build_model
 from icsa.spec import ModelSpec, RunSpec
 from icsa.step_settings import KMeansSettings
-from icsa.train import TrainSettings, prepare_trainer, train_run
+from icsa.train import (
+    RunContext,
+    RunInputs,
+    RunOptions,
+    TrainSettings,
+    prepare_trainer,
+    train_run,
+)
 from icsa.train.kmeans import compute_centroids
 from icsa.train.state import STATE_DIR
 
@@ -153,16 +160,18 @@ def run_training(city, run_dir, settings=QUICK, *, centroids=None, seed=0,
     cache = Path(run_dir) / STATE_DIR / "prefix_cache"
     if spec.model.image_size == TINY and template.is_dir() and not cache.exists():
         shutil.copytree(template, cache)
-    return train_run(spec, root, cents if centroids is None else centroids, run_dir,
-                     device="cpu", threads=1, enable_dvclive=enable_dvclive,
-                     on_mismatch=on_mismatch)  # fmt: skip
+    inputs = RunInputs(root, cents if centroids is None else centroids)
+    options = RunOptions(device="cpu", threads=1, enable_dvclive=enable_dvclive,
+                         on_mismatch=on_mismatch)  # fmt: skip
+    return train_run(spec, inputs, run_dir, options)
 
 
 def make_trainer(city, run_dir, **settings):
     """A composed TripletTrainer for MODEL on the tiny city (builds its input sources)."""
     root, _ = city
-    model = build_model(**MODEL)
+    spec = run_spec(settings)
     return prepare_trainer(
-        model, load_split(root, "pitts30k", "train"), load_split(root, "pitts30k", "val"),
-        TrainSettings(**settings), run_dir, 0, torch.device("cpu"), enable_dvclive=False,
+        build_model(**spec.model.build_args()), load_split(root, "pitts30k", "train"),
+        load_split(root, "pitts30k", "val"), spec,
+        RunContext(run_dir, torch.device("cpu"), enable_dvclive=False),
     )  # fmt: skip
