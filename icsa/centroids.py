@@ -1,10 +1,11 @@
 """Which k-means centroids a run's NetVLAD starts from (no torch: the workflow imports this).
 
 NetVLAD's centroids come from k-means on the local descriptors it receives at initialisation
-(README). For modules that are the identity when untrained (weights at 1, or no module) that
-is the backbone's output, so one centroids file per (dataset, backbone, seed) serves all of
-them. SE and CBAM are not the identity at initialisation (their gates rescale channels), so their
-centroids are computed through the untrained module (``icsa kmeans --model-spec`` naming it).
+(docs/science.md). For modules that are the identity when untrained (weights at 1, or no
+module) that is the backbone's output, so one centroids file per (dataset, backbone, seed)
+serves all of them. SE and CBAM are not the identity at initialisation (their gates rescale
+channels), so their centroids are computed through the untrained module (``icsa kmeans
+--model-spec`` naming it).
 Each registry entry says which it is (``AttentionSpec.identity_at_init``);
 ``tests/test_kmeans.py`` checks that against every registered module numerically.
 """

@@ -22,7 +22,7 @@ _ALEXNET_CUT = ("features[0:3]", "features[3:6]", "features[6:8]", "features[8:1
 
 for _spec in (
     # VGG16 is cut after conv5_3 before its ReLU and pool5; AlexNet before its last ReLU and pool
-    # (README, NetVLAD's setting); ResNet18 after layer4.
+    # (docs/science.md, NetVLAD's setting); ResNet18 after layer4.
     BackboneSpec("vgg16", "VGG16", "vgg16", "VGG16_Weights", tuple((c,) for c in _VGG16_CUT),
                  out_channels=512, stride=16, min_image_side=16, dropped_prefixes=("classifier.",)),
     BackboneSpec("resnet18", "ResNet18", "resnet18", "ResNet18_Weights",

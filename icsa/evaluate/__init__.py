@@ -1,6 +1,6 @@
 """Evaluation: streaming descriptor extraction, exact kNN search, Recall@N, PCA whitening.
 
-Contracts in docs/architecture.md ("Evaluation"); the protocol is NetVLAD's (README).
+Contracts in docs/architecture.md ("Evaluation"); the protocol is NetVLAD's (docs/science.md).
 """
 
 from icsa.evaluate.extract import DTYPES, extract_descriptors, extract_in_memory, iter_descriptors

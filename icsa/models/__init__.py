@@ -1,6 +1,6 @@
 """Backbones, attention modules, NetVLAD and the full place-recognition model.
 
-Interfaces are fixed in docs/architecture.md ("Models"); the science in the README.
+Interfaces are fixed in docs/architecture.md ("Models"); the science in docs/science.md.
 """
 
 from icsa.models.attention import ATTENTIONS, build_attention, parameter_size_kb

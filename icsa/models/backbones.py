@@ -1,7 +1,7 @@
 """Backbones cut at their last conv layer: VGG16, ResNet18 and AlexNet from torchvision.
 
 VGG16 is cut after conv5_3 *before* its ReLU and pool5 (stride 16: 480×640 → 512×30×40), AlexNet
-likewise before its last ReLU and pool, ResNet18 after layer4 (README, NetVLAD's setting).
+likewise before its last ReLU and pool, ResNet18 after layer4 (docs/science.md, NetVLAD's setting).
 Each backbone is five blocks; "lowest trained block" k trains blocks k…last and freezes the rest.
 Frozen blocks stay in eval mode even under ``model.train()``, so that the frozen prefix is a fixed
 function of the image (the training loop caches it; frozen BatchNorm must not update its stats).

@@ -9,7 +9,7 @@
   At C = 512: 2·512·64 + 2·49 + 1 = 65635 parameters = 256.4 kB, the paper's figure.
 
 The spatial gate scales each location by a positive number, which NetVLAD's per-descriptor
-L2 normalisation removes: it is inert in this pipeline (README; tested).
+L2 normalisation removes: it is inert in this pipeline (docs/science.md; tested).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ VGG16 and AlexNet are cut right after their last conv, *before* its ReLU, so the
 y = W * x + b and the channel half gives a_c · y = (a_c W) * x + a_c b: scaling the conv's
 output channels is exact. The spatial half multiplies each location by a_s(h, w); NetVLAD
 L2-normalises each local descriptor first, so a *positive* per-location factor changes nothing
-and can be dropped (README). The folded model has no attention module and gives the same
+and can be dropped (docs/science.md). The folded model has no attention module and gives the same
 descriptors. ResNet18 ends with a ReLU after a residual sum, where no such folding is exact.
 """
 

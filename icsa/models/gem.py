@@ -4,7 +4,7 @@ with No Human Annotation", TPAMI 2018), the second aggregator beside NetVLAD.
 Per image and channel: f_c = (1/|Ω| Σ_i max(x_ic, ε)^p)^(1/p) over the locations i of the map,
 then the C-vector is L2-normalised. p is learned (one scalar, initialised to 3 as in the paper);
 p = 1 is average pooling, p → ∞ max pooling. The local features enter after a ReLU, as in
-Radenović et al., whose backbones end in one (ours are cut before it for NetVLAD, README).
+Radenović et al., whose backbones end in one (ours are cut before it for NetVLAD, docs/science.md).
 
 Unlike NetVLAD, GeM does not L2-normalise each local descriptor, so a per-location weight
 (ICSA's spatial half) changes the descriptor: under GeM spatial attention is not inert.

@@ -9,7 +9,7 @@ When an input's H×W differs from the size the module was built for, the spatial
 (IA's whole tensor, ICSA's and ``sp``'s spatial map) are resized bilinearly to the input's size
 instead of failing, so one model serves images of any size.
 
-Note (README): NetVLAD L2-normalises every local descriptor, so a positive per-location
+Note (docs/science.md): NetVLAD L2-normalises every local descriptor, so a positive per-location
 scale is inert; the spatial half only matters through its sign.
 """
 

@@ -1,4 +1,4 @@
-"""The place-recognition model: backbone → attention → aggregator → descriptor (README).
+"""The place-recognition model: backbone → attention → aggregator → descriptor (docs/science.md).
 
 The aggregator is a registry entry (icsa.registry.AggregatorSpec): NetVLAD (K·C, the paper's),
 GeM (C; icsa/models/gem.py) or one a plugin registers.

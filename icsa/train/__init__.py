@@ -1,6 +1,6 @@
 """Training: k-means initialisation, hard-negative mining, the triplet loop and checkpoints.
 
-See docs/architecture.md ("Training") for the files a run writes and README for the recipe.
+See docs/architecture.md ("Training") for the files a run writes and docs/science.md for the recipe.
 """
 
 from icsa.lazy import lazy_exports

@@ -1,4 +1,4 @@
-"""The triplet training loop (NetVLAD recipe, README; pytorch-NetVlad's ``train``).
+"""The triplet training loop (NetVLAD recipe, docs/science.md; pytorch-NetVlad's ``train``).
 
 One epoch: shuffle the trainable queries (a Generator seeded by (seed, epoch), so an epoch is
 the same whether or not the run was interrupted before it); cut them into chunks of
