@@ -155,7 +155,7 @@ def attention_spec(name: str) -> AttentionSpec:
 
 # ---- aggregators -----------------------------------------------------------------------------
 
-AGGREGATOR_ARGUMENTS = ("channels", "num_clusters")
+AGGREGATOR_ARGUMENTS = ("channels", "num_clusters", "height", "width")
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,15 @@ class AggregatorSpec:
     """How the local features [B,C,h,w] become one L2-normalised descriptor [B,D].
 
     ``build`` (a class or callable, or its import path ``"package.module:Name"``) returns the
-    ``nn.Module``; it is called with the values named in ``arguments`` (of channels: C, and
-    num_clusters: the config's ``model.num_clusters``), then ``options`` as keywords. The
-    module has ``output_dim`` (D). ``suffix`` marks its run ids
-    (``pitts30k-vgg16-icsa{suffix}-b5-s0``): ``"-" + name`` unless given; only NetVLAD, the
-    paper's, has ``""``, so that its run ids read as the paper's. ``needs_centroids``: its runs
-    start from k-means centroids, which the trainer hands to the module's
-    ``init_from_centroids(centroids [K,C], descriptors [N,C])``; otherwise they have none.
+    ``nn.Module``; it is called with the values named in ``arguments`` (of channels: C,
+    num_clusters: the config's ``model.num_clusters``, height and width: h and w of the feature
+    map at the configured image size, for aggregators with weights over locations such as
+    MixVPR), then ``options`` as keywords. The module has ``output_dim`` (D). ``suffix`` marks
+    its run ids (``pitts30k-vgg16-icsa{suffix}-b5-s0``): ``"-" + name`` unless given; only
+    NetVLAD, the paper's, has ``""``, so that its run ids read as the paper's.
+    ``needs_centroids``: its runs start from k-means centroids, which the trainer hands to the
+    module's ``init_from_centroids(centroids [K,C], descriptors [N,C])``; otherwise they have
+    none.
     """
 
     name: str
@@ -185,8 +187,9 @@ class AggregatorSpec:
         if self.suffix is None:
             object.__setattr__(self, "suffix", f"-{self.name}")
 
-    def instantiate(self, channels: int, num_clusters: int) -> Any:
-        values = {"channels": channels, "num_clusters": num_clusters}
+    def instantiate(self, channels: int, num_clusters: int, height: int, width: int) -> Any:
+        values = {"channels": channels, "num_clusters": num_clusters, "height": height,
+                  "width": width}  # fmt: skip
         args = [values[a] for a in self.arguments]
         return self.constructor()(*args, **dict(self.options))
 
@@ -228,8 +231,9 @@ def needs_centroids(aggregation: str) -> bool:
 
 
 def pool_pattern() -> str:
-    """The regex of a run id's aggregator suffix (``{pool}`` in icsa.spec.RUN_ID): ``(-gem)?``
-    for the built-ins. Read when used: a plugin may register after this module is imported."""
+    """The regex of a run id's aggregator suffix (``{pool}`` in icsa.spec.RUN_ID):
+    ``(-gem|-mixvpr|-boq)?`` for the built-ins. Read when used: a plugin may register after
+    this module is imported."""
     return f"({'|'.join(s.suffix for s in AGGREGATORS.values() if s.suffix)})?"
 
 

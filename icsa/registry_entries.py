@@ -55,10 +55,19 @@ for _spec in (
     register_attention(_spec)
 
 # NetVLAD, the paper's (K·C; its run ids carry no suffix), and GeM (C; icsa/models/gem.py), where
-# a per-location weight is not normalised away.
+# a per-location weight is not normalised away; nor is it under MixVPR (Ali-bey et al., WACV 2023;
+# icsa/models/mixvpr.py: D = out_channels·out_rows = 512, built for the feature map's h×w) or the
+# token aggregator BoQ (Ali-bey et al., CVPR 2024; icsa/models/boq.py: D = dim·rows = 512, any
+# h×w). Their options are small, for the embedded default's 512×2×3 VGG16 map.
 for _spec in (
     AggregatorSpec("netvlad", "NetVLAD", "icsa.models.netvlad:NetVLAD", needs_centroids=True,
                    arguments=("num_clusters", "channels"), suffix=""),
     AggregatorSpec("gem", "GeM", "icsa.models.gem:GeM", needs_centroids=False),
+    AggregatorSpec("mixvpr", "MixVPR", "icsa.models.mixvpr:MixVPR", needs_centroids=False,
+                   arguments=("channels", "height", "width"),
+                   options=(("out_channels", 128), ("out_rows", 4), ("depth", 4),
+                            ("mlp_ratio", 1.0))),
+    AggregatorSpec("boq", "BoQ", "icsa.models.boq:BoQ", needs_centroids=False,
+                   options=(("dim", 128), ("queries", 16), ("layers", 2), ("rows", 4))),
 ):  # fmt: skip
     register_aggregator(_spec)

@@ -78,8 +78,9 @@ def test_a_plugin_aggregator_is_planned_in_a_table(tmp_path, on_pythonpath):
     (workdir / "bare.yaml").write_text(TABLE.replace(f"plugins: [{PLUGIN}]\n", ""))
     result = snakemake(workdir, "-n", "results/table9.csv", config="config/tiny.yaml bare.yaml")
     assert result.returncode != 0 and "Job stats" not in result.stdout
-    assert "tables.table9.aggregations = 'mac'; expected one of ['netvlad', 'gem']" in (
-        result.stdout
+    assert (
+        "tables.table9.aggregations = 'mac'; expected one of ['netvlad', 'gem', 'mixvpr', 'boq']"
+        in result.stdout
     )
 
 
@@ -101,7 +102,7 @@ def test_the_plugin_aggregator_builds_runs_and_names_its_model(mac):
     assert spec.parse_run_id("pitts30k-vgg16-icsa-gem-b5-s0")["aggregation"] == "gem"
     assert spec.parse_run_id("pitts30k-vgg16-icsa-b5-s0")["aggregation"] == "netvlad"
     assert registry.network_label("vgg16", "icsa", "mac") == "VGG16+ICSA (MAC)"
-    assert registry.pool_pattern() == "(-gem|-mac)?"
+    assert registry.pool_pattern() == "(-gem|-mixvpr|-boq|-mac)?"
     model_spec = spec.ModelSpec("vgg16", "icsa", 4, (32, 48), aggregation="mac")
     assert spec.ModelSpec.from_dict(model_spec.to_dict()) == model_spec
 
@@ -110,13 +111,16 @@ def test_without_the_plugin_its_run_ids_and_names_are_unknown():
     assert "mac" not in registry.AGGREGATORS
     with pytest.raises(InputError, match="expected"):
         spec.parse_run_id("pitts30k-vgg16-icsa-mac-b5-s0")
-    with pytest.raises(InputError, match="aggregation='mac': expected one of netvlad, gem"):
+    with pytest.raises(
+        InputError, match="aggregation='mac': expected one of netvlad, gem, mixvpr, boq"
+    ):
         spec.ModelSpec("vgg16", "icsa", 4, (32, 48), aggregation="mac")
 
 
 def test_built_in_aggregators_keep_their_run_ids():
-    assert registry.pool_pattern() == "(-gem)?"  # the Snakefile's {pool} wildcard
-    assert {n: a.suffix for n, a in registry.AGGREGATORS.items()} == {"netvlad": "", "gem": "-gem"}
+    assert registry.pool_pattern() == "(-gem|-mixvpr|-boq)?"  # the Snakefile's {pool} wildcard
+    suffixes = {"netvlad": "", "gem": "-gem", "mixvpr": "-mixvpr", "boq": "-boq"}
+    assert {n: a.suffix for n, a in registry.AGGREGATORS.items()} == suffixes
     assert [n for n, a in registry.AGGREGATORS.items() if a.needs_centroids] == ["netvlad"]
 
 
@@ -127,7 +131,7 @@ def test_built_in_aggregators_keep_their_run_ids():
      (dict(name="avg", suffix="-gem"), "suffix='-gem' marks the run ids of 'gem' already"),
      (dict(name="avg", suffix="_avg"), "suffix='_avg'; expected '-' and lowercase"),
      (dict(name="Avg"), "aggregator name 'Avg': expected lowercase letters and digits"),
-     (dict(name="avg", arguments=("height",)), "arguments ['height']; expected some of")],
+     (dict(name="avg", arguments=("depth",)), "arguments ['depth']; expected some of")],
     ids=["name-taken", "no-suffix-taken", "suffix-taken", "bad-suffix", "bad-name", "arguments"],
 )  # fmt: skip
 def test_a_bad_aggregator_entry_is_refused(entry, message):

@@ -1,7 +1,8 @@
 """The place-recognition model: backbone → attention → aggregator → descriptor (docs/science.md).
 
 The aggregator is a registry entry (icsa.registry.AggregatorSpec): NetVLAD (K·C, the paper's),
-GeM (C; icsa/models/gem.py) or one a plugin registers.
+GeM (C; icsa/models/gem.py), MixVPR (icsa/models/mixvpr.py), BoQ (icsa/models/boq.py) or one a
+plugin registers.
 
 :class:`PlaceModel` also exposes the split the training loop needs: ``frozen_prefix`` (the
 blocks below the lowest trained block, a fixed function that can be cached) and
@@ -141,7 +142,9 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed + 1)
         att = build_attention(attention, channels, h, w)
-        pool = pool_spec.instantiate(channels=channels, num_clusters=int(num_clusters))
+        pool = pool_spec.instantiate(
+            channels=channels, num_clusters=int(num_clusters), height=h, width=w
+        )
     config = {
         "backbone": backbone,
         "attention": attention,
