@@ -1,7 +1,7 @@
 """`icsa prepare`: get a dataset folder ready before any expensive step.
 
     icsa prepare check --root DIR --dataset pitts30k|pitts250k|tokyotm|tokyo247|NAME
-                       [--layout netvlad|benchmark] [--splits S ...] [--index-out PATH]
+                       [--layout netvlad|benchmark|msls] [--splits S ...] [--index-out PATH]
                        [--workers N] [--threads N]
     icsa prepare synthetic --out DIR [--seed 0] [--settings JSON|@FILE] [--layout L] [--threads N]
     icsa prepare convert --root DIR --dataset D --from netvlad|benchmark --to benchmark|netvlad
@@ -22,7 +22,13 @@ from pathlib import Path
 
 from icsa import layout
 from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
-from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
+from icsa.data.layouts import (
+    DATASETS,
+    DEFAULT_LAYOUT,
+    WRITABLE_LAYOUTS,
+    dataset_splits,
+    load_split,
+)
 from icsa.errors import InputError
 from icsa.io import parse_json_object, read_json
 from icsa.utils import available_cpus, set_threads
@@ -55,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CitySettings overrides as a JSON object, or @FILE holding one",
     )  # fmt: skip
     synth.add_argument(
-        "--layout", choices=LAYOUT_KINDS, default=DEFAULT_LAYOUT,
+        "--layout", choices=WRITABLE_LAYOUTS, default=DEFAULT_LAYOUT,
         help="write the NetVLAD .mat layout or the benchmark layout (default: %(default)s)",
     )  # fmt: skip
     synth.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -64,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv = sub.add_parser("convert", help="convert a dataset between the two layouts")
     conv.add_argument("--root", required=True, type=Path, help="the dataset folder")
     conv.add_argument("--dataset", required=True, type=dataset_name)
-    conv.add_argument("--from", dest="source", required=True, choices=LAYOUT_KINDS)
-    conv.add_argument("--to", dest="target", required=True, choices=LAYOUT_KINDS)
+    conv.add_argument("--from", dest="source", required=True, choices=WRITABLE_LAYOUTS)
+    conv.add_argument("--to", dest="target", required=True, choices=WRITABLE_LAYOUTS)
     conv.add_argument("--out", required=True, type=Path, help="a new or empty folder")
     conv.add_argument(
         "--utm-zone", default=None,
