@@ -5,6 +5,7 @@ split and per-city results match a brute-force numpy evaluation; the dataset che
 from __future__ import annotations
 
 import csv
+import json
 
 import faiss
 import numpy as np
@@ -131,6 +132,22 @@ def test_msls_val_and_per_city_match_brute_force(msls):
         np.testing.assert_array_equal(
             per["first_hit_rank"], brute_force_ranks(db[keep_db], q[keep_q], lists, max(NS))
         )
+
+
+def test_icsa_evaluate_reads_the_msls_layout(msls, tmp_path, capsys):
+    root, (_, _, q_idx, p_idx), db, rng = msls
+    np.save(root / "db.npy", db)
+    np.save(root / "q.npy", unit(rng.standard_normal((len(q_idx), 8))))
+    out = tmp_path / "m.json"
+    argv = ["evaluate", "--root", str(root), "--dataset", "msls", "--layout", "msls", "--split",
+            "val", "--db", str(root / "db.npy"), "--q", str(root / "q.npy"), "--model-id", "x",
+            "--ns", "1", "5", "--out-metrics", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["ground_truth"] == "index-lists" and metrics["num_q"] == len(q_idx)
+    assert sum(c["num_q"] for c in metrics["per_city"].values()) == len(q_idx)
+    assert main([*argv, "--policy", "nordland5"]) != 0
+    assert "policy = 'nordland5' is unknown" in capsys.readouterr().err
 
 
 def test_the_dataset_check_accepts_the_msls_layout(msls, tmp_path):

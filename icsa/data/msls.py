@@ -9,7 +9,7 @@ are ``cph`` and ``sf`` (``mapillary_sls/datasets/msls.py``, ``default_cities['va
 evaluation people compare on (MixVPR, SALAD, BoQ, all through amaralibey/gsv-cities'
 ``dataloaders/val/MapillaryDataset.py``) does not rank every query: it reads four precomputed
 lists, ``msls_val_dbImages.npy`` (database paths relative to the root), ``msls_val_qImages.npy``,
-``msls_val_qIdx.npy`` (the official queries: 740 indices into qImages) and
+``msls_val_qIdx.npy`` (the official queries, 740 as the papers report, indices into qImages) and
 ``msls_val_pIdx.npy`` (each official query's positive database indices, from mapillary_sls's
 ``MSLS(mode='val')`` 25 m radius), and takes ``qImages[qIdx]`` as queries and ``pIdx`` as their
 ground truth. This module reads exactly that, from the four files at the dataset root:
