@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from icsa.cli import main
 from icsa.data import load_split
 from icsa.data.benchmark import BenchmarkName
 from icsa.data.ground_truth import (
@@ -110,6 +111,39 @@ def test_positives_file_round_trips_from_a_reference_object_array(tmp_path):
         read_positives(tmp_path / "p.npz", num_q=2, num_db=4)
     with pytest.raises(InputError, match="database index 4, expected indices in \\[0, 4\\)"):
         write_positives(tmp_path / "bad.npz", [[4]], num_db=4)
+
+
+def test_prepare_positives_maps_a_reference_by_file_name(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    split = write_benchmark(
+        tmp_path,
+        [BenchmarkName(float(i), 0.0, note=f"d{i}") for i in range(12)],
+        [BenchmarkName(float(i), 9.0, note=f"q{i}") for i in range(5)],
+    )
+    # The reference lists its images in its own order, under its own folders.
+    ref_db = [f"ref/{split.db.db_images[i]}" for i in rng.permutation(12)]
+    ref_q = [f"query/{split.db.q_images[i]}" for i in rng.permutation(5)]
+    gt = np.empty(5, dtype=object)
+    gt[:] = [rng.choice(12, 2, replace=False) for _ in range(5)]
+    for name, arr in (("gt", gt), ("db", np.array(ref_db)), ("q", np.array(ref_q))):
+        np.save(tmp_path / f"{name}.npy", arr, allow_pickle=name == "gt")
+    argv = ["prepare", "positives", "--root", str(tmp_path), "--dataset", "sped", "--split",
+            "test", "--gt", str(tmp_path / "gt.npy")]  # fmt: skip
+    names = ["--db-names", str(tmp_path / "db.npy"), "--q-names", str(tmp_path / "q.npy")]
+    assert main([*argv, *names]) == 0
+    loaded = load_split(tmp_path, "sped", "test", "benchmark").positives
+    for r, q_name in enumerate(ref_q):  # the same files, whatever the order
+        ours = split.db.q_images.index(q_name.split("/", 1)[1])
+        expected = sorted(ref_db[j].split("/", 1)[1] for j in gt[r])
+        assert sorted(split.db.db_images[j] for j in loaded[ours]) == expected
+    # Without name lists the rows must already be the split's: 5 lists for 5 queries.
+    assert main(argv) == 0
+    assert [p.tolist() for p in load_split(tmp_path, "sped", "test", "benchmark").positives] == [
+        sorted(x.tolist()) for x in gt
+    ]
+    np.save(tmp_path / "q.npy", np.array(ref_q[:4] + ["query/elsewhere.jpg"]))
+    assert main([*argv, *names]) != 0
+    assert "1 reference names are not in the split" in capsys.readouterr().err
 
 
 def test_frame_positives_at_the_edges():

@@ -5,6 +5,8 @@
                        [--workers N] [--threads N]
     icsa prepare synthetic --out DIR [--seed 0] [--settings JSON|@FILE] [--layout L] [--threads N]
     icsa prepare convert --root DIR --dataset D --from netvlad|benchmark --to benchmark|netvlad
+    icsa prepare positives --root DIR --dataset D --split S --gt GT.npy
+                           [--db-names DB.npy --q-names Q.npy]
                          --out DIR [--utm-zone 17T] [--copy]
 
 ``check`` verifies that every image a split references exists and decodes and that the counts
@@ -80,6 +82,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
     conv.set_defaults(func=_convert)
 
+    pos = sub.add_parser(
+        "positives", help="store a reference's per-query positive lists beside a benchmark split"
+    )
+    pos.add_argument("--root", required=True, type=Path, help="the benchmark-layout dataset")
+    pos.add_argument("--dataset", required=True, type=dataset_name)
+    pos.add_argument("--split", required=True)
+    pos.add_argument(
+        "--gt", required=True, type=Path,
+        help="per-query lists (an object .npy as gsv-cities' *_gt.npy; read with pickle: "
+        "trusted files only)",
+    )  # fmt: skip
+    pos.add_argument("--db-names", type=Path, default=None, help="the reference's database names")
+    pos.add_argument("--q-names", type=Path, default=None, help="the reference's query names")
+    pos.set_defaults(func=_positives)
+
 
 def default_index(dataset: str, root: Path) -> Path:
     """The index the workflow reads (:func:`icsa.layout.index_file`), unless it records another
@@ -119,6 +136,24 @@ def _check(args: argparse.Namespace) -> int:
     for line in summary_lines(index):
         print(line)
     print(f"all images exist and decode; index written to {index_out}")
+    return 0
+
+
+def _positives(args: argparse.Namespace) -> int:
+    """Write ``images/<split>/positives.npz`` (icsa.data.ground_truth) from a reference's lists."""
+    import numpy as np
+
+    from icsa.data.ground_truth import lists_for_split, read_object_lists, write_positives
+    from icsa.data.layouts import POSITIVES_FILE
+
+    split = load_split(args.root, args.dataset, args.split, "benchmark")
+    names = [None if p is None else np.load(p).tolist() for p in (args.db_names, args.q_names)]
+    lists = lists_for_split(
+        read_object_lists(args.gt), split.db.db_images, split.db.q_images, *names
+    )
+    out = Path(split.source) / POSITIVES_FILE
+    write_positives(out, lists, split.db.num_db)
+    print(f"{split!r}: {sum(len(p) for p in lists)} positives of {len(lists)} queries → {out}")
     return 0
 
 

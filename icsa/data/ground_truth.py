@@ -115,6 +115,63 @@ def read_object_lists(path: str | os.PathLike) -> list[np.ndarray]:
     return [np.asarray(entry) for entry in arr]
 
 
+def _by_name(ours: Sequence[str], theirs: Sequence[str], what: str) -> np.ndarray:
+    """For each of ``theirs`` (a reference's name list), the index of the same file among
+    ``ours``, matched by base name (the folders differ between repositories)."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(ours):
+        base = Path(str(name)).name
+        if base in index:
+            raise InputError(
+                f"{what}: base name {base!r} occurs twice in the split; expected unique file "
+                "names to match a reference's name list"
+            )
+        index[base] = i
+    missing = [str(n) for n in theirs if Path(str(n)).name not in index]
+    if missing:
+        raise InputError(
+            f"{what}: {len(missing)} reference names are not in the split (first: "
+            f"{missing[0]!r}); expected every listed image among the split's files"
+        )
+    return np.array([index[Path(str(n)).name] for n in theirs], dtype=np.int64)
+
+
+def lists_for_split(
+    lists: Sequence[np.ndarray],
+    db_images: Sequence[str],
+    q_images: Sequence[str],
+    ref_db: Sequence[str] | None = None,
+    ref_q: Sequence[str] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """A reference's per-query lists re-indexed into a split's order. With the reference's name
+    lists (gsv-cities' ``*_dbImages.npy`` / ``*_qImages.npy``) rows and indices are matched by
+    file name; without them the lists must already be in the split's order (gmberton's
+    ``positives_per_query``: the same sorted glob as the benchmark layout)."""
+    num_db, num_q = len(db_images), len(q_images)
+    if (ref_db is None) != (ref_q is None):
+        raise InputError("reference name lists: got one of database/queries, expected both")
+    if ref_db is None:
+        if len(lists) != num_q:
+            raise InputError(f"{len(lists)} positive lists, expected {num_q} (one per query)")
+        return check_positives(lists, num_db, "positives")
+    if len(lists) != len(ref_q):
+        raise InputError(
+            f"{len(lists)} positive lists for {len(ref_q)} reference queries; expected one each"
+        )
+    db_map = _by_name(db_images, ref_db, "database")
+    q_rows = _by_name(q_images, ref_q, "queries")
+    checked = check_positives(lists, len(ref_db), "positives")
+    out: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * num_q
+    for row, positives in zip(q_rows, checked):
+        out[row] = db_map[positives]
+    if len(set(q_rows.tolist())) != num_q:
+        raise InputError(
+            f"the reference lists {len(set(q_rows.tolist()))} of the split's {num_q} queries; "
+            "expected every query once"
+        )
+    return check_positives(out, num_db, "positives")
+
+
 def frame_positives(
     db_frames: np.ndarray, q_frames: np.ndarray, tolerance: int
 ) -> tuple[np.ndarray, ...]:
