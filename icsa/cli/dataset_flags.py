@@ -23,7 +23,7 @@ def dataset_name(text: str) -> str:
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--dataset NAME`` and ``--layout netvlad|benchmark`` on ``parser``."""
+    """``--dataset NAME`` and ``--layout netvlad|benchmark|msls`` on ``parser``."""
     parser.add_argument(
         "--dataset", required=required, default=None, type=dataset_name,
         help=f"dataset name ({', '.join(DATASETS)} in the netvlad layout; any in benchmark)",
@@ -31,7 +31,8 @@ def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) ->
     parser.add_argument(
         "--layout", choices=LAYOUT_KINDS, default=DEFAULT_LAYOUT,
         help="netvlad: datasets/*.mat + image folders; benchmark: images/{train,val,test}/"
-        "{database,queries}/@east@north@…@.jpg (default: %(default)s)",
+        "{database,queries}/@east@north@…@.jpg; msls: MSLS-val's train_val/ + msls_val_*.npy "
+        "(default: %(default)s)",
     )  # fmt: skip
 
 

@@ -10,8 +10,10 @@ icsa pca fit --db train-db.npy --dim 4096 --out pca.npz [--threads N]
 ``--record`` (written by ``icsa extract --out-record``) is checked against the evaluation set
 and the descriptor files, and with ``--model-spec`` (the workflow passes the run's) against the
 model: descriptors of another run are refused (icsa.evaluate.record). ``--policy NAME``
-overrides the dataset's evaluation policy (its time-machine or panorama rule; the names and
-which dataset gets which are in icsa.evaluate.policy and docs/architecture.md).
+overrides the dataset's evaluation policy (its time-machine or panorama rule, a split's own
+positive lists, Nordland's ``nordland1``/``nordland10`` frame tolerance; the names and which
+dataset gets which are in icsa.evaluate.policy and docs/architecture.md). ``--layout msls``
+reads MSLS-val (splits ``val``, ``val-<city>``; icsa/data/msls.py).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from icsa.data.layouts import load_split
     from icsa.evaluate.metrics import evaluate_split, write_results
-    from icsa.evaluate.policy import policy_for
+    from icsa.evaluate.policy import get_policy, policy_for
 
     if args.model_spec is not None and args.record is None:
         raise InputError("--model-spec: needs --record (the descriptors' record), none given")
@@ -93,9 +95,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         expected = ModelSpec.from_flag(args.model_spec).to_dict() if args.model_spec else None
         check_record(args.record, {"db": args.db, "q": args.q}, args.dataset, args.split,
                      expected)  # fmt: skip
-    policy = policy_for(args.dataset, args.policy)
+    if args.policy is not None:
+        get_policy(args.policy)  # an unknown name fails before the split loads
     _threads(args.threads)
     split = load_split(args.root, args.dataset, args.split, args.layout)
+    policy = policy_for(args.dataset, args.policy, split)
     metrics, perquery = evaluate_split(
         split,
         args.db,

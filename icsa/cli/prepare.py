@@ -1,10 +1,12 @@
 """`icsa prepare`: get a dataset folder ready before any expensive step.
 
     icsa prepare check --root DIR --dataset pitts30k|pitts250k|tokyotm|tokyo247|NAME
-                       [--layout netvlad|benchmark] [--splits S ...] [--index-out PATH]
+                       [--layout netvlad|benchmark|msls] [--splits S ...] [--index-out PATH]
                        [--workers N] [--threads N]
     icsa prepare synthetic --out DIR [--seed 0] [--settings JSON|@FILE] [--layout L] [--threads N]
     icsa prepare convert --root DIR --dataset D --from netvlad|benchmark --to benchmark|netvlad
+    icsa prepare positives --root DIR --dataset D --split S --gt GT.npy
+                           [--db-names DB.npy --q-names Q.npy]
                          --out DIR [--utm-zone 17T] [--copy]
 
 ``check`` verifies that every image a split references exists and decodes and that the counts
@@ -22,7 +24,13 @@ from pathlib import Path
 
 from icsa import layout
 from icsa.cli.dataset_flags import add_dataset_flags, dataset_name
-from icsa.data.layouts import DATASETS, DEFAULT_LAYOUT, LAYOUT_KINDS, dataset_splits, load_split
+from icsa.data.layouts import (
+    DATASETS,
+    DEFAULT_LAYOUT,
+    WRITABLE_LAYOUTS,
+    dataset_splits,
+    load_split,
+)
 from icsa.errors import InputError
 from icsa.io import parse_json_object, read_json
 from icsa.utils import available_cpus, set_threads
@@ -55,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CitySettings overrides as a JSON object, or @FILE holding one",
     )  # fmt: skip
     synth.add_argument(
-        "--layout", choices=LAYOUT_KINDS, default=DEFAULT_LAYOUT,
+        "--layout", choices=WRITABLE_LAYOUTS, default=DEFAULT_LAYOUT,
         help="write the NetVLAD .mat layout or the benchmark layout (default: %(default)s)",
     )  # fmt: skip
     synth.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -64,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv = sub.add_parser("convert", help="convert a dataset between the two layouts")
     conv.add_argument("--root", required=True, type=Path, help="the dataset folder")
     conv.add_argument("--dataset", required=True, type=dataset_name)
-    conv.add_argument("--from", dest="source", required=True, choices=LAYOUT_KINDS)
-    conv.add_argument("--to", dest="target", required=True, choices=LAYOUT_KINDS)
+    conv.add_argument("--from", dest="source", required=True, choices=WRITABLE_LAYOUTS)
+    conv.add_argument("--to", dest="target", required=True, choices=WRITABLE_LAYOUTS)
     conv.add_argument("--out", required=True, type=Path, help="a new or empty folder")
     conv.add_argument(
         "--utm-zone", default=None,
@@ -73,6 +81,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     conv.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
     conv.set_defaults(func=_convert)
+
+    pos = sub.add_parser(
+        "positives", help="store a reference's per-query positive lists beside a benchmark split"
+    )
+    pos.add_argument("--root", required=True, type=Path, help="the benchmark-layout dataset")
+    pos.add_argument("--dataset", required=True, type=dataset_name)
+    pos.add_argument("--split", required=True)
+    pos.add_argument(
+        "--gt", required=True, type=Path,
+        help="per-query lists (an object .npy as gsv-cities' *_gt.npy; read with pickle: "
+        "trusted files only)",
+    )  # fmt: skip
+    pos.add_argument("--db-names", type=Path, default=None, help="the reference's database names")
+    pos.add_argument("--q-names", type=Path, default=None, help="the reference's query names")
+    pos.set_defaults(func=_positives)
 
 
 def default_index(dataset: str, root: Path) -> Path:
@@ -113,6 +136,24 @@ def _check(args: argparse.Namespace) -> int:
     for line in summary_lines(index):
         print(line)
     print(f"all images exist and decode; index written to {index_out}")
+    return 0
+
+
+def _positives(args: argparse.Namespace) -> int:
+    """Write ``images/<split>/positives.npz`` (icsa.data.ground_truth) from a reference's lists."""
+    import numpy as np
+
+    from icsa.data.ground_truth import lists_for_split, read_object_lists, write_positives
+    from icsa.data.layouts import POSITIVES_FILE
+
+    split = load_split(args.root, args.dataset, args.split, "benchmark")
+    names = [None if p is None else np.load(p).tolist() for p in (args.db_names, args.q_names)]
+    lists = lists_for_split(
+        read_object_lists(args.gt), split.db.db_images, split.db.q_images, *names
+    )
+    out = Path(split.source) / POSITIVES_FILE
+    write_positives(out, lists, split.db.num_db)
+    print(f"{split!r}: {sum(len(p) for p in lists)} positives of {len(lists)} queries → {out}")
     return 0
 
 

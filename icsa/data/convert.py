@@ -27,6 +27,7 @@ from icsa.data.benchmark import DB_FOLDER, Q_FOLDER, BenchmarkName
 from icsa.data.dbstruct import DbStruct, write_dbstruct
 from icsa.data.layouts import (
     TIME_MACHINE_DATASETS,
+    WRITABLE_LAYOUTS,
     check_layout,
     dataset_splits,
     get_layout,
@@ -208,7 +209,7 @@ def convert(
     zone: tuple[str, str] | None = None, link: bool = True, progress: bool = True,
 ) -> dict[str, dict[str, int]]:  # fmt: skip
     """``dataset`` at ``root`` from layout ``source`` to layout ``target`` at ``out``."""
-    check_layout(source), check_layout(target)
+    check_layout(source, WRITABLE_LAYOUTS), check_layout(target, WRITABLE_LAYOUTS)
     if source == target:
         raise InputError(f"--from and --to are both {source!r}; expected two different layouts")
     if source == "netvlad":

@@ -1,14 +1,17 @@
 """Dataset layouts on disk and :func:`load_split`, the one way a split gets from disk to code.
 
-Two layouts (a dataset's ``layout:`` in config, ``--layout`` on every command that takes
+Three layouts (a dataset's ``layout:`` in config, ``--layout`` on every command that takes
 ``--root``):
 
-- ``netvlad`` (the default): the layout the NetVLAD authors distribute (docs/architecture.md "Data"),
-  ``datasets/*.mat`` dbStruct files plus image folders whose names the dbStructs list relative
-  to a database and a query folder. Only the datasets of :data:`LAYOUTS` come in it.
+- ``netvlad`` (the default): the layout the NetVLAD authors distribute (docs/architecture.md
+  "Data"), ``datasets/*.mat`` dbStruct files plus image folders whose names the dbStructs list
+  relative to a database and a query folder. Only the datasets of :data:`LAYOUTS` come in it.
 - ``benchmark``: the visual geo-localization benchmark's ``images/{train,val,test}/{database,
   queries}/`` with the UTM position in each file name (:mod:`icsa.data.benchmark`); any dataset
-  name.
+  name. A ``positives.npz`` beside a split's folders (``images/<split>/positives.npz``,
+  :mod:`icsa.data.ground_truth`) gives its queries' positives as database index lists.
+- ``msls``: Mapillary SLS's ``train_val/<city>/…`` with the MSLS-val lists of the reference
+  evaluation (:mod:`icsa.data.msls`); splits ``val`` and ``val-<city>``.
 
 The synthetic city writes either, so real and synthetic data share this code path.
 """
@@ -19,16 +22,18 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from icsa.errors import InputError
 from icsa.io import file_digest
 
 if TYPE_CHECKING:  # the readers (scipy, numpy) load with the first split: the workflow's parse
-    from icsa.data.dbstruct import DbStruct  # imports this module for its names only
+    import numpy as np  # imports this module for its names only
 
-LAYOUT_KINDS = ("netvlad", "benchmark")
+    from icsa.data.dbstruct import DbStruct
+
+LAYOUT_KINDS = ("netvlad", "benchmark", "msls")
+WRITABLE_LAYOUTS = ("netvlad", "benchmark")  # what synthetic and convert write; msls: read only
 DEFAULT_LAYOUT = "netvlad"
 # Time machines (TokyoTM): capture times decide positives and the time rule. Elsewhere a
 # benchmark name's timestamp field is only a note (MSLS has one; its protocol has no such rule).
@@ -71,6 +76,7 @@ LAYOUTS: dict[str, Layout] = {
     ),
 }
 DATASETS = tuple(LAYOUTS)
+POSITIVES_FILE = "positives.npz"  # beside a benchmark split's folders (icsa.data.ground_truth)
 
 _SOURCE = (
     "Pittsburgh 250k/30k, Tokyo 24/7 and TokyoTM are distributed by the NetVLAD authors on "
@@ -79,9 +85,10 @@ _SOURCE = (
 )
 
 
-def check_layout(layout: str) -> str:
-    if layout not in LAYOUT_KINDS:
-        raise InputError(f"layout = {layout!r} is unknown; expected one of {list(LAYOUT_KINDS)}")
+def check_layout(layout: str, kinds: tuple[str, ...] = LAYOUT_KINDS) -> str:
+    """``layout`` if it is one of ``kinds``; InputError listing them otherwise."""
+    if layout not in kinds:
+        raise InputError(f"layout = {layout!r} is unknown here; expected one of {list(kinds)}")
     return layout
 
 
@@ -100,6 +107,16 @@ def dataset_splits(root: str | os.PathLike, dataset: str, layout: str = DEFAULT_
     present under ``root/images``."""
     if check_layout(layout) == "netvlad":
         return list(get_layout(dataset).mats)
+    if layout == "msls":
+        from icsa.data import msls
+
+        found = msls.msls_splits(Path(root))
+        if not found:
+            raise InputError(
+                f"{root}: no MSLS-val lists; expected msls_val_{{dbImages,qImages,qIdx,pIdx}}.npy "
+                "beside train_val/ (the msls layout, icsa/data/msls.py)"
+            )
+        return found
     from icsa.data import benchmark
 
     found = benchmark.benchmark_splits(root)
@@ -134,6 +151,10 @@ class PlaceSplit:
     db_paths: list[Path]
     q_paths: list[Path]
     layout: str = DEFAULT_LAYOUT
+    # Ground truth as database index lists, one sorted int64 array per query, where the dataset
+    # gives it (icsa.data.ground_truth); None: positives come from the UTM radius.
+    positives: tuple[np.ndarray, ...] | None = None
+    q_groups: tuple[str, ...] | None = None  # per-query group reported apart (MSLS: the city)
 
     def __repr__(self) -> str:
         return f"< {self.name} - #q: {self.db.num_q}; #db: {self.db.num_db} >"
@@ -144,6 +165,8 @@ class PlaceSplit:
         if self.layout == "netvlad":
             return file_digest(self.source)
         text = "\n".join(["database", *self.db.db_images, "queries", *self.db.q_images])
+        if self.positives is not None:  # the lists are content too (absent: digest unchanged)
+            text += "\npositives\n" + "\n".join(" ".join(map(str, p)) for p in self.positives)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -168,6 +191,8 @@ def load_split(
     """Read ``split`` of ``dataset`` under ``root`` (images are not opened; see ``check``)."""
     if check_layout(layout) == "benchmark":
         return _load_benchmark_split(Path(root), dataset, split)
+    if layout == "msls":
+        return _load_msls_split(Path(root), dataset, split)
     mat = split_mat_path(root, dataset, split)
     if not mat.is_file():
         raise InputError(
@@ -201,6 +226,11 @@ def _load_benchmark_split(root: Path, dataset: str, split: str) -> PlaceSplit:
 
     db = benchmark.read_benchmark_split(root, split, dataset in TIME_MACHINE_DATASETS)
     base = root / "images" / split
+    positives = None
+    if (base / POSITIVES_FILE).is_file():
+        from icsa.data.ground_truth import read_positives
+
+        positives = read_positives(base / POSITIVES_FILE, db.num_q, db.num_db)
     return PlaceSplit(
         name=f"{dataset}-{split}",
         dataset=dataset,
@@ -211,4 +241,34 @@ def _load_benchmark_split(root: Path, dataset: str, split: str) -> PlaceSplit:
         db_paths=[base / benchmark.DB_FOLDER / name for name in db.db_images],
         q_paths=[base / benchmark.Q_FOLDER / name for name in db.q_images],
         layout="benchmark",
+        positives=positives,
+    )
+
+
+def _load_msls_split(root: Path, dataset: str, split: str) -> PlaceSplit:
+    from icsa.data import msls
+
+    if not root.is_dir():
+        raise InputError(
+            f"{root}: dataset root not found; expected an MSLS folder (train_val/<city>/… and "
+            "the msls_val_*.npy lists, icsa/data/msls.py)"
+        )
+    if split != msls.SPLIT and not split.startswith(msls.SPLIT + "-"):
+        raise InputError(
+            f"split = {split!r}: expected {msls.SPLIT!r} or {msls.SPLIT}-<city> in the msls layout"
+        )
+    city = split[len(msls.SPLIT) + 1 :] or None
+    db, positives, cities = msls.read_msls_val(root, city)
+    return PlaceSplit(
+        name=f"{dataset}-{split}",
+        dataset=dataset,
+        split=split,
+        root=root,
+        source=msls.list_path(root, "qIdx"),
+        db=db,
+        db_paths=[root / name for name in db.db_images],
+        q_paths=[root / name for name in db.q_images],
+        layout="msls",
+        positives=positives,
+        q_groups=cities,
     )

@@ -3,7 +3,9 @@
 The metrics JSON and the per-query ``.npz`` are the contract in docs/architecture.md
 ("Evaluation"): recalls and found counts per N, queries without any positive, descriptor dims
 and timings; per query the top-k ``indices``/``distances`` and ``first_hit_rank`` (−1 = none in
-the top-k), from which the tables' paired intervals recompute Found@N.
+the top-k), from which the tables' paired intervals recompute Found@N. A split whose queries
+carry a group (MSLS-val: the city) adds ``per_city``: each group's query count, recalls and
+found counts, as MSLS results are reported per city.
 """
 
 from __future__ import annotations
@@ -132,6 +134,25 @@ def whiten_pair(
     return pca.apply(db), pca.apply(q)
 
 
+def per_group(
+    first_hit_rank: np.ndarray, groups: Sequence[str], ns: Sequence[int]
+) -> dict[str, dict[str, Any]]:
+    """Recall@N and Found@N of each group's queries alone (sorted by group name)."""
+    groups = np.asarray(groups)
+    if len(groups) != len(first_hit_rank):
+        raise InputError(f"{len(groups)} query groups, expected {len(first_hit_rank)} (one each)")
+    out = {}
+    for name in sorted(set(groups.tolist())):
+        ranks = first_hit_rank[groups == name]
+        found = {str(n): int(np.count_nonzero((ranks >= 0) & (ranks < n))) for n in ns}
+        out[str(name)] = {
+            "num_q": len(ranks),
+            "recalls": {k: v / len(ranks) for k, v in found.items()},
+            "found": found,
+        }
+    return out
+
+
 def evaluate_split(
     split: PlaceSplit,
     db_path: str | os.PathLike,
@@ -147,8 +168,9 @@ def evaluate_split(
     """Recall@N of ``split`` from its descriptor files → (metrics dict, per-query arrays), under
     ``policy`` (None: the dataset's, :func:`icsa.evaluate.policy.policy_for`)."""
     ns = check_ns(ns)
-    policy = policy_for(split.dataset) if policy is None else policy
+    policy = policy_for(split.dataset, split=split) if policy is None else policy
     rules = policy.ranking_rules(split)  # before the descriptors load: a missing time is cheap
+    positives = policy.positives(split)  # None: the threshold radius
     t0 = time.perf_counter()
     db, q = load_pair(split, db_path, q_path)
     descriptor_dim = int(db.shape[1])
@@ -158,7 +180,7 @@ def evaluate_split(
     t_pca = time.perf_counter()
     result = retrieve(
         db, q, split.db.db_utm, split.db.q_utm, max(ns), threshold, **rules,
-        memory_budget_mb=memory_budget_mb, use_gpu=use_gpu, progress=True,
+        positives=positives, memory_budget_mb=memory_budget_mb, use_gpu=use_gpu, progress=True,
     )  # fmt: skip
     t_search = time.perf_counter()
     metrics = {
@@ -182,6 +204,8 @@ def evaluate_split(
             "total_s": round(t_search - t0, 4),
         },
     }
+    if split.q_groups is not None:
+        metrics["per_city"] = per_group(result.first_hit_rank, split.q_groups, ns)
     perquery = {
         "indices": result.indices,
         "distances": result.distances,

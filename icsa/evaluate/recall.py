@@ -166,6 +166,8 @@ def retrieve(
     db_times: np.ndarray | None = None,
     query_times: np.ndarray | None = None,
     db_groups: np.ndarray | None = None,
+    *,
+    positives: Sequence[np.ndarray] | None = None,
     **search_kwargs,
 ) -> Retrieval:
     """Search the top-k of every query and locate its first positive under the dataset's rules.
@@ -177,6 +179,8 @@ def retrieve(
     result equals the reference's whenever 10·k was deep enough and is exact otherwise.
     With ``db_groups`` (Tokyo 24/7) k distinct groups are certainly among the k × (largest
     group) nearest rows, which is the first depth.
+    With ``positives`` (one array of database indices per query: a dataset's own ground truth,
+    icsa.data.ground_truth) those lists replace the ``threshold`` radius around the UTM.
     """
     num_db, num_q = len(db_descriptors), len(query_descriptors)
     _rows(db_utm, num_db, "db_utm")
@@ -184,6 +188,7 @@ def retrieve(
     _rows(db_times, num_db, "db_times")
     _rows(query_times, num_q, "query_times")
     _rows(db_groups, num_db, "db_groups")
+    _rows(positives, num_q, "positives")
     if (db_times is None) != (query_times is None):
         raise InputError("db_times and query_times: got one of them, expected both or neither")
     if num_q == 0 or num_db == 0:
@@ -201,7 +206,18 @@ def retrieve(
         db_descriptors, query_descriptors, k, depth, db_times, query_times, group_ids,
         search_kwargs,
     )  # fmt: skip
-    positives = positives_within(db_utm, query_utm, threshold)
+    if positives is None:
+        positives = positives_within(db_utm, query_utm, threshold)
+    else:
+        positives = [np.asarray(p, dtype=np.int64).ravel() for p in positives]
+        # first_hit_ranks keys pairs as query·num_db + index: an index out of range would match
+        # another query's row.
+        bad = [q for q, p in enumerate(positives) if p.size and (p.min() < 0 or p.max() >= num_db)]
+        if bad:
+            raise InputError(
+                f"positives of query {bad[0]}: {positives[bad[0]].tolist()}, expected database "
+                f"indices in [0, {num_db})"
+            )
     if db_times is not None:
         # Same-time images are no longer ranked; counting them as positives would only inflate
         # num_positives for queries whose every neighbour shares their time.

@@ -25,7 +25,7 @@ import numpy as np
 
 from icsa.data.convert import UTM_ZONES, in_benchmark_order, netvlad_to_benchmark
 from icsa.data.dbstruct import write_dbstruct
-from icsa.data.layouts import check_layout
+from icsa.data.layouts import WRITABLE_LAYOUTS, check_layout
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.tokyo247 import plan_tokyo247
 from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
@@ -120,7 +120,7 @@ def generate(
             f"{out}: exists and is not a synthetic city (no {MANIFEST}); expected a new or empty "
             "folder — remove it or choose another --out"
         )
-    check_layout(layout)
+    check_layout(layout, WRITABLE_LAYOUTS)
     if layout == "benchmark" and s.tokyo247_db:
         raise InputError(
             "synthetic city: the Tokyo 24/7 role (tokyo247_db/tokyo247_q) is written in the "
