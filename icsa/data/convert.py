@@ -131,8 +131,9 @@ def netvlad_to_benchmark(
                         "benchmark layout holds each file once"
                     )
                 base = tmp / "images" / split / folder
+                quiet = not progress or len(paths) < 1000
                 for src, name in tqdm(list(zip(paths, names)), desc=f"{split} {folder}",
-                                      disable=not progress or len(paths) < 1000, mininterval=5):  # fmt: skip
+                                      disable=quiet, mininterval=5):  # fmt: skip
                     if not src.is_file():
                         raise InputError(f"{src}: image listed in {sp.source} not found")
                     _place(src, base / name, link)
@@ -177,8 +178,9 @@ def benchmark_to_netvlad(
                 (sp.db_paths, db_names, tmp / layout.db_dir),
                 (sp.q_paths, q_names, tmp / layout.q_dir),
             ):
-                for src, name in tqdm(list(zip(paths, names)), desc=split,
-                                      disable=not progress or len(paths) < 1000, mininterval=5):  # fmt: skip
+                quiet = not progress or len(paths) < 1000
+                for src, name in tqdm(list(zip(paths, names)), desc=split, disable=quiet,
+                                      mininterval=5):  # fmt: skip
                     _place(src, base / name, link)
             db = DbStruct(
                 which_set=split, db_images=db_names, db_utm=sp.db.db_utm, q_images=q_names,

@@ -1,11 +1,11 @@
 """NetVLAD ``dbStruct`` files: the ``.mat`` that lists a split's images and their UTM positions.
 
 The NetVLAD authors ship Pittsburgh 30k/250k, Tokyo 24/7 and TokyoTM with one MATLAB struct per
-split (docs/architecture.md "Data"). Pittsburgh and Tokyo 24/7 use 10 fields; TokyoTM adds capture times
-(``dbTimeStamp`` after ``utmDb``, ``qTimeStamp`` after ``utmQ``) for 12. We read by field *name*
-so any field order works, and write in the canonical order so that positional readers (the
-public pytorch-NetVlad code indexes ``mat['dbStruct'].item()`` by position) read our files too.
-"""
+split (docs/architecture.md "Data"). Pittsburgh and Tokyo 24/7 use 10 fields; TokyoTM adds
+capture times (``dbTimeStamp`` after ``utmDb``, ``qTimeStamp`` after ``utmQ``) for 12. We read
+by field *name* so any field order works, and write in the canonical order so that positional
+readers (the public pytorch-NetVlad code indexes ``mat['dbStruct'].item()`` by position) read
+our files too."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 def folder_fingerprint(root: str | os.PathLike) -> str:
-    """SHA-256 over (relative path, size, mtime in ns) of every file under ``root``; '' if absent."""
+    """SHA-256 over (relative path, size, mtime in ns) of every file under ``root``; '' if
+    absent."""
     root = Path(root)
     if not root.is_dir():
         return ""

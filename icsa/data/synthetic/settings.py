@@ -1,12 +1,12 @@
 """Every size and difficulty knob of the synthetic city, in one frozen dataclass.
 
-The defaults give the embedded default task (docs/architecture.md "Data"): about 1,000 database + 1,000 training
-queries, a validation split, 600 database + 400 test queries at 120×160, and a second city in
-the TokyoTM role: a time machine whose places are captured in several years and whose queries
-are database images (``time_machine.py``). They were tuned so that a randomly initialised VGG16+NetVLAD reaches a test
-Recall@1 inside 10–50 % (measured 19–21 % at seed 0, chance 7.7 %) while 8×6-pixel thumbnails
-reach 14.5 % (``benchmarks/results/synthetic.md``): the task is neither noise nor trivial.
-"""
+The defaults give the embedded default task (docs/architecture.md "Data"): about 1,000 database
++ 1,000 training queries, a validation split, 600 database + 400 test queries at 120×160, and a
+second city in the TokyoTM role: a time machine whose places are captured in several years and
+whose queries are database images (``time_machine.py``). They were tuned so that a randomly
+initialised VGG16+NetVLAD reaches a test Recall@1 inside 10–50 % (measured 19–21 % at seed 0,
+chance 7.7 %) while 8×6-pixel thumbnails reach 14.5 % (``benchmarks/results/synthetic.md``): the
+task is neither noise nor trivial."""
 
 from __future__ import annotations
 

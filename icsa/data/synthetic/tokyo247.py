@@ -17,8 +17,13 @@ from dataclasses import replace
 import numpy as np
 
 from icsa.data.synthetic.appearance import db_appearance, query_appearance
-from icsa.data.synthetic.poses import city_size, database_poses, query_poses, split_areas
-from icsa.data.synthetic.poses import street_places
+from icsa.data.synthetic.poses import (
+    city_size,
+    database_poses,
+    query_poses,
+    split_areas,
+    street_places,
+)
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.world import TOKYO, World, build_world
 from icsa.data.synthetic.writer import Job, SplitPlan, cameras, split_struct
