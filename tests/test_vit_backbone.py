@@ -170,3 +170,21 @@ def test_a_vit_run_resumes_bit_identically(vittest, tiny_city, tmp_path, monkeyp
     )  # block 2 did train
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
+
+
+def test_plan_counts_a_vits_flops_and_prefix():
+    """ViT-S/14 at 224×224: 256 patches + CLS (N = 257), D = 384; per block 12·N·D² MACs in the
+    linear layers and 2·N²·D in attention, plus the patch embedding's 256·D·3·14² (one FLOP
+    counted per add and per multiply)."""
+    from icsa import plan
+
+    c = plan.model_costs(ModelSpec("dinov2s", "none", 4, (224, 224), lowest_trained_block="10",
+                                   aggregation="gem"))  # fmt: skip
+    n, d = 257, 384
+    block = 2 * (12 * n * d * d + 2 * n * n * d)
+    assert c.prefix_gflop + c.trained_gflop == pytest.approx(
+        (12 * block + 2 * 256 * d * 3 * 14 * 14) / 1e9, rel=0.01
+    )
+    assert c.trained_gflop == pytest.approx(3 * block / 1e9, rel=0.01)  # blocks 10, 11, 12
+    assert c.prefix_values == d * (1 + 16) * 16  # tokens packed as a map: CLS row + 16×16
+    assert c.descriptor_dim == d
