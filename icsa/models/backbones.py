@@ -178,7 +178,7 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
         raise InputError(
             f"weights={path!r}: expected 'none', 'imagenet' or the path of an existing "
-            "torchvision state dict file"
+            "state dict file (the torchvision model's, or a ViT's in DINOv2's or timm's keys)"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):

@@ -5,7 +5,9 @@ package whose model is built locally with no network access, whose checkpoint fi
 official DINOv2 checkpoints (torch.hub's ``dinov2_vits14`` key names) to its own, and whose
 ``dynamic_img_size`` interpolates the positional embedding to any multiple of the patch size.
 torch.hub's DINOv2 code would have to be downloaded (``torch.hub.load`` fetches the repository) or
-vendored.
+vendored. One difference from torch.hub's code: timm interpolates the positional embedding
+bicubically *with* antialiasing, DINOv2's own code without, so pretrained features at image sizes
+other than 518×518 differ slightly from torch.hub's.
 
 Blocks (the registry's ``vit_blocks``): block 1 is the patch embedding, positional embedding and
 CLS token plus transformer block 1; block i is transformer block i; the last one also applies the
