@@ -33,8 +33,9 @@ def _images(n: int = 2, size: tuple[int, int] = SIZE) -> torch.Tensor:
 
 def _timm_state(seed: int) -> dict[str, torch.Tensor]:
     """timm's own ViT-S/14 DINOv2 init from ``seed``: what build_vit makes for that seed."""
-    torch.manual_seed(seed)
-    vit = timm.create_model("vit_small_patch14_dinov2", num_classes=0, dynamic_img_size=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vit = timm.create_model("vit_small_patch14_dinov2", num_classes=0, dynamic_img_size=True)
     return vit.state_dict()
 
 
@@ -170,6 +171,9 @@ def test_a_vit_run_resumes_bit_identically(vittest, tiny_city, tmp_path, monkeyp
     )  # block 2 did train
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
+    untimed = [[{k: v for k, v in row.items() if not k.endswith("_s")} for row in c["history"]]
+               for c in (a, b)]  # fmt: skip
+    assert untimed[0] == untimed[1] and len(untimed[0]) == 3  # epoch 0 (untrained) + 2
 
 
 def test_plan_counts_a_vits_flops_and_prefix():
