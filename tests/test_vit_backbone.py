@@ -55,7 +55,9 @@ def test_output_is_the_patch_grid_and_sizes_must_be_multiples_of_14():
 @pytest.mark.parametrize("k", [None, 1, 5, 12])
 def test_lowest_trained_block_trains_blocks_k_to_12_and_the_final_norm(k):
     net = build_backbone("dinov2s", "none" if k is None else k)
-    assert net.num_blocks == 12
+    assert net.num_blocks == registry.backbone_spec("dinov2b").num_blocks == 12
+    with pytest.raises(InputError, match="none or 1..12 for dinov2s"):
+        registry.check_block("dinov2s", 13)
     for name, p in net.named_parameters():
         block = int(name.split(".")[1]) + 1  # "blocks.<i>.…": backbone block i + 1
         if ".embed." in name:  # patch embedding, CLS token, positional embedding
@@ -192,3 +194,15 @@ def test_plan_counts_a_vits_flops_and_prefix():
     assert c.trained_gflop == pytest.approx(3 * block / 1e9, rel=0.01)  # blocks 10, 11, 12
     assert c.prefix_values == d * (1 + 16) * 16  # tokens packed as a map: CLS row + 16×16
     assert c.descriptor_dim == d
+
+
+def test_a_backbone_entry_names_torchvision_or_a_build_not_both():
+    vit = registry.backbone_spec("dinov2s")
+    for bad in (
+        registry.BackboneSpec(**{**vit.__dict__, "name": "both", "torchvision": "resnet18"}),
+        registry.BackboneSpec(**{**vit.__dict__, "name": "neither", "build": None}),
+        registry.BackboneSpec(**{**vit.__dict__, "name": "zero", "side_multiple": 0}),
+    ):
+        with pytest.raises(InputError, match="exactly one of torchvision and build"):
+            registry.register_backbone(bad)
+    assert not {"both", "neither", "zero"} & set(registry.BACKBONES)
