@@ -7,7 +7,8 @@ config's run tables ask for, from
   (:data:`PUBLISHED_COUNTS`: Arandjelović et al., NetVLAD, CVPR 2016, Sec. 5.1 and Table 1 of
   its supplement; Torii et al. 2015 for Tokyo 24/7);
 - the model: prefix shape, descriptor size and FLOPs per image of the frozen and the trained
-  blocks, counted by ``torch.utils.flop_counter`` on the ``meta`` device (no memory, no time);
+  blocks, counted by ``torch.utils.flop_counter`` on the ``meta`` device (no memory, no time;
+  for the DINOv2 ViTs the prefix is the token map with its CLS row, icsa/models/vit.py);
 - a rate in GFLOP/s: ``--gflops``, or measured here (a short convolution calibration on this
   machine's CPU), or the GPU rate ``benchmarks/gpu_check.py`` measured (its JSON record, which
   also gives a measured floor per training step and the decoding images/s).

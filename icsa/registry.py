@@ -39,17 +39,23 @@ NAME = "[a-z0-9]+"
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A torchvision classifier cut at its last conv layer, as a sequence of blocks.
+    """A backbone as a sequence of blocks: a torchvision classifier cut at its last conv layer,
+    or a model a ``build`` function makes (the DINOv2 ViTs, icsa/models/vit.py).
 
-    A block is a tuple of "cuts" into the full torchvision model: ``"features[0:5]"`` is a slice
+    A torchvision block is a tuple of "cuts" into the full model: ``"features[0:5]"`` is a slice
     of a Sequential child, ``"layer1"`` a named child. Blocks are 1-based in the config ("lowest
-    trained block" k trains blocks k…last).
+    trained block" k trains blocks k…last). With ``build`` (a callable or its import path
+    ``"package.module:Name"``, resolved only when a model is built, so this registry stays
+    torch-free), ``torchvision`` and ``imagenet_weights`` are None and the builder, called as
+    ``build(spec, state_dict_or_None, init_seed)``, returns the blocks; ``blocks`` still names
+    them (their count is ``num_blocks``) in the builder's own terms, and ``options`` are its
+    keywords.
     """
 
     name: str
     label: str  # as the paper writes it: VGG16
-    torchvision: str  # constructor in torchvision.models
-    imagenet_weights: str  # weights enum in torchvision.models (IMAGENET1K_V1 is used)
+    torchvision: str | None  # constructor in torchvision.models (None with build)
+    imagenet_weights: str | None  # weights enum in torchvision.models (IMAGENET1K_V1 is used)
     blocks: tuple[tuple[str, ...], ...]
     out_channels: int
     stride: int  # nominal: 480×640 → 30×40 for 16
@@ -59,10 +65,22 @@ class BackboneSpec:
     dropped_prefixes: tuple[str, ...]
     # "kaiming": torchvision's conv/BN init scheme; "default": each layer's reset_parameters().
     random_init: str = "kaiming"
+    build: str | Callable[..., Any] | None = None
+    options: tuple[tuple[str, Any], ...] = field(default=())
+    # Image sides must be multiples of this (a ViT's patch size; 1: any side).
+    side_multiple: int = 1
+    # weights="imagenet" for a build backbone: this official checkpoint, read from torch.hub's
+    # cache ($TORCH_HOME/hub/checkpoints/<its file name>) only, never downloaded.
+    weights_url: str = ""
 
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
+
+    def constructor(self) -> Callable[..., Any]:
+        if self.build is None:
+            raise InputError(f"backbone {self.name}: a torchvision cut, it has no build")
+        return _resolve(self.build, "backbone", self.name)
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -74,6 +92,12 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     if spec.random_init not in ("kaiming", "default"):
         raise InputError(
             f"backbone {spec.name}: random_init={spec.random_init!r}; expected kaiming or default"
+        )
+    if (spec.build is None) == (spec.torchvision is None) or spec.side_multiple < 1:
+        raise InputError(
+            f"backbone {spec.name}: torchvision={spec.torchvision!r}, build={spec.build!r}, "
+            f"side_multiple={spec.side_multiple}; expected exactly one of torchvision and build, "
+            "and side_multiple >= 1"
         )
     BACKBONES[spec.name] = spec
     return spec

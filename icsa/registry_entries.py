@@ -40,6 +40,32 @@ for _spec in (
 ):  # fmt: skip
     register_backbone(_spec)
 
+
+def vit_blocks(depth: int) -> tuple[tuple[str, ...], ...]:
+    """A ViT's blocks as icsa.models.vit reads them: block 1 is the patch embedding (with the
+    positional embedding and the CLS token) and transformer block 1, block i the i-th transformer
+    block, the last one also the final norm. So k = 1 trains the patch embedding too, and any
+    k trains the final norm."""
+    blocks = [(f"blocks[{i}:{i + 1}]",) for i in range(depth)]
+    blocks[0] = ("patch_embed", *blocks[0])
+    blocks[-1] = (*blocks[-1], "norm")
+    return tuple(blocks)
+
+
+# DINOv2 (Oquab et al., TMLR 2024), as SALAD, BoQ and MegaLoc use it: timm's implementation
+# (icsa/models/vit.py says why timm), patch tokens as a C×(H/14)×(W/14) map, twelve blocks.
+_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2"
+for _name, _label, _timm, _dim, _hub in (
+    ("dinov2s", "DINOv2 ViT-S/14", "vit_small_patch14_dinov2", 384, "dinov2_vits14"),
+    ("dinov2b", "DINOv2 ViT-B/14", "vit_base_patch14_dinov2", 768, "dinov2_vitb14"),
+):
+    register_backbone(
+        BackboneSpec(_name, _label, None, None, vit_blocks(12), out_channels=_dim, stride=14,
+                     min_image_side=14, dropped_prefixes=(), build="icsa.models.vit:build_vit",
+                     options=(("model", _timm),), side_multiple=14,
+                     weights_url=f"{_DINOV2}/{_hub}/{_hub}_pretrain.pth")
+    )  # fmt: skip
+
 _INDEPENDENT = "icsa.models.independent"
 for _spec in (
     AttentionSpec("none", "none", "torch.nn:Identity", identity_at_init=True, arguments=()),

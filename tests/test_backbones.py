@@ -138,6 +138,8 @@ def test_minimum_image_sides_are_torchs_own():
         return x.shape[2], x.shape[3]
 
     for name, spec in BACKBONES.items():
+        if spec.build is not None:  # the ViTs: tests/test_vit_backbone.py
+            continue
         side = spec.min_image_side
         assert min(map_shape(name, side)) >= 1, name
         if side > 1:

@@ -1,4 +1,4 @@
-"""Backbones cut at their last conv layer: VGG16, ResNet18 and AlexNet from torchvision.
+"""Backbones as blocks: VGG16, ResNet18/50 and AlexNet cut from torchvision, and the DINOv2 ViTs.
 
 VGG16 is cut after conv5_3 *before* its ReLU and pool5 (stride 16: 480×640 → 512×30×40), AlexNet
 likewise before its last ReLU and pool, ResNet18 after layer4 (docs/science.md, NetVLAD's setting).
@@ -7,7 +7,10 @@ Frozen blocks stay in eval mode even under ``model.train()``, so that the frozen
 function of the image (the training loop caches it; frozen BatchNorm must not update its stats).
 
 The torchvision model is first built on the meta device (no memory, no init cost), cut, and only
-then materialised: randomly (seeded) for ``weights="none"``, or from a state dict.
+then materialised: randomly (seeded) for ``weights="none"``, or from a state dict. A registry
+entry with a ``build`` (the DINOv2 ViTs: icsa/models/vit.py) makes its blocks itself from the
+state dict read here; its ``weights="imagenet"`` is its official checkpoint, read from torch.hub's
+cache and never downloaded (:func:`hub_checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from torch import nn
 from icsa.errors import InputError
 from icsa.registry import BACKBONES, BackboneSpec, backbone_spec, check_block
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "feature_shape_for", "weights_name"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "build_backbone",
+    "feature_shape_for",
+    "hub_checkpoint",
+    "weights_name",
+]
 
 # The registry's entries say how each torchvision model is cut (icsa.registry.BackboneSpec).
 _CUT = re.compile(r"^(?P<child>[a-z_0-9]+)(\[(?P<start>\d+):(?P<stop>\d+)\])?$")
@@ -56,7 +66,7 @@ def _cut(spec: BackboneSpec, full: nn.Module) -> list[nn.Module]:
 
 
 class Backbone(nn.Module):
-    """A torchvision backbone as five sequential blocks; ``forward`` runs them all.
+    """A backbone as sequential blocks (five for the CNNs); ``forward`` runs them all.
 
     Attributes: ``name``, ``out_channels``, ``stride`` (nominal), ``num_blocks``, ``blocks``
     (block i+1 = ``blocks[i]``) and ``lowest_trained_block`` (int or None).
@@ -129,6 +139,28 @@ def _init_random(name: str, backbone: nn.Module, seed: int) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def hub_checkpoint(name: str) -> Path:
+    """Where ``weights="imagenet"`` of a build backbone must be: torch.hub's checkpoint cache
+    ($TORCH_HOME/hub/checkpoints, as ``torch.hub.load_state_dict_from_url`` would put it)."""
+    url = backbone_spec(name).weights_url
+    if not url:
+        raise InputError(f"weights='imagenet' for {name}: its registry entry names no checkpoint")
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _hub_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The official checkpoint from torch.hub's cache only: tests and jobs never download."""
+    path = hub_checkpoint(name)
+    if not path.is_file():
+        url = backbone_spec(name).weights_url
+        raise InputError(
+            f"weights='imagenet' for {name}: expected the file {path} (nothing is downloaded); "
+            f"get it with: mkdir -p {path.parent} && curl -L -o {path} {url} (or set "
+            "TORCH_HOME to the folder whose hub/checkpoints holds it)"
+        )
+    return _file_state_dict(str(path))
+
+
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights through torchvision's weights API (cache under $TORCH_HOME/hub)."""
     weights = getattr(torchvision.models, backbone_spec(name).imagenet_weights).IMAGENET1K_V1
@@ -146,7 +178,7 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
         raise InputError(
             f"weights={path!r}: expected 'none', 'imagenet' or the path of an existing "
-            "torchvision state dict file"
+            "state dict file (the torchvision model's, or a ViT's in DINOv2's or timm's keys)"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
@@ -187,17 +219,29 @@ def build_backbone(
     weights: str | os.PathLike | None = "none",
     init_seed: int = 0,
 ) -> Backbone:
-    """Build a cut torchvision backbone.
+    """Build a backbone (a cut torchvision model, or a ``build`` entry's blocks).
 
     Args:
         name: one of ``BACKBONES``.
-        lowest_trained_block: ``"none"`` or 1…5; blocks from it on require grad.
+        lowest_trained_block: ``"none"`` or 1…num_blocks; blocks from it on require grad.
         weights: ``"none"`` (random init from ``init_seed``, deterministic), ``"imagenet"``
-            (torchvision weights API; honours ``TORCH_HOME``) or a path to a state dict of
-            the full torchvision model (the classifier may be left out).
+            (torchvision weights API; honours ``TORCH_HOME``; for a ViT the DINOv2 checkpoint
+            in torch.hub's cache, :func:`hub_checkpoint`) or a path to a state dict of the
+            full torchvision model (the classifier may be left out) or of the ViT (DINOv2's
+            or timm's key names).
         init_seed: seed of the random init for ``weights="none"`` (also ``weights=None``).
     """
     weights = weights_name(weights)
+    spec = backbone_spec(name)
+    if spec.build is not None:
+        state = None
+        if weights != "none":
+            state = _hub_state_dict(name) if weights == "imagenet" else _file_state_dict(weights)
+        backbone = Backbone(name, spec.constructor()(spec, state, init_seed))
+        if any(t.is_meta for t in _tensors(backbone)):
+            raise InputError(f"weights {weights}: some backbone tensors were not in the file")
+        backbone.set_lowest_trained_block(lowest_trained_block)
+        return backbone
     full, blocks = _meta_blocks(name)
     backbone = Backbone(name, blocks)
     if weights == "none":
@@ -223,7 +267,12 @@ def feature_shape_for(name: str, image_size: tuple[int, int]) -> tuple[int, int,
 
     Runs the real module graph on the meta device, so the arithmetic is torch's own.
     """
-    _, blocks = _meta_blocks(name)
+    spec = backbone_spec(name)
+    if spec.build is None:
+        _, blocks = _meta_blocks(name)
+    else:
+        with torch.device("meta"):
+            blocks = spec.constructor()(spec, None, 0)
     x = torch.empty(1, 3, int(image_size[0]), int(image_size[1]), device="meta")
     for block in blocks:
         x = block(x)
