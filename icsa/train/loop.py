@@ -70,7 +70,7 @@ class TripletTrainer:
         self,
         state: RunState,
         sources: Sources,
-        miner: HardNegativeMiner,
+        miner: HardNegativeMiner | None,
         val: PlaceSplit,
         spec: RunSpec,
         context: RunContext,
