@@ -22,6 +22,7 @@ from icsa.train.multisimilarity import MultiSimilarityTrainer, augment, ms_loss_
 from icsa.train.places import place_batches, places_from_utm
 from icsa.train.schedule import WarmupLinear
 from icsa.train.settings import TrainSettings
+from icsa.train.state import RunState
 from tests.helpers.city import QUICK, run_spec, run_training
 from tests.helpers.workflow import ROOT
 
@@ -29,7 +30,7 @@ torch.set_num_threads(1)
 # 20 m cells of the tiny city: 8 places of >= 4 images; 2 batches of 4 places an epoch.
 MS = {"epochs": 2, "regime": "multisimilarity", "ms_places_per_batch": 4,
       "ms_images_per_place": 4, "ms_place_cell_m": 20.0, "ms_warmup_steps": 2,
-      "ms_lr": 1e-3, "eval_batch_size": 32}  # fmt: skip
+      "eval_batch_size": 32}  # fmt: skip
 TIMINGS = ("train_s", "cache_refresh_s", "val_s")
 
 
@@ -100,7 +101,7 @@ def test_warmup_then_linear_decay():
     assert [round(f(s), 6) for s in (0, 1, 3, 5, 10, 50)] == [0.25, 0.46, 0.76, 0.6, 0.2, 0.2]
     assert WarmupLinear(0, 4000, 0.2)(0) == 1.0  # salad's LinearLR start
     model = torch.nn.Linear(2, 1)
-    state = __import__("icsa.train.state", fromlist=["RunState"]).RunState.start(
+    state = RunState.start(
         model, TrainSettings(regime="multisimilarity", ms_warmup_steps=4, ms_decay_steps=10),
         np.zeros((0, 1), np.int64),
     )  # fmt: skip
@@ -177,7 +178,7 @@ def test_a_killed_multisimilarity_run_resumes_bit_identically(tiny_city, tmp_pat
     assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
     rows = _history(straight)
     assert [r["steps"] for r in rows[1:]] == [2, 2] and rows[1]["places"] == 8
-    assert all(np.isfinite(r["loss"]) for r in rows[1:])
+    assert all(np.isfinite(r["loss"]) and r["pairs_mined"] > 0 for r in rows[1:])
     # The same files as a triplet run writes (checkpoints, history, fingerprint).
     triplet = tmp_path / "triplet"
     run_training(tiny_city, triplet, QUICK)
