@@ -257,12 +257,14 @@ class TripletTrainer:
 
     def _check_divergence(self, epoch: int) -> None:
         norm, start = self.state.weight_norm(), self.state.initial_weight_norm
+        key = "ms_lr" if self.settings.regime == "multisimilarity" else "lr"
+        lr = getattr(self.settings, key)
         if not np.isfinite(norm) or norm > DIVERGENCE_FACTOR * max(start, 1e-12):
             raise DivergedError(
                 f"{self.run_dir}: training diverged in epoch {epoch}: the trainable weights' L2 "
                 f"norm is {norm:.3g}, {norm / max(start, 1e-12):.3g}× its initial {start:.3g} "
-                f"(bound: {DIVERGENCE_FACTOR:g}×); lower train.lr ({self.settings.lr:g}). The "
-                "diverged epoch was not saved"
+                f"(bound: {DIVERGENCE_FACTOR:g}×); lower train.{key} ({lr:g}). The diverged "
+                "epoch was not saved"
             )
 
     def _untrained_row(self) -> dict[str, Any]:
