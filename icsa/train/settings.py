@@ -1,4 +1,6 @@
-"""Training recipe values (the NetVLAD recipe, docs/science.md) as one frozen dataclass.
+"""Training recipe values (the NetVLAD recipe, docs/science.md) as one frozen dataclass; the
+``regime`` and ``ms_*`` keys select and set the multisimilarity regime instead
+(icsa/train/multisimilarity.py).
 
 Every number the training loop uses lives here so that Snakemake can pass the whole recipe as a
 JSON ``params:`` value and DVC can track it. Defaults follow pytorch-NetVlad (Arandjelović et al.):
