@@ -1,4 +1,5 @@
-"""Training: k-means initialisation, hard-negative mining, the triplet loop and checkpoints.
+"""Training: k-means initialisation, hard-negative mining, the triplet loop, the multisimilarity
+regime (place-grouped batches) and checkpoints.
 
 See docs/architecture.md ("Training") for the files a run writes and docs/science.md for the recipe.
 """
@@ -13,6 +14,8 @@ _EXPORTS = {
     "icsa.train.kmeans": ["compute_centroids", "load_centroids"],
     "icsa.train.loop": ["DivergedError", "NonFiniteLossError", "TripletTrainer"],
     "icsa.train.mining": ["HardNegativeMiner", "TripletGeometry", "build_geometry"],
+    "icsa.train.multisimilarity": ["MultiSimilarityTrainer", "prepare_multisimilarity"],
+    "icsa.train.places": ["Places", "place_batches", "places_from_utm"],
     "icsa.train.run": ["prepare_trainer", "train_run"],
     "icsa.train.settings": ["TrainSettings"],
 }

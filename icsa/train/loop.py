@@ -70,7 +70,7 @@ class TripletTrainer:
         self,
         state: RunState,
         sources: Sources,
-        miner: HardNegativeMiner,
+        miner: HardNegativeMiner | None,
         val: PlaceSplit,
         spec: RunSpec,
         context: RunContext,
@@ -80,7 +80,7 @@ class TripletTrainer:
         self.state, self.sources, self.miner, self.val = state, sources, miner, val
         self.spec, self.settings, self.seed = spec, spec.recipe, int(spec.seed)
         self.run_dir, self.device, self.logger = context.run_dir, context.device, logger
-        self.geometry = miner.geometry
+        self.geometry = getattr(miner, "geometry", None)  # None: a regime without triplets
         # CUDA mixed precision for every pass (bfloat16, or float16 with the GradScaler); else
         # bfloat16 for the forward-only passes (describe) with ``fast``.
         self.amp_dtype = state.amp_dtype
@@ -257,13 +257,35 @@ class TripletTrainer:
 
     def _check_divergence(self, epoch: int) -> None:
         norm, start = self.state.weight_norm(), self.state.initial_weight_norm
+        key = "ms_lr" if self.settings.regime == "multisimilarity" else "lr"
+        lr = getattr(self.settings, key)
         if not np.isfinite(norm) or norm > DIVERGENCE_FACTOR * max(start, 1e-12):
             raise DivergedError(
                 f"{self.run_dir}: training diverged in epoch {epoch}: the trainable weights' L2 "
                 f"norm is {norm:.3g}, {norm / max(start, 1e-12):.3g}× its initial {start:.3g} "
-                f"(bound: {DIVERGENCE_FACTOR:g}×); lower train.lr ({self.settings.lr:g}). The "
-                "diverged epoch was not saved"
+                f"(bound: {DIVERGENCE_FACTOR:g}×); lower train.{key} ({lr:g}). The diverged "
+                "epoch was not saved"
             )
+
+    def _untrained_row(self) -> dict[str, Any]:
+        """Epoch 0's row entries besides its recalls."""
+        return {"queries_without_positive": self.geometry.queries_without_positive}
+
+    def _stats_row(self, stats: dict[str, float]) -> dict[str, Any]:
+        """A trained epoch's row entries from ``train_epoch``'s statistics, in history order."""
+        steps = stats["steps"]
+        return {
+            "loss": stats["loss_sum"] / steps if steps else None,
+            "steps": steps,
+            "triplets": stats["triplets"],
+            "queries_used": stats["queries_used"],
+            "queries_skipped_no_violation": stats["skipped"],
+            "queries_without_positive": self.geometry.queries_without_positive,
+        }
+
+    def _end_epoch_schedule(self) -> None:
+        """The lr schedule after an epoch (StepLR counts epochs)."""
+        self.state.scheduler.step()
 
     def fit(self) -> dict:
         """Train until ``epochs`` or early stopping; returns the last history row."""
@@ -274,7 +296,7 @@ class TripletTrainer:
                 "epoch": 0,
                 "lr": self.state.optimizer.param_groups[0]["lr"],
                 **self.validate(),
-                "queries_without_positive": self.geometry.queries_without_positive,
+                **self._untrained_row(),
                 "val_s": time.perf_counter() - t0,
             }
             self.end_epoch(row)
@@ -285,17 +307,11 @@ class TripletTrainer:
             self._check_divergence(epoch)
             t0 = time.perf_counter()
             recalls = self.validate()
-            self.state.scheduler.step()
-            steps = stats["steps"]
+            self._end_epoch_schedule()
             row = {
                 "epoch": epoch,
                 "lr": lr,
-                "loss": stats["loss_sum"] / steps if steps else None,
-                "steps": steps,
-                "triplets": stats["triplets"],
-                "queries_used": stats["queries_used"],
-                "queries_skipped_no_violation": stats["skipped"],
-                "queries_without_positive": self.geometry.queries_without_positive,
+                **self._stats_row(stats),
                 **recalls,
                 "train_s": stats["train_s"],
                 "cache_refresh_s": stats["cache_refresh_s"],

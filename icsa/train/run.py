@@ -33,6 +33,7 @@ from icsa.train.kmeans import load_centroids
 from icsa.train.lock import run_folder_lock
 from icsa.train.loop import TripletTrainer
 from icsa.train.mining import HardNegativeMiner, build_geometry, require_trainable
+from icsa.train.multisimilarity import prepare_multisimilarity
 from icsa.train.state import (
     CHECKPOINT_BEST_STATE,
     CHECKPOINT_LAST,
@@ -56,9 +57,12 @@ def prepare_trainer(
     context: RunContext,
     checkpoint: dict[str, Any] | None = None,
 ) -> TripletTrainer:
-    """Compose a trainer for the run ``spec`` (``model`` built from ``spec.model``): mining
+    """Compose a trainer for the run ``spec`` (``model`` built from ``spec.model``; the
+    multisimilarity regime: icsa.train.multisimilarity.prepare_multisimilarity): mining
     geometry and miner, input sources (this reads the images into the prefix cache), a fresh or
     restored state, and a logger that replays the history."""
+    if spec.recipe.regime == "multisimilarity":
+        return prepare_multisimilarity(model, train, val, spec, context, checkpoint)
     s, device, run_dir = spec.recipe, context.device, context.run_dir
     model = channels_last(model.to(device), device.type == "cuda")
     geometry = build_geometry(

@@ -1,4 +1,6 @@
-"""Training recipe values (the NetVLAD recipe, docs/science.md) as one frozen dataclass.
+"""Training recipe values (the NetVLAD recipe, docs/science.md) as one frozen dataclass; the
+``regime`` and ``ms_*`` keys select and set the multisimilarity regime instead
+(icsa/train/multisimilarity.py).
 
 Every number the training loop uses lives here so that Snakemake can pass the whole recipe as a
 JSON ``params:`` value and DVC can track it. Defaults follow pytorch-NetVlad (Arandjelović et al.):
@@ -33,8 +35,28 @@ from icsa.records import record_from_dict
 
 PREFIX_CACHE_DTYPES = ("float16", "float32")
 OPTIMIZERS = ("sgd", "adam")
-# Keys added after runs were recorded, with the value those runs implicitly had.
-LATER_KEYS = {"optimizer": "sgd"}
+REGIMES = ("triplet", "multisimilarity")
+MS_AUGMENTS = ("randaugment", "none")
+# Keys added after runs were recorded, with the value those runs implicitly had. The regime and
+# the multisimilarity keys are here too: a triplet run's spec and fingerprint stay what they were.
+LATER_KEYS = {
+    "optimizer": "sgd",
+    "regime": "triplet",
+    "ms_places_per_batch": 60,
+    "ms_images_per_place": 4,
+    "ms_place_cell_m": 10.0,
+    "ms_lr": 6e-5,
+    "ms_weight_decay": 9.5e-9,
+    "ms_warmup_steps": 800,
+    "ms_decay_steps": 4000,
+    "ms_end_factor": 0.2,
+    "ms_alpha": 1.0,
+    "ms_beta": 50.0,
+    "ms_base": 0.0,
+    "ms_epsilon": 0.1,
+    "ms_augment": "randaugment",
+}
+MS_KEYS = tuple(k for k in LATER_KEYS if k == "regime" or k.startswith("ms_"))
 _ABSENT = object()
 FAST_MODES = MODES  # icsa.fast_inference: torch-free at import
 
@@ -72,6 +94,23 @@ class TrainSettings:
     # bfloat16 for the forward-only work (prefix cache, mining refresh, validation):
     # auto | on | off (icsa.fast_inference); off is float32 as before.
     fast_inference: str = "off"
+    # triplet (the recipe above) or multisimilarity (icsa/train/multisimilarity.py: P places x K
+    # images per batch, pytorch-metric-learning's Multi-Similarity miner and loss, AdamW with
+    # warm-up). The ms_* keys are that regime's alone; defaults from the references:
+    regime: str = "triplet"
+    ms_places_per_batch: int = 60  # P (gsv-cities main.py batch_size)
+    ms_images_per_place: int = 4  # K (gsv-cities img_per_place = min_img_per_place)
+    ms_place_cell_m: float = 10.0  # a place of a UTM split: a square cell (icsa/train/places.py)
+    ms_lr: float = 6e-5  # AdamW lr and weight decay: serizba/salad main.py
+    ms_weight_decay: float = 9.5e-9
+    ms_warmup_steps: int = 800  # linear warm-up (gsv-cities VPRModel.optimizer_step)
+    ms_decay_steps: int = 4000  # then linear decay to ms_end_factor (salad's LinearLR)
+    ms_end_factor: float = 0.2
+    ms_alpha: float = 1.0  # MultiSimilarityLoss(alpha, beta, base): gsv-cities utils/losses.py
+    ms_beta: float = 50.0
+    ms_base: float = 0.0
+    ms_epsilon: float = 0.1  # MultiSimilarityMiner(epsilon): gsv-cities miner_margin
+    ms_augment: str = "randaugment"  # RandAugment(num_ops=2) as gsv-cities' train transform
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -82,12 +121,20 @@ class TrainSettings:
             "neg_kept",
             "cache_refresh",
             "eval_batch_size",
+            "ms_places_per_batch",
+            "ms_decay_steps",
         )
         for key in positive_ints:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"train settings: {key}={value!r}, expected an integer >= 1")
-        for key in ("patience", "num_workers"):
+        k = self.ms_images_per_place
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise InputError(
+                f"train settings: ms_images_per_place={self.ms_images_per_place!r}, expected an "
+                "integer >= 2 (a place needs a positive pair)"
+            )
+        for key in ("patience", "num_workers", "ms_warmup_steps"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InputError(f"train settings: {key}={value!r}, expected an integer >= 0")
@@ -100,11 +147,16 @@ class TrainSettings:
             "neg_radius",
             "lr_gamma",
             "prefix_cache_budget_mb",
+            "ms_place_cell_m",
+            "ms_lr",
+            "ms_end_factor",
+            "ms_alpha",
+            "ms_beta",
         ):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise InputError(f"train settings: {key}={value!r}, expected a number > 0")
-        for key in ("momentum", "weight_decay"):
+        for key in ("momentum", "weight_decay", "ms_weight_decay", "ms_base", "ms_epsilon"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise InputError(f"train settings: {key}={value!r}, expected a number >= 0")
@@ -117,6 +169,11 @@ class TrainSettings:
             raise InputError(
                 f"train settings: optimizer={self.optimizer!r}, expected one of {OPTIMIZERS}"
             )
+        for key, valid in (("regime", REGIMES), ("ms_augment", MS_AUGMENTS)):
+            if getattr(self, key) not in valid:
+                raise InputError(
+                    f"train settings: {key}={getattr(self, key)!r}, expected one of {valid}"
+                )
         if self.prefix_cache_dtype not in PREFIX_CACHE_DTYPES:
             raise InputError(
                 f"train settings: prefix_cache_dtype={self.prefix_cache_dtype!r}, "
@@ -141,4 +198,6 @@ class TrainSettings:
         had: a run's spec, params and fingerprint stay what they were, so adding a setting
         never retrains or restarts existing runs."""
         values = dataclasses.asdict(self)
-        return {k: v for k, v in values.items() if LATER_KEYS.get(k, _ABSENT) != v}
+        # A multisimilarity run states its whole regime (its spec and fingerprint name them all).
+        kept = MS_KEYS if self.regime != "triplet" else ()
+        return {k: v for k, v in values.items() if k in kept or LATER_KEYS.get(k, _ABSENT) != v}

@@ -37,6 +37,7 @@ from icsa.train.prefix_cache import (
     plan_prefix_cache,
     prefix_shape,
 )
+from icsa.train.schedule import WarmupLinear
 from icsa.train.settings import TrainSettings
 from icsa.train.verified import CorruptStateError, read_digest_record, save_verified, verify
 
@@ -99,10 +100,12 @@ def build_sources(
     run_dir: Path,
     device: torch.device,
     fast: bool = False,
+    cache_train: bool = True,
 ) -> Sources:
     """Input sources, with the frozen prefix cached under ``run_dir/state/prefix_cache`` where
     the settings and the memory budget allow (built here, or reused when still valid; under
-    bfloat16 autocast with ``fast``)."""
+    bfloat16 autocast with ``fast``). ``cache_train=False``: the training images are decoded at
+    every step (augmented training inputs cannot come from a cache)."""
     image_size = tuple(model.config["image_size"])
     datasets = {
         f"{role}_{part}": ImageDataset(paths, image_size, name=f"{split.name}-{part}")
@@ -119,9 +122,8 @@ def build_sources(
     per_image *= np.dtype(s.prefix_cache_dtype).itemsize
     # Query and database inputs of one split go into one forward pass, so they are cached
     # together or not at all; training comes first (it is read every step).
-    sizes = {
-        role: len(datasets[f"{role}_db"]) + len(datasets[f"{role}_q"]) for role in ("train", "val")
-    }
+    roles = ("train", "val") if cache_train else ("val",)
+    sizes = {role: len(datasets[f"{role}_db"]) + len(datasets[f"{role}_q"]) for role in roles}
     plan = plan_prefix_cache(sizes, per_image, s.prefix_cache_budget_mb)
     over = [role for role, cached in plan.items() if not cached]
     if over:  # said before anything is built (`icsa plan` says it before the run starts)
@@ -133,7 +135,7 @@ def build_sources(
         )  # fmt: skip
     sources = {}
     for name, ds in datasets.items():
-        if not plan[name.split("_")[0]]:
+        if not plan.get(name.split("_")[0], False):
             sources[name] = InputSource(ds, pin_memory=pin, decode_threads=threads)
             continue
         # File names as before the record had attributes: train-db.npy, ...
@@ -180,15 +182,21 @@ class RunState:
         amp_dtype: str | None = None,
     ) -> RunState:
         """A fresh run: SGD (the NetVLAD recipe) or Adam over the trainable parameters, with
-        StepLR; ``amp_dtype`` float16 brings a GradScaler, bfloat16 needs none."""
+        StepLR (the multisimilarity regime: AdamW with warm-up and linear decay);
+        ``amp_dtype`` float16 brings a GradScaler, bfloat16 needs none."""
         s = settings
         params = [p for p in model.parameters() if p.requires_grad]
-        if s.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+        if s.regime == "multisimilarity":  # AdamW, lr per optimiser step (icsa.train.schedule)
+            optimizer = torch.optim.AdamW(params, lr=s.ms_lr, weight_decay=s.ms_weight_decay)
+            schedule = WarmupLinear(s.ms_warmup_steps, s.ms_decay_steps, s.ms_end_factor)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         else:
-            optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
-                                        weight_decay=s.weight_decay)  # fmt: skip
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, s.lr_step, s.lr_gamma)
+            if s.optimizer == "adam":
+                optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+            else:
+                optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum,
+                                            weight_decay=s.weight_decay)  # fmt: skip
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, s.lr_step, s.lr_gamma)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16")
         state = cls(model, optimizer, scheduler, scaler, neg_cache, amp_dtype)
         state.initial_weight_norm = state.weight_norm()
