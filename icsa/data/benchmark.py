@@ -151,20 +151,10 @@ def read_benchmark_split(
         q_times = _capture_times(parsed[Q_FOLDER], base / Q_FOLDER)
         if (db_times is None) != (q_times is None):
             raise InputError(f"{base}: timestamps given for only one of database/queries")
-    return DbStruct(
-        which_set=split,
-        db_images=lists[DB_FOLDER],
-        db_utm=utms[DB_FOLDER],
-        q_images=lists[Q_FOLDER],
-        q_utm=utms[Q_FOLDER],
-        num_db=len(lists[DB_FOLDER]),
-        num_q=len(lists[Q_FOLDER]),
-        pos_dist_thr=POS_DIST_THR,
-        pos_dist_sq_thr=POS_DIST_THR**2,
-        non_triv_pos_dist_sq_thr=TRAIN_POS_DIST_THR**2,
-        db_timestamps=db_times,
-        q_timestamps=q_times,
-    )
+    return DbStruct.from_lists(
+        split, lists[DB_FOLDER], utms[DB_FOLDER], lists[Q_FOLDER], utms[Q_FOLDER],
+        POS_DIST_THR, TRAIN_POS_DIST_THR, db_times, q_times,
+    )  # fmt: skip
 
 
 def benchmark_splits(root: str | os.PathLike) -> list[str]:

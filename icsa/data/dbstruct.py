@@ -53,6 +53,35 @@ class DbStruct:
     def has_timestamps(self) -> bool:
         return self.db_timestamps is not None
 
+    @classmethod
+    def from_lists(
+        cls,
+        which_set: str,
+        db_images: list[str],
+        db_utm: np.ndarray,
+        q_images: list[str],
+        q_utm: np.ndarray,
+        pos_dist_thr: float,
+        train_pos_dist_thr: float,
+        db_timestamps: np.ndarray | None = None,
+        q_timestamps: np.ndarray | None = None,
+    ) -> DbStruct:
+        """A split from its image lists and radii (the counts and squared radii derived)."""
+        return cls(
+            which_set=which_set,
+            db_images=db_images,
+            db_utm=db_utm,
+            q_images=q_images,
+            q_utm=q_utm,
+            num_db=len(db_images),
+            num_q=len(q_images),
+            pos_dist_thr=pos_dist_thr,
+            pos_dist_sq_thr=pos_dist_thr**2,
+            non_triv_pos_dist_sq_thr=train_pos_dist_thr**2,
+            db_timestamps=db_timestamps,
+            q_timestamps=q_timestamps,
+        )
+
 
 def _check(db: DbStruct, where: str) -> None:
     """Raise InputError (naming ``where``) when counts, shapes or time stamps disagree."""

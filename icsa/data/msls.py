@@ -144,16 +144,8 @@ def read_msls_val(
         q_city = q_city[keep_q]
     db_utm = _positions(root, db_names, "database")
     q_utm = _positions(root, q_names, "query")
-    db = DbStruct(
-        which_set=SPLIT if city is None else f"{SPLIT}-{city}",
-        db_images=db_names,
-        db_utm=db_utm,
-        q_images=q_names,
-        q_utm=q_utm,
-        num_db=len(db_names),
-        num_q=len(q_names),
-        pos_dist_thr=POS_DIST_THR,
-        pos_dist_sq_thr=POS_DIST_THR**2,
-        non_triv_pos_dist_sq_thr=TRAIN_POS_DIST_THR**2,
+    which = SPLIT if city is None else f"{SPLIT}-{city}"
+    db = DbStruct.from_lists(
+        which, db_names, db_utm, q_names, q_utm, POS_DIST_THR, TRAIN_POS_DIST_THR
     )
     return db, positives, tuple(str(c) for c in q_city)

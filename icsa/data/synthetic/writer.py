@@ -37,7 +37,7 @@ from icsa.data.synthetic.world import Style, World, build_world
 from icsa.utils import available_cpus
 
 POS_DIST_THR = 25.0
-NON_TRIV_POS_DIST_SQ_THR = 100.0
+TRAIN_POS_DIST_THR = 10.0  # NetVLAD's nonTrivPosDistSqThr = 100
 # Pittsburgh-like city: the draw that once chose a capture time per street edge is kept so that
 # this city's images stay byte-identical to earlier versions (the regression baseline).
 _LEGACY_EDGE_DRAWS = 3
@@ -139,19 +139,8 @@ def _plan_pittsburgh_split(
 
 def split_struct(which, db_names, db_utm, q_names, q_utm, db_times=None, q_times=None):
     """The dbStruct of a synthetic split: NetVLAD's radii, counts from the lists."""
-    return DbStruct(
-        which_set=which,
-        db_images=db_names,
-        db_utm=db_utm,
-        q_images=q_names,
-        q_utm=q_utm,
-        num_db=len(db_names),
-        num_q=len(q_names),
-        pos_dist_thr=POS_DIST_THR,
-        pos_dist_sq_thr=POS_DIST_THR**2,
-        non_triv_pos_dist_sq_thr=NON_TRIV_POS_DIST_SQ_THR,
-        db_timestamps=db_times,
-        q_timestamps=q_times,
+    return DbStruct.from_lists(
+        which, db_names, db_utm, q_names, q_utm, POS_DIST_THR, TRAIN_POS_DIST_THR, db_times, q_times
     )
 
 
