@@ -17,8 +17,10 @@ The arithmetic follows the training loop (icsa/train/loop.py): the prefix cache 
 (every train and val image through the frozen blocks), each epoch refreshes the mining cache
 every ``cache_refresh`` queries (the whole training database and the chunk's queries), takes
 ``ceil(queries / batch_size)`` steps of ``batch_size × (2 + neg_kept)`` inputs (forward and
-backward ≈ 3 forwards of the trained blocks) and validates. Recomputing (no cache, or a cache
-over its budget) pays the frozen blocks' forward for every one of those inputs, and decodes them.
+backward ≈ 3 forwards of the trained blocks; with ``train.step_chunk`` one more, and the
+activations of ``step_chunk`` inputs instead of the whole step's) and validates. Recomputing
+(no cache, or a cache over its budget) pays the frozen blocks' forward for every one of those
+inputs, and decodes them.
 Times assume every query is trainable and no early stop; without measured floors they ignore
 decoding and host overhead, so they are lower bounds of the order of the truth
 (benchmarks/results/train.md and gpu.md hold measured ones).
@@ -177,6 +179,8 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     refreshes = math.ceil(t_q / s.cache_refresh) if t_q else 0
     steps = math.ceil(t_q / s.batch_size)
     inputs = s.batch_size * (2 + s.neg_kept)
+    chunked = 0 < s.step_chunk < inputs
+    graph_inputs = s.step_chunk if chunked else inputs  # whose activations a backward holds
     full = c.prefix_gflop + c.trained_gflop
 
     r = rates
@@ -188,7 +192,10 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     def epoch_s(train_cached: bool, val_cached: bool) -> float:
         fwd_train = c.trained_gflop if train_cached else full
         refresh = part_s(t_db * refreshes + t_q, fwd_train, train_cached)
-        step_gflop = inputs * (3 * c.trained_gflop + (0 if train_cached else c.prefix_gflop))
+        # Forward and backward (2×) of the trained blocks, the frozen prefix's forward where
+        # not cached, and with step_chunk the gradient cache's second forward.
+        passes = 3 + (1 if chunked else 0)
+        step_gflop = inputs * (passes * c.trained_gflop + (0 if train_cached else c.prefix_gflop))
         step = max(part_s(inputs, step_gflop / inputs, train_cached), r.step_floor_s)
         val = part_s(v_db + v_q, c.trained_gflop if val_cached else full, val_cached)
         return refresh + steps * step + val
@@ -198,7 +205,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     ram = (
         4 * c.params + 8 * c.trainable_params  # weights; gradients and SGD momentum
         + 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh))  # the mining cache
-        + inputs * (c.activation_bytes + 4 * c.prefix_values)  # one step's batch
+        + graph_inputs * c.activation_bytes + inputs * 4 * c.prefix_values  # one step's batch
     )  # fmt: skip
     cached, recompute = epoch_s(cached_train, cached_val), epoch_s(False, False)
     over = [n for n, ok in (("train", cached_train), ("val", cached_val))
@@ -291,7 +298,8 @@ def check_resources(
             notes.append(
                 f"{len(over)} training(s) need more than this machine's {memory_gb:.1f} GB at "
                 f"peak (up to {max(r['peak_ram_gb'] for r in over):.1f} GB): {names}; they "
-                "would be killed for memory here: run them on a GPU with the memory, or leave "
-                "their tables out"
+                "would be killed for memory here: set train.step_chunk (a gradient cache: the "
+                "activations of that many inputs per pass), run them on a GPU with the memory, "
+                "or leave their tables out"
             )
     return notes

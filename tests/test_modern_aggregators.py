@@ -20,8 +20,7 @@ from icsa.models.mixvpr import MixVPR
 from icsa.plan import model_costs
 from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
 from icsa.train import RunInputs, RunOptions, TrainSettings, train_run
-from icsa.train.loop import TripletTrainer
-from tests.helpers.city import QUICK
+from tests.helpers.city import QUICK, killed_in_epoch_2
 from tests.helpers.workflow import job_counts, planned_runs, scratch_workdir, snakemake
 
 MODERN = ("mixvpr", "boq")
@@ -153,21 +152,10 @@ def test_a_killed_boq_run_resumes_bit_identically(tiny_city, tmp_path, monkeypat
                    TrainSettings(**{**QUICK, "epochs": 2}), 0)  # fmt: skip
     inputs, options = RunInputs(root, None), RunOptions(device="cpu", threads=1)
     train_run(spec, inputs, tmp_path / "straight", options)
-    original, calls = TripletTrainer._loss, []
-
-    def dying(self, triplets):
-        if self.state.epoch == 1:
-            calls.append(1)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-        return original(self, triplets)
-
-    monkeypatch.setattr(TripletTrainer, "_loss", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch_2(after_steps=1), pytest.raises(KeyboardInterrupt):
         train_run(spec, inputs, tmp_path / "resumed", options)
     killed = torch.load(tmp_path / "resumed" / "state" / "checkpoint_last.pt", weights_only=True)
     assert killed["epoch"] == 1  # killed inside epoch 2: resumed from epoch 1's state
-    monkeypatch.setattr(TripletTrainer, "_loss", original)
     train_run(spec, inputs, tmp_path / "resumed", options)
     a, b = (torch.load(tmp_path / run / "state" / "checkpoint_last.pt", weights_only=True)
             for run in ("straight", "resumed"))  # fmt: skip

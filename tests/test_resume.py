@@ -11,7 +11,7 @@ import torch
 from icsa.errors import InputError
 from icsa.train import loop as loop_module
 from icsa.train.loop import TripletTrainer
-from tests.helpers.city import QUICK, run_training
+from tests.helpers.city import QUICK, killed_in_epoch_2, run_training
 
 torch.set_num_threads(1)
 TIMINGS = ("train_s", "cache_refresh_s", "val_s")
@@ -34,21 +34,10 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tiny_city, tmp_path
 
     # Kill the second run inside epoch 2, after two optimiser steps have changed the weights
     # in memory (as SIGKILL would: nothing of epoch 2 reaches the disk).
-    original, calls = TripletTrainer._loss, []
-
-    def dying(self, triplets):
-        if self.state.epoch == 1:
-            calls.append(1)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-        return original(self, triplets)
-
-    monkeypatch.setattr(TripletTrainer, "_loss", dying)
     resumed = tmp_path / "resumed"
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch_2(), pytest.raises(KeyboardInterrupt):
         run_training(tiny_city, resumed, settings, enable_dvclive=True)
     assert torch.load(resumed / "state" / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(TripletTrainer, "_loss", original)
 
     summary = run_training(
         tiny_city, resumed, settings, enable_dvclive=True

@@ -20,8 +20,7 @@ from icsa.registry_entries import vit_blocks
 from icsa.spec import ModelSpec
 from icsa.step_settings import KMeansSettings
 from icsa.train.kmeans import compute_centroids
-from icsa.train.loop import TripletTrainer
-from tests.helpers.city import QUICK, run_training
+from tests.helpers.city import QUICK, killed_in_epoch_2, run_training
 
 torch.set_num_threads(1)
 SIZE = (28, 42)
@@ -148,19 +147,8 @@ def test_a_vit_run_resumes_bit_identically(vittest, tiny_city, tmp_path, monkeyp
     settings = {**QUICK, "epochs": 2}
     run_training(tiny_city, tmp_path / "straight", settings, centroids=cents, **model)
 
-    original, calls = TripletTrainer._loss, []
-
-    def dying(self, triplets):  # killed after two optimiser steps of epoch 2
-        if self.state.epoch == 1:
-            calls.append(1)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-        return original(self, triplets)
-
-    monkeypatch.setattr(TripletTrainer, "_loss", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch_2(), pytest.raises(KeyboardInterrupt):  # after two steps of epoch 2
         run_training(tiny_city, tmp_path / "resumed", settings, centroids=cents, **model)
-    monkeypatch.setattr(TripletTrainer, "_loss", original)
     assert run_training(tiny_city, tmp_path / "resumed", settings, centroids=cents,
                         **model)["epochs"] == 2  # fmt: skip
 

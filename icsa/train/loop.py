@@ -27,6 +27,7 @@ from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
 from icsa.fast_inference import channels_last
 from icsa.spec import RunSpec
 from icsa.train.checkpoint import run_identity
+from icsa.train.gradient_cache import Backward, gradient_cache, require_chunkable
 from icsa.train.history import RunLogger, write_history
 from icsa.train.job import RunContext
 from icsa.train.mining import HardNegativeMiner, MinedTriplet
@@ -87,6 +88,7 @@ class TripletTrainer:
         self.fast = fast and self.amp_dtype is None
         self.channels_last = self.device.type == "cuda"  # faster convolutions on tensor cores
         self.descriptor_dim = state.model.descriptor_dim
+        require_chunkable(state.model, self.settings.step_chunk, spec.id)
 
     def checkpoint(self) -> dict[str, Any]:
         """The run's state as a checkpoint, with whose run it is (from the RunSpec)."""
@@ -135,16 +137,28 @@ class TripletTrainer:
         )
         self.logger.log_epoch(row, st.history)
 
+    def _autocast(self, fast: bool = False) -> torch.autocast:
+        dtype = getattr(torch, self.amp_dtype or "bfloat16")
+        return torch.autocast(self.device.type, dtype=dtype, enabled=bool(self.amp_dtype) or fast)
+
+    def _prefix(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
+        """What enters the trained blocks: cached prefixes as given, or the frozen blocks'
+        output of images (no graph: the frozen blocks need none)."""
+        inputs = channels_last(inputs.to(self.device, non_blocking=True), self.channels_last)
+        if cached:
+            return inputs
+        with torch.no_grad(), self._autocast(fast):
+            return self.state.model.frozen_prefix(inputs)
+
+    def _head(self, prefix: torch.Tensor, fast: bool = False) -> torch.Tensor:
+        """Descriptors [B, K*C] from prefixes: trained blocks → attention → aggregator."""
+        with self._autocast(fast):
+            return self.state.model.forward_from_prefix(prefix).float()
+
     def _encode(self, inputs: torch.Tensor, cached: bool, fast: bool = False) -> torch.Tensor:
         """Descriptors [B, K*C] of a batch of prefixes (cached) or images; ``fast``: bfloat16
         (forward-only callers)."""
-        inputs = channels_last(inputs.to(self.device, non_blocking=True), self.channels_last)
-        dtype = getattr(torch, self.amp_dtype or "bfloat16")
-        with torch.autocast(self.device.type, dtype=dtype, enabled=bool(self.amp_dtype) or fast):
-            if not cached:
-                with torch.no_grad():  # the frozen blocks need no graph
-                    inputs = self.state.model.frozen_prefix(inputs)
-            return self.state.model.forward_from_prefix(inputs).float()
+        return self._head(self._prefix(inputs, cached, fast), fast)
 
     @torch.no_grad()
     def describe(self, src: InputSource, indices: np.ndarray) -> np.ndarray:
@@ -174,7 +188,19 @@ class TripletTrainer:
         )
         return {f"recall@{n}": float(recalls[n]) for n in RECALL_VALUES}
 
-    def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int]:
+    def _step_descriptors(
+        self, inputs: torch.Tensor, cached: bool
+    ) -> tuple[torch.Tensor, Backward]:
+        """A step's descriptors [N, K*C] with their graph, or, with ``train.step_chunk`` below
+        N, from the gradient cache (icsa/train/gradient_cache.py) with its second pass to run
+        after ``loss.backward()``."""
+        chunk = self.settings.step_chunk
+        if chunk and chunk < len(inputs):
+            return gradient_cache(self._prefix(inputs, cached), self._head, chunk)
+        return self._encode(inputs, cached), None
+
+    def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int, Backward]:
+        """The step's loss, the number of negatives, and how to back-propagate it."""
         q_idx = np.array([t.query for t in triplets])
         p_idx = np.array([t.positive for t in triplets])
         counts = [len(t.negatives) for t in triplets]
@@ -183,7 +209,7 @@ class TripletTrainer:
         # One forward over query, positives and negatives, as pytorch-NetVlad (BatchNorm in
         # trained blocks sees the whole batch).
         inputs = torch.cat([q_src.get(q_idx), db_src.get(np.concatenate([p_idx, n_idx]))])
-        desc = self._encode(inputs, db_src.cached)  # [B + B + N, K*C]
+        desc, backward = self._step_descriptors(inputs, db_src.cached)  # [B + B + N, K*C]
         b = len(triplets)
         d_q, d_p, d_n = desc[:b], desc[b : 2 * b], desc[2 * b :]
         owner = torch.repeat_interleave(
@@ -192,7 +218,7 @@ class TripletTrainer:
         loss = F.triplet_margin_loss(
             d_q[owner], d_p[owner], d_n, margin=self.settings.margin, p=2, reduction="sum"
         )
-        return loss / len(n_idx), len(n_idx)
+        return loss / len(n_idx), len(n_idx), backward
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch (1-based); returns its statistics."""
@@ -237,7 +263,7 @@ class TripletTrainer:
                     continue
                 self.state.model.train()
                 self.state.optimizer.zero_grad(set_to_none=True)
-                loss, used = self._loss(triplets)
+                loss, used, backward = self._loss(triplets)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"epoch {epoch}, step {batch_no}: loss is {loss.item()} (queries "
@@ -245,6 +271,8 @@ class TripletTrainer:
                         "input is bad"
                     )
                 self.state.scaler.scale(loss).backward()
+                if backward is not None:  # the gradient cache's second pass (step_chunk)
+                    backward()
                 self.state.scaler.step(self.state.optimizer)
                 self.state.scaler.update()
                 stats["loss_sum"] += float(loss.detach())

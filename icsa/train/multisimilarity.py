@@ -128,7 +128,7 @@ class MultiSimilarityTrainer(TripletTrainer):
             inputs, cached = self._inputs(flat, epoch, step)
             self.state.model.train()
             self.state.optimizer.zero_grad(set_to_none=True)
-            desc = self._encode(inputs, cached)
+            desc, backward = self._step_descriptors(inputs, cached)
             target = torch.from_numpy(labels).to(desc.device)
             pairs = self.pair_miner(desc, target)
             loss = self.loss_fn(desc, target, pairs)
@@ -138,6 +138,8 @@ class MultiSimilarityTrainer(TripletTrainer):
                     "(lower train.ms_lr?) or an input is bad"
                 )
             self.state.scaler.scale(loss).backward()
+            if backward is not None:  # the gradient cache's second pass (step_chunk)
+                backward()
             self.state.scaler.step(self.state.optimizer)
             self.state.scaler.update()
             self.state.scheduler.step()  # the lr schedule counts optimiser steps

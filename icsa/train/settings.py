@@ -55,6 +55,7 @@ LATER_KEYS = {
     "ms_base": 0.0,
     "ms_epsilon": 0.1,
     "ms_augment": "randaugment",
+    "step_chunk": 0,
 }
 MS_KEYS = tuple(k for k in LATER_KEYS if k == "regime" or k.startswith("ms_"))
 _ABSENT = object()
@@ -86,6 +87,11 @@ class TrainSettings:
     patience: int = 10  # epochs without a better val Recall@5 before stopping
     eval_batch_size: int = 16  # images per forward pass when filling caches and validating
     num_workers: int = 0  # DataLoader workers for image decoding; threads for a step's images
+    # Inputs per forward/backward pass of a step: 0 = all of them at once (the reference). A
+    # positive value runs the step as a gradient cache (icsa/train/gradient_cache.py): the same
+    # loss and gradients up to float rounding, the activation memory of step_chunk inputs, one
+    # more forward of the trained blocks. Refused with BatchNorm in the trained blocks.
+    step_chunk: int = 0
     amp: bool = False  # CUDA mixed precision: bfloat16, or float16 + GradScaler (CPU: ignored)
     validate_untrained: bool = True  # log val recall of the initial model as epoch 0
     prefix_cache: bool = True  # cache the frozen prefix once per image (see prefix_cache.py)
@@ -134,7 +140,7 @@ class TrainSettings:
                 f"train settings: ms_images_per_place={self.ms_images_per_place!r}, expected an "
                 "integer >= 2 (a place needs a positive pair)"
             )
-        for key in ("patience", "num_workers", "ms_warmup_steps"):
+        for key in ("patience", "num_workers", "ms_warmup_steps", "step_chunk"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InputError(f"train settings: {key}={value!r}, expected an integer >= 0")

@@ -9,7 +9,9 @@ differ. ``run_training`` trains a RunSpec on it through ``icsa.train.run.train_r
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,26 @@ def make_trainer(city, run_dir, **settings):
         load_split(root, "pitts30k", "val"), spec,
         RunContext(run_dir, torch.device("cpu"), enable_dvclive=False),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def killed_in_epoch_2(after_steps: int = 2) -> Iterator[None]:
+    """A training inside this block is killed in epoch 2 once ``after_steps`` optimiser steps
+    have changed its weights in memory, as SIGKILL would (nothing of epoch 2 reaches the disk):
+    its ``KeyboardInterrupt`` must be expected by the caller. The loop is restored on exit."""
+    from icsa.train.loop import TripletTrainer
+
+    original, calls = TripletTrainer._loss, []
+
+    def dying(self, triplets):
+        if self.state.epoch == 1:
+            calls.append(1)
+            if len(calls) == after_steps + 1:
+                raise KeyboardInterrupt
+        return original(self, triplets)
+
+    TripletTrainer._loss = dying
+    try:
+        yield
+    finally:
+        TripletTrainer._loss = original
