@@ -30,7 +30,7 @@ from tests.helpers.workflow import ROOT, job_counts, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 BASELINE = ROOT / "tests" / "baselines" / "tiny_metrics.json"
-TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table7"]
+TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table7", "table9"]
 
 
 def environment() -> dict[str, str]:
@@ -58,7 +58,7 @@ def tiny_run(tmp_path_factory):
 
 def test_tables_have_the_configured_rows(tiny_run):
     sizes = {"table1": 5, "table2": 6, "table3": 3, "table4": 6, "table5": 8, "table6": 2,
-             "table7": 8}  # fmt: skip
+             "table7": 8, "table9": 8}  # fmt: skip
     for name in TABLES:
         df = pd.read_csv(tiny_run / "results" / f"{name}.csv")
         assert len(df) == sizes[name], name
@@ -82,11 +82,24 @@ def test_tables_have_the_configured_rows(tiny_run):
                      weights_only=True)  # fmt: skip
     assert "gem.p" in gem["model_state"] and not any("netvlad" in k for k in gem["model_state"])
     assert not list((tiny_run / "results" / "centroids").glob("*gem*"))  # GeM needs no k-means
+    # Table 9: MixVPR and BoQ through every step; their NetVLAD and GeM rows are Table 7's runs.
+    t9 = pd.read_csv(tiny_run / "results" / "table9.csv")
+    aggregations = ("netvlad", "gem", "mixvpr", "boq")
+    assert sorted(zip(t9["attention"], t9["aggregation"])) == sorted(
+        (a, g) for a in ("none", "icsa") for g in aggregations
+    )
+    same = t9.merge(t7, on=["attention", "aggregation"], suffixes=("", "_t7"))
+    assert len(same) == 4 and (same["R@1"] == same["R@1_t7"]).all()
+    for aggregation in ("mixvpr", "boq"):
+        state = torch.load(tiny_run / f"results/runs/pitts30k-vgg16-icsa-{aggregation}-b5-s0/"
+                           "checkpoint_best.pt", weights_only=True)["model_state"]  # fmt: skip
+        assert any(k.startswith(f"{aggregation}.") for k in state), aggregation
+        assert not any(k.startswith(("netvlad.", "gem.")) for k in state), aggregation
 
 
 def test_metrics_match_the_baseline(tiny_run):
     metrics = collect_metrics(tiny_run)
-    assert len(metrics) == 23  # 21 trainings on the test split + 2 on the TokyoTM role
+    assert len(metrics) == 27  # 25 trainings on the test split + 2 on the TokyoTM role
     if os.environ.get("ICSA_UPDATE_BASELINE"):
         BASELINE.parent.mkdir(parents=True, exist_ok=True)
         BASELINE.write_text(json.dumps({"environment": environment(), "metrics": metrics},
@@ -133,9 +146,9 @@ def test_one_training_parameter_reruns_only_what_it_affects(tiny_run):
     result = snakemake(tiny_run, "-n", "--cores", "2", "tables",
                        config="config/tiny.yaml lr.yaml")  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
-    # Every training uses lr, so all 21 retrain and their 23 evaluations follow; the data,
+    # Every training uses lr, so all 25 retrain and their 27 evaluations follow; the data,
     # the centroids, the efficiency measurement and Table 2 are untouched.
-    expected = {"train": 21, "extract": 23, "evaluate": 23, "table": 6, "tables": 1}
+    expected = {"train": 25, "extract": 27, "evaluate": 27, "table": 7, "tables": 1}
     assert job_counts(result.stdout) == expected
     (tiny_run / "k.yaml").write_text("kmeans: {iterations: 11}\n")
     result = snakemake(tiny_run, "-n", "--cores", "2", "results/table6.csv",
