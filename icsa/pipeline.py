@@ -90,8 +90,9 @@ def normalise_block(backbone: str, block: str | int, key: str) -> str:
 
 
 def split_evalset(evalset: str) -> tuple[str, str]:
-    """'pitts30k-test' → ('pitts30k', 'test')."""
-    dataset, split = evalset.rsplit("-", 1)
+    """'pitts30k-test' → ('pitts30k', 'test'); 'msls-val-cph' → ('msls', 'val-cph'), a per-city
+    split (icsa/data/msls.py). Dataset names hold no dash (icsa.registry.NAME)."""
+    dataset, split = evalset.split("-", 1)
     return dataset, split
 
 
@@ -128,9 +129,15 @@ def dataset_layout(config: dict[str, Any], name: str) -> str:
     return config["datasets"][name].get("layout", DEFAULT_LAYOUT)
 
 
+def dataset_policy(config: dict[str, Any], name: str) -> str | None:
+    """``datasets.<name>.policy``: the evaluation policy named in config (Nordland's frame
+    tolerance, icsa.evaluate.policy), or None for the one the dataset's protocol requires."""
+    return config["datasets"][name].get("policy")
+
+
 def synthetic_layout(config: dict[str, Any]) -> str:
     """The one layout the synthetic city is written in: that of every dataset it stands for."""
-    layouts = {dataset_layout(config, name) for name in config["datasets"]}
+    layouts = {dataset_layout(config, n) for n in config["datasets"] if n in SYNTHETIC_ROLES}
     if len(layouts) > 1:
         raise config_error(
             "datasets.*.layout", sorted(layouts), "one layout for every synthetic dataset"
@@ -190,9 +197,14 @@ def check(config: dict[str, Any]) -> list[str]:
                 f"datasets.{name}", name,
                 f"one of {sorted(LAYOUTS)} in the netvlad layout (any name: layout benchmark)",
             )  # fmt: skip
-        if synthetic:
+        if dataset_layout(config, name) == "msls" and name == config["dataset"]:
+            raise config_error(
+                f"datasets.{name}.layout", "msls", "a layout with a train split: the msls "
+                "layout reads MSLS-val (icsa/data/msls.py), an evaluation set",
+            )  # fmt: skip
+        if synthetic and name in SYNTHETIC_ROLES:
             # The generator writes <out>/pitts30k, <out>/tokyotm and (when its sizes are set)
-            # <out>/tokyo247; no other root.
+            # <out>/tokyo247; any other dataset (msls, nordland …) is the user's.
             expected = Path(synthetic["out"]) / name
             if root != expected:
                 raise config_error(

@@ -20,7 +20,8 @@ every ``cache_refresh`` queries (the whole training database and the chunk's que
 backward ≈ 3 forwards of the trained blocks; with ``train.step_chunk`` one more, and the
 activations of ``step_chunk`` inputs instead of the whole step's) and validates. Recomputing
 (no cache, or a cache over its budget) pays the frozen blocks' forward for every one of those
-inputs, and decodes them.
+inputs, and decodes them. The multisimilarity regime (icsa/train/multisimilarity.py) has no
+mining cache and takes ``ceil(training images / (P × K))`` steps of ``P × K`` inputs.
 Times assume every query is trainable and no early stop; without measured floors they ignore
 decoding and host overhead, so they are lower bounds of the order of the truth
 (benchmarks/results/train.md and gpu.md hold measured ones).
@@ -176,9 +177,15 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     fits = plan_prefix_cache({"train": t_db + t_q, "val": v_db + v_q}, per_image,
                              s.prefix_cache_budget_mb)  # fmt: skip
     cached_train, cached_val = (s.prefix_cache and fits[role] for role in ("train", "val"))
-    refreshes = math.ceil(t_q / s.cache_refresh) if t_q else 0
-    steps = math.ceil(t_q / s.batch_size)
-    inputs = s.batch_size * (2 + s.neg_kept)
+    if s.regime == "multisimilarity":
+        # P places × K images a step, no mining cache; at most every training image is in a
+        # place (cells with fewer than K images are dropped: icsa/train/places.py).
+        refreshes, inputs = 0, s.ms_places_per_batch * s.ms_images_per_place
+        steps = math.ceil((t_db + t_q) / inputs)
+    else:
+        refreshes = math.ceil(t_q / s.cache_refresh) if t_q else 0
+        steps = math.ceil(t_q / s.batch_size)
+        inputs = s.batch_size * (2 + s.neg_kept)
     chunked = 0 < s.step_chunk < inputs
     graph_inputs = s.step_chunk if chunked else inputs  # whose activations a backward holds
     full = c.prefix_gflop + c.trained_gflop
@@ -191,7 +198,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
 
     def epoch_s(train_cached: bool, val_cached: bool) -> float:
         fwd_train = c.trained_gflop if train_cached else full
-        refresh = part_s(t_db * refreshes + t_q, fwd_train, train_cached)
+        refresh = part_s(t_db * refreshes + t_q, fwd_train, train_cached) if refreshes else 0.0
         # Forward and backward (2×) of the trained blocks, the frozen prefix's forward where
         # not cached, and with step_chunk the gradient cache's second forward.
         passes = 3 + (1 if chunked else 0)
@@ -204,7 +211,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     build_s = part_s(built, c.prefix_gflop, False)
     ram = (
         4 * c.params + 8 * c.trainable_params  # weights; gradients and SGD momentum
-        + 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh))  # the mining cache
+        + 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh)) * bool(refreshes)  # mining
         + graph_inputs * c.activation_bytes + inputs * 4 * c.prefix_values  # one step's batch
     )  # fmt: skip
     cached, recompute = epoch_s(cached_train, cached_val), epoch_s(False, False)

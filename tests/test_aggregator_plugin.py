@@ -26,7 +26,7 @@ PLUGIN = "mac_aggregator"
 # Table 7's modules under NetVLAD (which starts from centroids) and MAC (which does not).
 TABLE = (
     f"plugins: [{PLUGIN}]\n"
-    "tables: {table9: {backbones: [vgg16], attentions: [none, icsa], blocks: [last],\n"
+    "tables: {table10: {backbones: [vgg16], attentions: [none, icsa], blocks: [last],\n"
     "                  aggregations: [netvlad, mac]}}\n"
 )
 
@@ -60,7 +60,7 @@ def test_a_plugin_aggregator_is_planned_in_a_table(tmp_path, on_pythonpath):
     workdir = scratch_workdir(tmp_path / "work")
     (workdir / "mac.yaml").write_text(TABLE)
     result = snakemake(
-        workdir, "-n", "-p", "results/table9.csv", config="config/tiny.yaml mac.yaml"
+        workdir, "-n", "-p", "results/table10.csv", config="config/tiny.yaml mac.yaml"
     )
     assert result.returncode == 0, result.stdout[-3000:]
     ids = {f"pitts30k-vgg16-{a}{s}-b5-s0" for a in ("none", "icsa") for s in ("", "-mac")}
@@ -76,10 +76,10 @@ def test_a_plugin_aggregator_is_planned_in_a_table(tmp_path, on_pythonpath):
     # The names are the registry's: without the plugin, `mac` is unknown and the check lists
     # the registered aggregators.
     (workdir / "bare.yaml").write_text(TABLE.replace(f"plugins: [{PLUGIN}]\n", ""))
-    result = snakemake(workdir, "-n", "results/table9.csv", config="config/tiny.yaml bare.yaml")
+    result = snakemake(workdir, "-n", "results/table10.csv", config="config/tiny.yaml bare.yaml")
     assert result.returncode != 0 and "Job stats" not in result.stdout
     assert (
-        "tables.table9.aggregations = 'mac'; expected one of ['netvlad', 'gem', 'mixvpr', 'boq']"
+        "tables.table10.aggregations = 'mac'; expected one of ['netvlad', 'gem', 'mixvpr', 'boq']"
         in result.stdout
     )
 

@@ -224,19 +224,19 @@ def test_a_tables_kind_decides_its_shape():
     """kind: efficiency (Table 2) lists modules; a run table may omit kind or say runs."""
     config = copy.deepcopy(load("config.yaml"))
     config["tables"]["table1"]["kind"] = "runs"
-    config["tables"]["table9"] = {"kind": "efficiency", "attentions": ["icsa", "none"]}
+    config["tables"]["table10"] = {"kind": "efficiency", "attentions": ["icsa", "none"]}
     validate(config, str(SCHEMA))
-    assert "evalset" not in config["tables"]["table9"]  # no run-table default filled in
-    assert pipeline.tables_of_kind(config, "efficiency") == ["table2", "table9"]
-    assert "table9" not in pipeline.run_tables(config) and "table1" in pipeline.run_tables(config)
+    assert "evalset" not in config["tables"]["table10"]  # no run-table default filled in
+    assert pipeline.tables_of_kind(config, "efficiency") == ["table2", "table10"]
+    assert "table10" not in pipeline.run_tables(config) and "table1" in pipeline.run_tables(config)
     # Every efficiency table's modules, once, are measured.
     assert pipeline.efficiency_modules(config) == [
         *config["tables"]["table2"]["attentions"],
         "none",
     ]
     pipeline.check(config)
-    config["tables"]["table9"]["attentions"].append("icsa2")  # names checked per kind
-    with pytest.raises(InputError, match=r"tables.table9.attentions = 'icsa2'"):
+    config["tables"]["table10"]["attentions"].append("icsa2")  # names checked per kind
+    with pytest.raises(InputError, match=r"tables.table10.attentions = 'icsa2'"):
         pipeline.check(config)
     for bad in (
         {"attentions": ["icsa"]},  # no kind: a run table, which lists runs
@@ -251,10 +251,10 @@ def test_a_tables_kind_decides_its_shape():
 
 def test_an_efficiency_table_of_any_name_is_planned_as_one(tmp_path):
     workdir = scratch_workdir(tmp_path)
-    extra = "tables: {table9: {kind: efficiency, attentions: [icsa, none]}}\n"
-    result = snakemake(workdir, "-n", "-p", "results/table9.csv",
+    extra = "tables: {table10: {kind: efficiency, attentions: [icsa, none]}}\n"
+    result = snakemake(workdir, "-n", "-p", "results/table10.csv",
                        config=write_override(workdir, extra))  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     assert job_counts(result.stdout) == {"efficiency": 1, "table": 1}
     assert "--modules ia,icsa,se,cbam,ch,icsa-folded,none " in result.stdout
-    assert '"kind": "efficiency", "table": "table9"' in result.stdout
+    assert '"kind": "efficiency", "table": "table10"' in result.stdout

@@ -18,6 +18,7 @@ from icsa import plan
 from icsa.data import load_split
 from icsa.errors import InputError
 from icsa.models import build_model
+from icsa.pipeline import run_spec as run_spec_of
 from icsa.spec import ModelSpec
 from icsa.train import RunContext, prepare_trainer
 from icsa.train.gradient_cache import gradient_cache, require_chunkable
@@ -175,3 +176,27 @@ def test_a_chunked_multisimilarity_step_has_the_plain_steps_gradients(
     run_training(tiny_city, tmp_path / "chunked", {**settings, "step_chunk": 6})
     assert len(first) == 2 and len(first[0]) == len(plain)  # the epoch's two steps
     _assert_same_gradients(dict(enumerate(first[0])), dict(enumerate(plain)), 6)
+
+
+def test_plan_sizes_the_multisimilarity_regime(tiny_city):
+    """No mining cache; (db + queries) / (P·K) steps of P·K inputs, whose activations
+    step_chunk bounds as for triplets."""
+    root, _ = tiny_city
+    rates = plan.Rates(100.0)
+    ms = {**MS, "prefix_cache": False}
+    planned = plan.plan_training(tiny_config(root, **ms), RUN, rates)
+    more = plan.plan_training(tiny_config(root, **{**ms, "ms_places_per_batch": 8}), RUN, rates)
+    chunked = plan.plan_training(tiny_config(root, **{**ms, "step_chunk": 2}), RUN, rates)
+    triplet = plan.plan_training(tiny_config(root, prefix_cache=False), RUN, rates)
+    assert more["peak_ram_gb"] > planned["peak_ram_gb"] > chunked["peak_ram_gb"]
+    assert chunked["epoch_h"] > planned["epoch_h"]
+    assert planned["epoch_h"] != triplet["epoch_h"]
+    # The epoch exactly: 16 inputs a step through the whole model, no refresh, then validation.
+    config = tiny_config(root, **ms)
+    costs = plan.model_costs(run_spec_of(config, RUN).model)
+    (t_db, t_q, _), (v_db, v_q, _) = (plan.split_counts(config, "pitts30k", split)
+                                      for split in ("train", "val"))  # fmt: skip
+    full = costs.prefix_gflop + costs.trained_gflop
+    step = 16 * (3 * costs.trained_gflop + costs.prefix_gflop)
+    epoch_gflop = -(-(t_db + t_q) // 16) * step + (v_db + v_q) * full
+    assert planned["epoch_h"] * 3600 == pytest.approx(epoch_gflop / 100.0, rel=1e-9)

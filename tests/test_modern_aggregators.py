@@ -118,7 +118,7 @@ def test_plan_counts_their_descriptor_size_flops_and_parameters():
 
 
 TABLE = (
-    "tables: {table9: {backbones: [vgg16], attentions: [none, icsa], blocks: [last],\n"
+    "tables: {table10: {backbones: [vgg16], attentions: [none, icsa], blocks: [last],\n"
     "                  aggregations: [netvlad, gem, mixvpr, boq]}}\n"
 )
 
@@ -127,7 +127,7 @@ def test_a_table_with_the_modern_aggregators_is_planned_without_their_centroids(
     workdir = scratch_workdir(tmp_path / "work")
     (workdir / "modern.yaml").write_text(TABLE)
     result = snakemake(
-        workdir, "-n", "-p", "results/table9.csv", config="config/tiny.yaml modern.yaml"
+        workdir, "-n", "-p", "results/table10.csv", config="config/tiny.yaml modern.yaml"
     )
     assert result.returncode == 0, result.stdout[-3000:]
     suffixes = ("", "-gem", "-mixvpr", "-boq")

@@ -81,6 +81,12 @@ def dataset_layout(dataset):
     return pipeline.dataset_layout(config, dataset)
 
 
+def policy_option(dataset):
+    """` --policy NAME` where config names the dataset's evaluation policy, else nothing."""
+    policy = pipeline.dataset_policy(config, dataset)
+    return f" --policy {policy}" if policy else ""
+
+
 def dataset_source(wildcards):
     """Input of check_dataset: the synthetic city when generated here, else the user's folder
     (nothing when it is missing: the check itself then fails with the parse-time warning)."""

@@ -67,6 +67,7 @@ rule evaluate:
         layout=lambda wildcards: dataset_layout(split_evalset(wildcards.evalset)[0]),
         dataset=lambda wildcards: split_evalset(wildcards.evalset)[0],
         split=lambda wildcards: split_evalset(wildcards.evalset)[1],
+        policy=lambda wildcards: policy_option(split_evalset(wildcards.evalset)[0]),
         run=lambda wildcards: RUN.format(**wildcards),
         ns=" ".join(str(n) for n in step_setting("evaluate", "ns")),
         threshold=step_setting("evaluate", "threshold"),
@@ -74,7 +75,7 @@ rule evaluate:
         model=model_spec_json,
     shell:
         "icsa evaluate --root {params.root:q} --dataset {params.dataset} --layout {params.layout}"
-        " --split {params.split}"
+        " --split {params.split}{params.policy}"
         " --db {input.db} --q {input.q} --model-id {params.run} --ns {params.ns}"
         " --threshold {params.threshold} --record {input.record} --model-spec {params.model:q}"
         " --out-metrics {output.metrics}"
