@@ -12,6 +12,7 @@ No torch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,12 +280,13 @@ def run_spec(config: dict[str, Any], run: str) -> RunSpec:
     model = model_spec(
         config, parts["backbone"], parts["attention"], parts["block"], seed, parts["aggregation"]
     )
-    return RunSpec(
-        dataset=parts["dataset"],
-        model=model,
-        recipe=TrainSettings.from_dict(config["train"], "train"),
-        seed=seed,
-    )
+    recipe = TrainSettings.from_dict(config["train"], "train")
+    trains_bn = BACKBONES[model.backbone].batch_norm and model.lowest_trained_block != "none"
+    if recipe.step_chunk and trains_bn:
+        # Chunks would change the trained BatchNorm's batch statistics: this run takes its
+        # steps whole, and its spec says so (icsa/train/gradient_cache.py).
+        recipe = dataclasses.replace(recipe, step_chunk=0)
+    return RunSpec(dataset=parts["dataset"], model=model, recipe=recipe, seed=seed)
 
 
 def table_spec(config: dict[str, Any], name: str) -> dict[str, Any]:

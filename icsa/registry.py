@@ -72,6 +72,9 @@ class BackboneSpec:
     # weights="imagenet" for a build backbone: this official checkpoint, read from torch.hub's
     # cache ($TORCH_HOME/hub/checkpoints/<its file name>) only, never downloaded.
     weights_url: str = ""
+    # Its blocks hold BatchNorm, which normalises over a step's inputs: train.step_chunk (the
+    # gradient cache) does not apply to its trained blocks (icsa.pipeline.run_spec).
+    batch_norm: bool = False
 
     @property
     def num_blocks(self) -> int:

@@ -200,3 +200,29 @@ def test_plan_sizes_the_multisimilarity_regime(tiny_city):
     step = 16 * (3 * costs.trained_gflop + costs.prefix_gflop)
     epoch_gflop = -(-(t_db + t_q) // 16) * step + (v_db + v_q) * full
     assert planned["epoch_h"] * 3600 == pytest.approx(epoch_gflop / 100.0, rel=1e-9)
+
+
+def test_the_workflow_takes_batchnorm_runs_whole_and_says_so_in_their_spec():
+    """config train.step_chunk chunks the runs it can; a run whose trained blocks hold
+    BatchNorm gets step_chunk 0 in its spec (so its fingerprint and checkpoint say so)."""
+    config = {"dataset": "pitts30k", "model": {k: MODEL[k] for k in ("num_clusters",
+              "image_size", "weights")}, "train": {**QUICK, "step_chunk": 12}}  # fmt: skip
+    chunks = {run: run_spec_of(config, run).recipe.step_chunk for run in (
+        "pitts30k-vgg16-icsa-b1-s0", "pitts30k-resnet18-icsa-b5-s0",
+        "pitts30k-resnet18-icsa-bnone-s0", "pitts30k-alexnet-none-b3-s0")}  # fmt: skip
+    assert chunks == {
+        "pitts30k-vgg16-icsa-b1-s0": 12,
+        "pitts30k-resnet18-icsa-b5-s0": 0,
+        "pitts30k-resnet18-icsa-bnone-s0": 12,
+        "pitts30k-alexnet-none-b3-s0": 12,
+    }
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet50", "alexnet"])
+def test_the_registry_says_which_backbones_hold_batchnorm(name):
+    from icsa.registry import BACKBONES
+
+    model = build_model(**ModelSpec(**{**MODEL, "backbone": name, "image_size": (64, 64),
+                                       "lowest_trained_block": "1"}).build_args())  # fmt: skip
+    found = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert BACKBONES[name].batch_norm == found
