@@ -1,7 +1,8 @@
 """The paper's configuration rehearsed end to end at 480×640 (config/rehearsal.yaml): CI's slice.
 
 `make rehearse` runs config/pittsburgh.yaml with the overlay config/rehearsal.yaml (only data,
-city size, device, epochs and weights differ) to every table. CI runs a slice of it that still
+city size, device, epochs, weights and the step's chunking — the gradient cache that fits the
+block-1 step in 24 GB — differ) to every table. CI runs a slice of it that still
 goes through every step of the chain at the paper's image size, K = 64 and the NetVLAD batch
 shape — render, check, k-means, train, extract, evaluate (Tokyo 24/7's panorama rule), table —
 on a smaller city and for table8's plain VGG16 row only, plus Table 2 (the efficiency rule at
@@ -56,6 +57,7 @@ def test_slice_runs_at_the_paper_scale(rehearsal) -> None:
                       weights_only=True)  # fmt: skip
     assert ckpt["model_config"]["image_size"] in ([480, 640], (480, 640))
     assert ckpt["model_state"]["netvlad.centroids"].shape == (64, 512)  # K = 64 over conv5_3
+    assert ckpt["train_settings"]["step_chunk"] == 12  # its 48 inputs went through 12 at a time
     history = json.loads((rehearsal / "results/runs/pitts30k-vgg16-none-b5-s0/history.json")
                          .read_text())  # fmt: skip
     trained = [row for row in history if row["epoch"] == 1]
