@@ -92,14 +92,16 @@ def render(planned: dict[str, Any]) -> str:
         f"; a training step ≥ {r['step_floor_s']:.3f} s, decoding {r['decode_img_s']:.0f} img/s"
         if r["step_floor_s"] else "; compute only (no measured floors)"
     )  # fmt: skip
+    # The run column fits the longest id (an aggregator suffix lengthens it).
+    w = max([34] + [len(t["run"]) for t in planned["trainings"]])
     lines = [f"Rate: {r['gflops']:,.0f} GFLOP/s from {r['source']}{floors}.", "",
              "Training runs:",
-             f"{'run':34} {'data':10} {'prefix cache GB':>20} {'peak mem GB':>12} "
+             f"{'run':{w}} {'data':10} {'prefix cache GB':>20} {'peak mem GB':>12} "
              f"{'epoch h cached / recompute':>27} {'run h':>8}"]  # fmt: skip
     for r in planned["trainings"]:
         cache = f"{r['prefix_cache_gb']['train']:.1f}+{r['prefix_cache_gb']['val']:.1f}"
         lines.append(
-            f"{r['run']:34} {r['counts']['source'][:10]:10} {cache:>20} {r['peak_ram_gb']:>12.1f} "
+            f"{r['run']:{w}} {r['counts']['source'][:10]:10} {cache:>20} {r['peak_ram_gb']:>12.1f} "
             f"{r['epoch_h']:>13.2f} / {r['epoch_h_recompute']:<11.2f} {r['run_h']:>8.1f}"
         )
         if r["over_budget"]:
@@ -110,9 +112,9 @@ def render(planned: dict[str, Any]) -> str:
     lines += ["", "Extractions:"]
     for e in planned["extractions"]:
         if not e["images"]:
-            lines.append(f"{e['run']:34} {e['evalset']:16} {e['source']}")
+            lines.append(f"{e['run']:{w}} {e['evalset']:16} {e['source']}")
             continue
-        lines.append(f"{e['run']:34} {e['evalset']:16} {e['images']:>8} images "
+        lines.append(f"{e['run']:{w}} {e['evalset']:16} {e['images']:>8} images "
                      f"{e['descriptors_gb']:>7.2f} GB {e['hours']:>7.2f} h")  # fmt: skip
     t, x = planned["trainings"], planned["extractions"]
     lines += [
