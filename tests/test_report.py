@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from icsa.models import build_model
 from icsa.tables.html import write_table_html
 from icsa.train.checkpoint import save_checkpoint
 from tests.helpers.datasets import make_noise_test_split
 from tests.helpers.report import check_figures, check_report
-from tests.helpers.workflow import scratch_workdir, snakemake
+from tests.helpers.workflow import ROOT, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.slow  # a real Snakemake run: ~10 CLI jobs (each imports torch)
 
@@ -97,7 +98,8 @@ def _tiny_upstream(work: Path) -> None:
     )
     (work / "results" / "datasets").mkdir()
     (work / "results" / "datasets" / "pitts30k.json").write_text("{}\n")  # check_dataset's index
-    for n in range(1, 8):  # every table of the default config
+    tables = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())["tables"]
+    for n in (int(name.removeprefix("table")) for name in tables):  # every table of the config
         (work / "results" / f"table{n}.csv").write_text(f"network,R@1\nVGG16,{n}1.5\n")
         markdown = f"### Table {n}: T\n\n| network | R@1 |\n|---|---|\n| VGG16 | {n}1.5 |\n"
         (work / "results" / f"table{n}.md").write_text(markdown)
