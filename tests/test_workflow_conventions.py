@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,9 @@ def test_a_configured_policy_reaches_the_evaluation(tmp_path):
     done = snakemake(workdir, "-n", "-p", "--cores", "2", target, config=config)
     assert done.returncode == 0, done.stdout[-4000:]
     assert "--split val --policy plain" in done.stdout
+    # Its check reads the user's folder, not the synthetic city generated beside it.
+    assert re.search(r"rule check_dataset:\n\s+input: msls\n\s+output: results/datasets/msls",
+                     done.stdout), done.stdout[-3000:]  # fmt: skip
     assert "--policy" not in done.stdout.split("icsa evaluate")[0]  # only evaluate takes it
     (workdir / "bad.yaml").write_text("datasets: {msls: {policy: nordland5}}\n")
     done = snakemake(workdir, "-n", target, config=f"{config} bad.yaml")

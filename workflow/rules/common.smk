@@ -90,9 +90,9 @@ def policy_option(dataset):
 def dataset_source(wildcards):
     """Input of check_dataset: the synthetic city when generated here, else the user's folder
     (nothing when it is missing: the check itself then fails with the parse-time warning)."""
-    if config.get("synthetic"):
+    if config.get("synthetic") and wildcards.dataset in pipeline.SYNTHETIC_ROLES:
         return config["synthetic"]["out"]
-    root = dataset_root(wildcards.dataset)
+    root = dataset_root(wildcards.dataset)  # the user's, also beside a synthetic city
     return root if Path(root).is_dir() else []
 
 
