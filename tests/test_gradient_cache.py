@@ -15,16 +15,14 @@ import pytest
 import torch
 
 from icsa import plan
-from icsa.data import load_split
 from icsa.errors import InputError
 from icsa.models import build_model
 from icsa.pipeline import run_spec as run_spec_of
 from icsa.spec import ModelSpec
-from icsa.train import RunContext, prepare_trainer
 from icsa.train.gradient_cache import gradient_cache, require_chunkable
 from icsa.train.loop import TripletTrainer
 from icsa.train.mining import MinedTriplet
-from tests.helpers.city import MODEL, QUICK, killed_in_epoch_2, run_spec, run_training
+from tests.helpers.city import MODEL, QUICK, killed_in_epoch_2, make_trainer, run_training
 from tests.test_multisimilarity import MS
 from tests.test_plan import RUN, tiny_config
 
@@ -38,13 +36,7 @@ TRIPLETS = [
 
 
 def _trainer(city, run_dir, model: dict, **settings) -> TripletTrainer:
-    root, _ = city
-    spec = run_spec({**QUICK, **settings}, **model)
-    return prepare_trainer(
-        build_model(**spec.model.build_args()), load_split(root, "pitts30k", "train"),
-        load_split(root, "pitts30k", "val"), spec,
-        RunContext(run_dir, torch.device("cpu"), enable_dvclive=False),
-    )  # fmt: skip
+    return make_trainer(city, run_dir, model, **{**QUICK, **settings})
 
 
 def _step(trainer: TripletTrainer) -> tuple[float, dict[str, torch.Tensor]]:

@@ -168,10 +168,11 @@ def run_training(city, run_dir, settings=QUICK, *, centroids=None, seed=0,
     return train_run(spec, inputs, run_dir, options)
 
 
-def make_trainer(city, run_dir, **settings):
-    """A composed TripletTrainer for MODEL on the tiny city (builds its input sources)."""
+def make_trainer(city, run_dir, model: dict | None = None, **settings):
+    """A composed TripletTrainer for MODEL (with ``model``'s changes) on the tiny city, the
+    recipe ``settings`` (builds its input sources)."""
     root, _ = city
-    spec = run_spec(settings)
+    spec = run_spec(settings, **(model or {}))
     return prepare_trainer(
         build_model(**spec.model.build_args()), load_split(root, "pitts30k", "train"),
         load_split(root, "pitts30k", "val"), spec,
