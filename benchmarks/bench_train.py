@@ -43,9 +43,11 @@ from icsa.train.settings import TrainSettings  # noqa: E402
 CLUSTERS = 16
 
 
-def city(root: Path, height: int, width: int) -> Path:
+def city(root: Path, height: int, width: int, train=(150, 60), val=(60, 30)) -> Path:
+    """A synthetic city's Pitts30k under ``root`` with (database, query) counts per split."""
     settings = CitySettings(
-        image_height=height, image_width=width, train_db=150, train_q=60, val_db=60, val_q=30,
+        image_height=height, image_width=width, train_db=train[0], train_q=train[1],
+        val_db=val[0], val_q=val[1],
         test_db=8, test_q=4, tokyo_train_db=8, tokyo_train_q=4, tokyo_val_db=8, tokyo_val_q=4,
     )  # fmt: skip
     generate(root, 0, settings, progress=False)

@@ -22,7 +22,7 @@ import json, sys
 from icsa.cli import main
 code = None
 try:
-    main(sys.argv[1:])
+    code = main(sys.argv[1:])
 except SystemExit as exit_:
     code = exit_.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
@@ -126,3 +126,36 @@ def test_extract_dtype_choices_match_the_library() -> None:
     from icsa.train import settings
 
     assert settings.FAST_MODES == fast_inference.MODES
+
+
+def test_a_cpu_evaluation_loads_neither_torch_nor_torchvision(tmp_path) -> None:
+    """`icsa evaluate --device cpu` (the workflow's evaluate job) is faiss and numpy only: torch
+    and torchvision (about 3 s of imports per job, torch._dynamo among them) stay unloaded, and
+    the evaluation still ranks: the result is the brute-force nearest neighbour's."""
+    import numpy as np
+
+    from icsa.data.dbstruct import DbStruct, write_dbstruct
+
+    rng = np.random.default_rng(0)
+    db_utm = np.stack([np.arange(8) * 100.0, np.zeros(8)], axis=1)
+    q_utm = db_utm[:4] + [5.0, 0.0]
+    write_dbstruct(tmp_path / "datasets" / "pitts30k_test.mat", DbStruct(
+        "test", [f"db{i}.jpg" for i in range(8)], db_utm, [f"q{i}.jpg" for i in range(4)],
+        q_utm, 8, 4, 25.0, 625.0, 100.0,
+    ))  # fmt: skip
+    db = rng.standard_normal((8, 16)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    q = db[[0, 1, 5, 3]] + 0.01  # query 2 is nearest to db 5, 500 m from its place
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    np.save(tmp_path / "db.npy", db)
+    np.save(tmp_path / "q.npy", q.astype(np.float32))
+    result, text = _probe(
+        "evaluate", "--root", str(tmp_path), "--dataset", "pitts30k", "--split", "test",
+        "--db", str(tmp_path / "db.npy"), "--q", str(tmp_path / "q.npy"), "--model-id", "m",
+        "--ns", "1", "--out-metrics", str(tmp_path / "m.json"), "--device", "cpu",
+    )  # fmt: skip
+    assert result["code"] == 0, text
+    assert "torch" not in result["heavy"] and "torchvision" not in result["heavy"]
+    assert "faiss" in result["heavy"]  # the probe sees what the evaluation did load
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["recalls"] == {"1": 0.75}

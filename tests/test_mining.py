@@ -134,3 +134,53 @@ def test_settings_round_trip_and_errors():
         TrainSettings(batch_size=0)
     with pytest.raises(InputError, match="prefix_cache_dtype"):
         TrainSettings(prefix_cache_dtype="int8")
+
+
+def _reference_batch(miner, queries, q_desc, db_desc, rng):
+    """What training did before mine_batch: ``mine`` query by query on numpy arrays."""
+    return [miner.mine(int(q), q_desc[i], db_desc, rng) for i, q in enumerate(queries)]
+
+
+@pytest.mark.parametrize("dim", [16, 4096])
+def test_mine_batch_makes_the_reference_choices(world, dim):
+    """Batched mining on tensors = ``mine`` per query: the same triplets, the same negative
+    cache, the same generator state after it, over several visits (the cache feeds back)."""
+    torch = pytest.importorskip("torch")
+    db, q = world
+    rng = np.random.default_rng(1)
+    db_desc = rng.normal(size=(len(db), dim)).astype(np.float32)
+    q_desc = rng.normal(size=(len(q), dim)).astype(np.float32)
+    db_desc /= np.linalg.norm(db_desc, axis=1, keepdims=True)
+    q_desc /= np.linalg.norm(q_desc, axis=1, keepdims=True)
+    geo = build_geometry(db, q, 10.0, 25.0)
+    ref = HardNegativeMiner(geo, margin=0.3, neg_samples=60, neg_kept=4)
+    new = HardNegativeMiner(geo, margin=0.3, neg_samples=60, neg_kept=4)
+    gen_ref, gen_new = np.random.default_rng(7), np.random.default_rng(7)
+    db_t = torch.from_numpy(db_desc)
+    mined = 0
+    # every query (the one without positives included), in batches of 4, three visits each
+    for visit in range(3):
+        order = np.random.default_rng(visit).permutation(len(q))
+        for start in range(0, len(order), 4):
+            batch = [int(i) for i in order[start : start + 4]]
+            want = _reference_batch(ref, batch, q_desc[batch], db_desc, gen_ref)
+            got = new.mine_batch(batch, torch.from_numpy(q_desc[batch]), db_t, gen_new)
+            assert len(got) == len(want)
+            for a, b in zip(got, want):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    mined += 1
+                    assert (a.query, a.positive) == (b.query, b.positive)
+                    np.testing.assert_array_equal(a.negatives, b.negatives)
+            np.testing.assert_array_equal(new.neg_cache, ref.neg_cache)
+    assert gen_new.integers(1 << 30) == gen_ref.integers(1 << 30)
+    assert mined > 60 and (new.neg_cache >= 0).sum() > 0
+
+
+def test_mine_batch_refuses_a_query_twice(world):
+    torch = pytest.importorskip("torch")
+    db, q = world
+    miner = HardNegativeMiner(build_geometry(db, q, 10.0, 25.0), 0.1, 10, 2)
+    desc = torch.zeros((2, 8))
+    with pytest.raises(ValueError, match="repeat"):
+        miner.mine_batch([3, 3], desc, torch.zeros((len(db), 8)), np.random.default_rng(0))

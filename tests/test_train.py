@@ -63,15 +63,14 @@ def test_training_from_block5_beats_the_untrained_model(learn_city, tmp_path):
 def test_mined_triplets_respect_the_radii(tiny_city, tmp_path, monkeypatch):
     """Spy on the real miner during a training epoch: positives ≤ 10 m, negatives > 25 m."""
     seen = []
-    original = HardNegativeMiner.mine
+    original = HardNegativeMiner.mine_batch
 
-    def spy(self, query, *args, **kwargs):
-        triplet = original(self, query, *args, **kwargs)
-        if triplet is not None:
-            seen.append((self.geometry, triplet))
-        return triplet
+    def spy(self, queries, *args, **kwargs):
+        triplets = original(self, queries, *args, **kwargs)
+        seen.extend((self.geometry, t) for t in triplets if t is not None)
+        return triplets
 
-    monkeypatch.setattr(HardNegativeMiner, "mine", spy)
+    monkeypatch.setattr(HardNegativeMiner, "mine_batch", spy)
     run_training(tiny_city, tmp_path / "run", {**QUICK, "validate_untrained": False})
     from icsa.data import load_split
 
@@ -237,3 +236,28 @@ def test_a_split_without_trainable_queries_is_refused_before_training(tmp_path, 
     assert len(errors) == 1 and errors[0].startswith(f"icsa train: error: {mat}"), errors
     assert "pitts30k-train" in errors[0] and queries in errors[0] and "10 m" in errors[0]
     assert not (run / "checkpoint_best.pt").exists()
+
+
+def test_batched_mining_keeps_the_training_trajectory(tiny_city, tmp_path, monkeypatch):
+    """A run mining each step's queries at once on tensors (mine_batch) ends with the weights,
+    negative cache and history of the same run mining query by query on numpy (the code before
+    mining moved to the training device): bit for bit on CPU."""
+    settings = {**QUICK, "epochs": 2, "validate_untrained": False}
+    run_training(tiny_city, tmp_path / "batched", settings)
+
+    def per_query(self, queries, q_desc, db_desc, rng):
+        q_np, db_np = q_desc.cpu().numpy(), db_desc.cpu().numpy()
+        return [self.mine(q, q_np[i], db_np, rng) for i, q in enumerate(queries)]
+
+    monkeypatch.setattr(HardNegativeMiner, "mine_batch", per_query)
+    run_training(tiny_city, tmp_path / "reference", settings)
+    a, b = (
+        torch.load(tmp_path / run / "state" / "checkpoint_last.pt", weights_only=True)
+        for run in ("batched", "reference")
+    )
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in b["model_state"].items():
+        assert torch.equal(a["model_state"][key], value), key
+    assert torch.equal(a["mining_state"]["neg_cache"], b["mining_state"]["neg_cache"])
+    assert [row["loss"] for row in a["history"]] == [row["loss"] for row in b["history"]]
+    assert a["history"][-1]["triplets"] > 0 and (a["mining_state"]["neg_cache"] >= 0).any()

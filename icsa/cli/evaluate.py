@@ -31,13 +31,16 @@ DEVICES = {"auto": None, "cpu": False, "cuda": True}
 DEFAULTS = EvaluateSettings()
 
 
-def _threads(n: int) -> None:
+def _threads(n: int, use_gpu: bool | None) -> None:
     import faiss
 
-    from icsa.utils import set_threads
+    from icsa.utils import available_cpus, set_threads
 
-    set_threads(n)
-    faiss.omp_set_num_threads(max(1, n))
+    if use_gpu is not False:  # torch searches where faiss has no GPU index
+        set_threads(n)
+    # A CPU evaluation runs faiss and numpy only; not importing torch saves each workflow job
+    # about 1.5 s (issue 30).
+    faiss.omp_set_num_threads(max(1, min(n, available_cpus())))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                      expected)  # fmt: skip
     if args.policy is not None:
         get_policy(args.policy)  # an unknown name fails before the split loads
-    _threads(args.threads)
+    _threads(args.threads, DEVICES[args.device])
     split = load_split(args.root, args.dataset, args.split, args.layout)
     policy = policy_for(args.dataset, args.policy, split)
     metrics, perquery = evaluate_split(
@@ -122,7 +125,7 @@ def _pca_fit(args: argparse.Namespace) -> int:
     from icsa.evaluate.metrics import load_descriptors
     from icsa.evaluate.pca import fit_pca
 
-    _threads(args.threads)
+    _threads(args.threads, None)
     if not args.db.is_file():
         raise InputError(f"--db {args.db}: not found, expected training-database descriptors")
     descriptors = load_descriptors(args.db, None, "training-database")

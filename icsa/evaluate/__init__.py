@@ -3,20 +3,28 @@
 Contracts in docs/architecture.md ("Evaluation"); the protocol is NetVLAD's (docs/science.md).
 """
 
-from icsa.evaluate.extract import DTYPES, extract_descriptors, extract_in_memory, iter_descriptors
-from icsa.evaluate.metrics import count_nonfinite, evaluate_split, load_descriptors, write_results
-from icsa.evaluate.pca import PCAWhitening, fit_pca
-from icsa.evaluate.recall import (
-    RECALL_VALUES,
-    TOKYO247_CUTOUTS,
-    Retrieval,
-    dedup_by_group,
-    first_hit_ranks,
-    panorama_groups,
-    recall_at_n,
-    retrieve,
+from icsa.lazy import lazy_exports
+
+# Imported on first use: extraction needs torch and torchvision (about 3 s of imports, a third
+# of them torch._dynamo pulled in by torchvision.ops), which an `icsa evaluate` job — faiss and
+# numpy only — must not pay for (issue 30; tests/test_cli_lazy.py).
+_EXPORTS = {
+    "icsa.evaluate.extract": [
+        "DTYPES", "extract_descriptors", "extract_in_memory", "iter_descriptors",
+    ],
+    "icsa.evaluate.metrics": [
+        "count_nonfinite", "evaluate_split", "load_descriptors", "write_results",
+    ],
+    "icsa.evaluate.pca": ["PCAWhitening", "fit_pca"],
+    "icsa.evaluate.recall": [
+        "RECALL_VALUES", "TOKYO247_CUTOUTS", "Retrieval", "dedup_by_group", "first_hit_ranks",
+        "panorama_groups", "recall_at_n", "retrieve",
+    ],
+    "icsa.evaluate.search": ["SearchPlan", "merge_topk", "plan_search", "search"],
+}  # fmt: skip
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: module for module, names in _EXPORTS.items() for name in names}
 )
-from icsa.evaluate.search import SearchPlan, merge_topk, plan_search, search
 
 __all__ = [
     "DTYPES",

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from icsa.errors import InputError
@@ -84,6 +83,8 @@ def plan_search(
 
 def _gpu_resources():
     """faiss GPU resources when both torch and faiss see a GPU, else None (CPU search)."""
+    import torch  # here, not at the top: a CPU search (`icsa evaluate --device cpu`) needs none
+
     if not torch.cuda.is_available() or not hasattr(faiss, "StandardGpuResources"):
         return None
     if faiss.get_num_gpus() < 1:
@@ -96,6 +97,8 @@ TORCH_CUDA = "torch-cuda"  # the GPU backend where faiss has none
 
 def _gpu_backend():
     """faiss GPU resources, or TORCH_CUDA when only torch sees a GPU, or None (CPU search)."""
+    import torch
+
     gpu = _gpu_resources()
     if gpu is None and torch.cuda.is_available():
         return TORCH_CUDA
@@ -105,6 +108,8 @@ def _gpu_backend():
 def torch_tile_searcher(tile: np.ndarray, device: str = "cuda"):
     """``search(queries, k)`` over one tile held in ``device`` memory, with torch (exact
     float32; the GPU backend where faiss has none)."""
+    import torch
+
     x = torch.from_numpy(tile).to(device)
     x_sq = (x * x).sum(1)
 

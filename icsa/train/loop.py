@@ -161,16 +161,23 @@ class TripletTrainer:
         return self._head(self._prefix(inputs, cached, fast), fast)
 
     @torch.no_grad()
-    def describe(self, src: InputSource, indices: np.ndarray) -> np.ndarray:
-        """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
+    def describe_on_device(self, src: InputSource, indices: np.ndarray) -> torch.Tensor:
+        """Descriptors [len(indices), K*C] (float32, on the training device) of ``indices`` of
+        one input source, in eval mode: the mining cache stays where the steps mine it."""
         self.state.model.eval()
         out = [
-            self._encode(batch, src.cached, self.fast).cpu().numpy()
+            self._encode(batch, src.cached, self.fast)
             for batch in src.batches(
                 indices, self.settings.eval_batch_size, self.settings.num_workers
             )
         ]
-        return np.concatenate(out) if out else np.zeros((0, self.descriptor_dim), np.float32)
+        if not out:
+            return torch.zeros((0, self.descriptor_dim), device=self.device)
+        return torch.cat(out)
+
+    def describe(self, src: InputSource, indices: np.ndarray) -> np.ndarray:
+        """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
+        return self.describe_on_device(src, indices).cpu().numpy()
 
     def validate(self) -> dict[str, float]:
         db = self.describe(self.sources.val_db, np.arange(len(self.sources.val_db)))
@@ -199,18 +206,22 @@ class TripletTrainer:
             return gradient_cache(self._prefix(inputs, cached), self._head, chunk)
         return self._encode(inputs, cached), None
 
-    def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int, Backward]:
-        """The step's loss, the number of negatives, and how to back-propagate it."""
+    def _step_inputs(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, list[int]]:
+        """A step's inputs [B + B + N, ...] (queries, positives, negatives: cached prefixes or
+        images) and each query's number of negatives."""
         q_idx = np.array([t.query for t in triplets])
         p_idx = np.array([t.positive for t in triplets])
-        counts = [len(t.negatives) for t in triplets]
         n_idx = np.concatenate([t.negatives for t in triplets])
         q_src, db_src = self.sources.train_q, self.sources.train_db
         # One forward over query, positives and negatives, as pytorch-NetVlad (BatchNorm in
         # trained blocks sees the whole batch).
         inputs = torch.cat([q_src.get(q_idx), db_src.get(np.concatenate([p_idx, n_idx]))])
-        desc, backward = self._step_descriptors(inputs, db_src.cached)  # [B + B + N, K*C]
-        b = len(triplets)
+        return inputs, [len(t.negatives) for t in triplets]
+
+    def _triplet_loss(self, desc: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """The margin loss of every (query, positive, negative) of descriptors [B + B + N, D],
+        summed and divided by the number of negatives N."""
+        b = len(counts)
         d_q, d_p, d_n = desc[:b], desc[b : 2 * b], desc[2 * b :]
         owner = torch.repeat_interleave(
             torch.arange(b, device=desc.device), torch.tensor(counts, device=desc.device)
@@ -218,7 +229,13 @@ class TripletTrainer:
         loss = F.triplet_margin_loss(
             d_q[owner], d_p[owner], d_n, margin=self.settings.margin, p=2, reduction="sum"
         )
-        return loss / len(n_idx), len(n_idx), backward
+        return loss / sum(counts)
+
+    def _loss(self, triplets: list[MinedTriplet]) -> tuple[torch.Tensor, int, Backward]:
+        """The step's loss, the number of negatives, and how to back-propagate it."""
+        inputs, counts = self._step_inputs(triplets)
+        desc, backward = self._step_descriptors(inputs, self.sources.train_db.cached)
+        return self._triplet_loss(desc, counts), sum(counts), backward
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch (1-based); returns its statistics."""
@@ -240,23 +257,24 @@ class TripletTrainer:
         batch_no = 0
         for chunk_no, chunk in enumerate(chunks, start=1):
             t0 = time.perf_counter()
-            db_desc = self.describe(self.sources.train_db, np.arange(len(self.sources.train_db)))
-            q_desc = self.describe(self.sources.train_q, chunk)
-            if not (np.isfinite(db_desc).all() and np.isfinite(q_desc).all()):
+            db_desc = self.describe_on_device(
+                self.sources.train_db, np.arange(len(self.sources.train_db))
+            )
+            q_desc = self.describe_on_device(self.sources.train_q, chunk)
+            if not bool(torch.isfinite(db_desc).all() and torch.isfinite(q_desc).all()):
                 raise NonFiniteLossError(
                     f"epoch {epoch}, mining-cache refresh {chunk_no} (before step {batch_no + 1})"
                     ": non-finite descriptors; the model diverged (lower lr?) or an input is bad"
                 )
-            row_of = {int(q): i for i, q in enumerate(chunk)}
             t1 = time.perf_counter()
             stats["cache_refresh_s"] += t1 - t0
             for start in range(0, len(chunk), s.batch_size):
                 batch_no += 1
                 bar.update(1)
-                mined = [
-                    self.miner.mine(int(q), q_desc[row_of[int(q)]], db_desc, rng)
-                    for q in chunk[start : start + s.batch_size]
-                ]
+                # The step's queries are rows start… of the chunk's query descriptors.
+                queries = [int(q) for q in chunk[start : start + s.batch_size]]
+                rows = slice(start, start + len(queries))
+                mined = self.miner.mine_batch(queries, q_desc[rows], db_desc, rng)
                 triplets = [t for t in mined if t is not None]
                 stats["skipped"] += len(mined) - len(triplets)
                 if not triplets:

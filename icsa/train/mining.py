@@ -8,18 +8,29 @@ For a training query q:
   visit; of these the ``neg_kept`` nearest that violate the margin
   (``d(q, n) < d(q, p) + margin``) are kept and remembered. A query with no violator is skipped.
 
-Everything here works on numpy arrays so it is testable without a model; randomness comes only
-from the ``np.random.Generator`` passed in, which makes the order reproducible and resumable.
+``HardNegativeMiner.mine`` is the per-query reference on numpy arrays, testable without a model;
+``mine_batch`` (what training runs) mines a step's queries at once on the descriptor cache where
+it lives (the training device): one gather and one distance pass for all their positives and
+candidates, one transfer of the distances to the host. Both draw the same negatives from the same
+generator in the same order and make the same choices (tests/test_mining.py); they can differ
+only where two distances are within float32 rounding of each other, because torch and numpy sum
+the squares in different orders. Randomness comes only from the ``np.random.Generator`` passed
+in, which makes the order reproducible and resumable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from icsa.data import different_time, positives_within
 from icsa.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -139,8 +150,6 @@ class HardNegativeMiner:
         if len(pos) == 0:
             return None
         d_pos = np.linalg.norm(db_descriptors[pos].astype(np.float32) - q, axis=1)
-        best = int(np.argmin(d_pos))
-        positive, d_positive = int(pos[best]), float(d_pos[best])
 
         sampled = sample_negatives(
             self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
@@ -150,12 +159,71 @@ class HardNegativeMiner:
         if len(candidates) == 0:
             return None
         d_neg = np.linalg.norm(db_descriptors[candidates].astype(np.float32) - q, axis=1)
+        return self._choose(query, pos, d_pos, candidates, d_neg)
+
+    def _choose(
+        self, query: int, pos: np.ndarray, d_pos: np.ndarray, cand: np.ndarray, d_neg: np.ndarray
+    ) -> MinedTriplet | None:
+        """The positive nearest in descriptor space, and the nearest margin violators among the
+        candidates (``mine``'s choice, given the distances); updates the negative cache."""
+        best = int(np.argmin(d_pos))
+        positive, d_positive = int(pos[best]), float(d_pos[best])
         order = np.argsort(d_neg, kind="stable")
         # Sorted ascending, so the violators are a prefix: keep the first neg_kept of them.
         violating = order[d_neg[order] < d_positive + self.margin][: self.neg_kept]
         if len(violating) == 0:
             return None
-        negatives = candidates[violating]
+        negatives = cand[violating]
         self.neg_cache[query] = -1
         self.neg_cache[query, : len(negatives)] = negatives
         return MinedTriplet(query=int(query), positive=positive, negatives=negatives)
+
+    def mine_batch(
+        self,
+        queries: Sequence[int],
+        query_descriptors: torch.Tensor,
+        db_descriptors: torch.Tensor,
+        rng: np.random.Generator,
+    ) -> list[MinedTriplet | None]:
+        """``mine`` for each of ``queries`` (rows of ``query_descriptors`` [B, D]) against the
+        database cache [N, D], both torch tensors on one device; the distances of all the
+        queries' positives and candidates computed there, with no host round trip between
+        queries."""
+        import torch
+
+        if len(set(queries)) != len(queries):
+            # mine() updates a query's negative cache before its next visit; one batch cannot.
+            raise ValueError(f"mine_batch: queries {list(queries)} repeat; expected distinct")
+        pos_lists, cand_lists = [], []
+        for query in queries:  # draws in mine's order: a query without positives draws none
+            pos = self.geometry.positives[query]
+            cand = np.empty(0, dtype=np.int64)
+            if len(pos) > 0:
+                sampled = sample_negatives(
+                    self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
+                )
+                previous = self.neg_cache[query]
+                cand = np.unique(np.concatenate([previous[previous >= 0], sampled]))
+            pos_lists.append(pos)
+            cand_lists.append(cand)
+        # Per query on the device (a [1 + C, D] gather at a time, as ``mine``'s peak memory),
+        # then one transfer of all the distances to the host.
+        device = db_descriptors.device
+        dists = []
+        for i, (pos, cand) in enumerate(zip(pos_lists, cand_lists)):
+            rows = torch.from_numpy(np.concatenate([pos, cand])).to(device)
+            diff = db_descriptors[rows].float() - query_descriptors[i].float()
+            dists.append(torch.linalg.vector_norm(diff, dim=1))
+        dist = torch.cat(dists).cpu().numpy() if dists else np.empty(0, np.float32)
+        sizes = [n for p, c in zip(pos_lists, cand_lists) for n in (len(p), len(c))]
+        bounds = np.cumsum([0, *sizes])
+        out: list[MinedTriplet | None] = []
+        for i, query in enumerate(queries):
+            pos, cand = pos_lists[i], cand_lists[i]
+            if len(pos) == 0 or len(cand) == 0:
+                out.append(None)
+                continue
+            d_pos = dist[bounds[2 * i] : bounds[2 * i + 1]]
+            d_neg = dist[bounds[2 * i + 1] : bounds[2 * i + 2]]
+            out.append(self._choose(int(query), pos, d_pos, cand, d_neg))
+        return out

@@ -18,7 +18,7 @@ MUTANTS: dict[str, list[tuple[str, str, str]]] = {
         (
             "train/mining.py",
             'order = np.argsort(d_neg, kind="stable")',
-            "order = rng.permutation(len(d_neg))",
+            "order = np.random.default_rng(len(d_neg)).permutation(len(d_neg))",
         ),
     ],  # fmt: skip
     # NetVLAD's residual x − c computed as x + c.
