@@ -3,11 +3,14 @@
 Contracts in docs/architecture.md ("Evaluation"); the protocol is NetVLAD's (docs/science.md).
 """
 
+from icsa.evaluate.search import SearchPlan, merge_topk, plan_search, search
 from icsa.lazy import lazy_exports
 
 # Imported on first use: extraction needs torch and torchvision (about 3 s of imports, a third
 # of them torch._dynamo pulled in by torchvision.ops), which an `icsa evaluate` job — faiss and
-# numpy only — must not pay for (issue 30; tests/test_cli_lazy.py).
+# numpy only — must not pay for (issue 30; tests/test_cli_lazy.py). The search is imported here
+# (faiss and numpy): a lazy `search` would be shadowed by the submodule of that name, which
+# Python sets on the package when any code imports icsa.evaluate.search.
 _EXPORTS = {
     "icsa.evaluate.extract": [
         "DTYPES", "extract_descriptors", "extract_in_memory", "iter_descriptors",
@@ -20,7 +23,6 @@ _EXPORTS = {
         "RECALL_VALUES", "TOKYO247_CUTOUTS", "Retrieval", "dedup_by_group", "first_hit_ranks",
         "panorama_groups", "recall_at_n", "retrieve",
     ],
-    "icsa.evaluate.search": ["SearchPlan", "merge_topk", "plan_search", "search"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(
     __name__, {name: module for module, names in _EXPORTS.items() for name in names}

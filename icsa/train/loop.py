@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from typing import Any
 
@@ -282,18 +283,22 @@ class TripletTrainer:
                 self.state.model.train()
                 self.state.optimizer.zero_grad(set_to_none=True)
                 loss, used, backward = self._loss(triplets)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"epoch {epoch}, step {batch_no}: loss is {loss.item()} (queries "
-                        f"{[t.query for t in triplets]}); the model diverged (lower lr?) or an "
-                        "input is bad"
-                    )
                 self.state.scaler.scale(loss).backward()
                 if backward is not None:  # the gradient cache's second pass (step_chunk)
                     backward()
                 self.state.scaler.step(self.state.optimizer)
                 self.state.scaler.update()
-                stats["loss_sum"] += float(loss.detach())
+                # The step's one read of a device value, after its work is queued (a check
+                # before the backward pass would stall a GPU's queue mid-step). A non-finite
+                # loss stops training here: the step's update stays in memory, never on disk.
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"epoch {epoch}, step {batch_no}: loss is {value} (queries "
+                        f"{[t.query for t in triplets]}); the model diverged (lower lr?) or an "
+                        "input is bad"
+                    )
+                stats["loss_sum"] += value
                 stats["steps"] += 1
                 stats["triplets"] += used
                 stats["queries_used"] += len(triplets)
