@@ -1,9 +1,9 @@
 """Where a workflow run's time went: Snakemake's per-job `benchmark:` files summed by rule.
 
-    .venv/bin/python benchmarks/run_profile.py [results/benchmarks]
+    .venv/bin/python benchmarks/run_profile.py [FOLDER]   # default: the run's benchmarks folder
 
 Each rule with a ``benchmark:`` directive writes one TSV per job under
-``results/benchmarks/<rule>/`` (icsa/layout.py): wall seconds (``s``) and CPU seconds
+``<results>/benchmarks/<rule>/`` (``icsa.layout.BENCHMARKS``): wall seconds (``s``) and CPU seconds
 (``cpu_time``, the job's process tree). Jobs of one rule are summed; wall ÷ CPU above 1 means the
 job waited (for a CPU shared with the job beside it, or for I/O). Rules without a benchmark
 (evaluate, check, tables) are not in it: the run's own ``/usr/bin/time`` gives the total.
@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from icsa.layout import BENCHMARKS  # noqa: E402
 
 
 def summarise(folder: Path) -> dict[str, dict[str, float]]:
@@ -53,10 +58,10 @@ def render(summary: dict[str, dict[str, float]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folder", type=Path, nargs="?", default=Path("results/benchmarks"))
+    p.add_argument("folder", type=Path, nargs="?", default=Path(BENCHMARKS))
     args = p.parse_args()
     if not args.folder.is_dir():
-        raise SystemExit(f"{args.folder}: not a folder; expected a run's results/benchmarks")
+        raise SystemExit(f"{args.folder}: not a folder; expected a run's {BENCHMARKS}")
     print(render(summarise(args.folder)))
 
 
