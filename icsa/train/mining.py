@@ -150,16 +150,20 @@ class HardNegativeMiner:
         if len(pos) == 0:
             return None
         d_pos = np.linalg.norm(db_descriptors[pos].astype(np.float32) - q, axis=1)
-
-        sampled = sample_negatives(
-            self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
-        )
-        previous = self.neg_cache[query]
-        candidates = np.unique(np.concatenate([previous[previous >= 0], sampled]))
+        candidates = self._candidates(query, rng)
         if len(candidates) == 0:
             return None
         d_neg = np.linalg.norm(db_descriptors[candidates].astype(np.float32) - q, axis=1)
         return self._choose(query, pos, d_pos, candidates, d_neg)
+
+    def _candidates(self, query: int, rng: np.random.Generator) -> np.ndarray:
+        """The query's negative candidates: ``neg_samples`` fresh draws merged with its hard
+        negatives of the previous visit (sorted, unique)."""
+        sampled = sample_negatives(
+            self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
+        )
+        previous = self.neg_cache[query]
+        return np.unique(np.concatenate([previous[previous >= 0], sampled]))
 
     def _choose(
         self, query: int, pos: np.ndarray, d_pos: np.ndarray, cand: np.ndarray, d_neg: np.ndarray
@@ -197,13 +201,8 @@ class HardNegativeMiner:
         pos_lists, cand_lists = [], []
         for query in queries:  # draws in mine's order: a query without positives draws none
             pos = self.geometry.positives[query]
-            cand = np.empty(0, dtype=np.int64)
-            if len(pos) > 0:
-                sampled = sample_negatives(
-                    self.geometry.near[query], self.geometry.num_db, self.neg_samples, rng
-                )
-                previous = self.neg_cache[query]
-                cand = np.unique(np.concatenate([previous[previous >= 0], sampled]))
+            empty = np.empty(0, dtype=np.int64)
+            cand = self._candidates(query, rng) if len(pos) > 0 else empty
             pos_lists.append(pos)
             cand_lists.append(cand)
         # Per query on the device (a [1 + C, D] gather at a time, as ``mine``'s peak memory),
