@@ -118,7 +118,7 @@ def local_features(
 
 def query_times_of_day(seed: int, settings: CitySettings, dataset: str, q_names: list[str]):
     """Each query's time of day (day/dusk/night), from the generator's deterministic plan."""
-    _, _, jobs = plan_cities(seed, settings)
+    _, _, jobs, _ = plan_cities(seed, settings)
     base = {"pitts30k": "pitts30k/queries_real/", "tokyotm": "tokyotm/images/"}[dataset]
     time_of = {j.path.removeprefix(base): j.appearance.time for j in jobs}
     return np.array([time_of[name] for name in q_names])

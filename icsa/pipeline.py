@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUTS
+from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUTS, PLACE_LAYOUTS
 from icsa.errors import InputError
 from icsa.records import first_repeat, record_from_dict
 from icsa.registry import (
@@ -33,7 +33,15 @@ from icsa.spec import ModelSpec, RunSpec, parse_run_id, run_id
 from icsa.train.settings import TrainSettings
 
 # What each dataset stands in for, in the synthetic city's labels (the generator writes these).
-SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM", "tokyo247": "Tokyo 24/7"}
+SYNTHETIC_ROLES = {"pitts30k": "Pitts30k", "tokyotm": "TokyoTM", "tokyo247": "Tokyo 24/7",
+                   "gsvcities": "GSV-Cities"}  # fmt: skip
+# Synthetic roles written in a layout of their own, whatever the city's layout is.
+OWN_LAYOUT_ROLES = {"gsvcities": "gsvcities"}
+# Synthetic roles written only when a setting is positive: (the setting, what to set).
+OPTIONAL_ROLES = {
+    "tokyo247": ("tokyo247_db", "a positive size (and tokyo247_q: config/rehearsal.yaml)"),
+    "gsvcities": ("gsv_places", "a positive number of places (config/gsv_cities.yaml sets it)"),
+}
 
 
 def config_error(key: str, value: Any, expected: str) -> InputError:
@@ -136,9 +144,20 @@ def dataset_policy(config: dict[str, Any], name: str) -> str | None:
     return config["datasets"][name].get("policy")
 
 
+def validation_split(config: dict[str, Any]) -> str | None:
+    """``validation``: the DATASET-SPLIT every run validates on when it is not the training
+    dataset's own ``val`` (None: that one). GSV-Cities has no val split, so it needs one."""
+    name = config.get("validation")
+    return None if name is None else resolve_evalset(config, name, "validation")
+
+
 def synthetic_layout(config: dict[str, Any]) -> str:
     """The one layout the synthetic city is written in: that of every dataset it stands for."""
-    layouts = {dataset_layout(config, n) for n in config["datasets"] if n in SYNTHETIC_ROLES}
+    layouts = {
+        dataset_layout(config, n)
+        for n in config["datasets"]
+        if n in SYNTHETIC_ROLES and n not in OWN_LAYOUT_ROLES
+    }
     if len(layouts) > 1:
         raise config_error(
             "datasets.*.layout", sorted(layouts), "one layout for every synthetic dataset"
@@ -185,14 +204,21 @@ def check(config: dict[str, Any]) -> list[str]:
         from icsa.data.synthetic.settings import CitySettings  # numpy only
 
         city = CitySettings.from_dict(synthetic.get("settings") or {})
-        if "tokyo247" in config["datasets"] and not city.tokyo247_db:
-            raise config_error(
-                "synthetic.settings.tokyo247_db", city.tokyo247_db,
-                "a positive size (and tokyo247_q) when datasets.tokyo247 is synthetic: the city "
-                "writes its Tokyo 24/7 role only then (config/rehearsal.yaml sets both)",
-            )  # fmt: skip
+        for role, (setting, expected) in OPTIONAL_ROLES.items():
+            if role in config["datasets"] and not getattr(city, setting):
+                raise config_error(
+                    f"synthetic.settings.{setting}", getattr(city, setting),
+                    f"{expected} when datasets.{role} is synthetic: the city writes its "
+                    f"{SYNTHETIC_ROLES[role]} role only then",
+                )  # fmt: skip
     for name, entry in config["datasets"].items():
         root = Path(entry["root"])
+        own = OWN_LAYOUT_ROLES.get(name)
+        if synthetic and own and dataset_layout(config, name) != own:
+            raise config_error(
+                f"datasets.{name}.layout", dataset_layout(config, name),
+                f"{own} (the synthetic city writes its {name} role so)",
+            )  # fmt: skip
         if dataset_layout(config, name) == "netvlad" and name not in LAYOUTS:
             raise config_error(
                 f"datasets.{name}", name,
@@ -215,6 +241,7 @@ def check(config: dict[str, Any]) -> list[str]:
             warnings.append(missing_root_message(name, root, dataset_layout(config, name)))
     if synthetic:
         synthetic_layout(config)
+    check_training_data(config)
     for name in config["evalsets"]:
         resolve_evalset(config, name, f"evalsets.{name}")
     for name in run_tables(config):
@@ -232,6 +259,31 @@ def check(config: dict[str, Any]) -> list[str]:
     check_step_settings(config)
     check_figures(config)
     return warnings
+
+
+def check_training_data(config: dict[str, Any]) -> None:
+    """The validation split exists, and a dataset of labelled places without queries (the
+    gsvcities layout) trains the multisimilarity regime and validates elsewhere."""
+    validation = validation_split(config)
+    train = config["dataset"]
+    if validation is not None and split_evalset(validation)[0] == train:
+        raise config_error(
+            "validation", validation, f"another dataset's split (unset: {train}-val, the "
+            "training dataset's own)",
+        )  # fmt: skip
+    if dataset_layout(config, train) not in PLACE_LAYOUTS:
+        return
+    regime = config["train"].get("regime", "triplet")
+    if regime != "multisimilarity":
+        raise config_error(
+            "train.regime", regime, f"multisimilarity: {train} (layout "
+            f"{dataset_layout(config, train)}) has labelled places and no queries, no triplets",
+        )  # fmt: skip
+    if validation is None:
+        raise config_error(
+            "validation", None, f"a DATASET-SPLIT to validate on (e.g. pitts30k-val): {train} "
+            f"(layout {dataset_layout(config, train)}) has no val split",
+        )  # fmt: skip
 
 
 def check_figures(config: dict[str, Any]) -> None:

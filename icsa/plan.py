@@ -38,7 +38,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from icsa.pipeline import dataset_layout, run_spec, run_tables, split_evalset, table_spec
+from icsa.pipeline import (
+    dataset_layout,
+    run_spec,
+    run_tables,
+    split_evalset,
+    table_spec,
+    validation_split,
+)
 from icsa.spec import ModelSpec
 
 # (database images, queries) per split, as published (module docstring).
@@ -167,7 +174,9 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
     spec = run_spec(config, run)
     s, c = spec.recipe, model_costs(spec.model)
     t_db, t_q, source = split_counts(config, spec.dataset, "train")
-    v_db, v_q, _ = split_counts(config, spec.dataset, "val")
+    validation = validation_split(config)  # another dataset's split, or the training set's val
+    v_db, v_q, _ = split_counts(config, *(split_evalset(validation) if validation else
+                                          (spec.dataset, "val")))  # fmt: skip
     itemsize = 2 if s.prefix_cache_dtype == "float16" else 4
     per_image = c.prefix_values * itemsize
     train_bytes, val_bytes = (t_db + t_q) * per_image, (v_db + v_q) * per_image

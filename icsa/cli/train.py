@@ -1,6 +1,7 @@
 """`icsa train`: weakly supervised triplet training of one run (resumes or restarts by itself).
 
 icsa train --spec RUNSPEC-JSON-or-@file --root DIR --centroids C.npz --run-dir results/runs/RUN
+    [--val DATASET-SPLIT --val-root DIR [--val-layout L]]
     [--device auto] [--threads N] [--on-mismatch restart|error] [--wait] [--no-dvclive]
 
 The spec is an icsa.spec.RunSpec as JSON ({"dataset", "model": ModelSpec, "recipe":
@@ -16,6 +17,7 @@ import json
 import logging
 
 from icsa.cli.dataset_flags import add_layout_flag
+from icsa.data.layouts import DEFAULT_LAYOUT, LAYOUT_KINDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--centroids", default=None,
         help="output of `icsa kmeans` (NetVLAD runs; GeM runs take none)",
     )  # fmt: skip
+    p.add_argument(
+        "--val", default=None, metavar="DATASET-SPLIT",
+        help="validate on this split of another dataset (with --val-root); default: the "
+        "training dataset's val split",
+    )  # fmt: skip
+    p.add_argument("--val-root", default=None, help="root of the --val dataset")
+    p.add_argument("--val-layout", choices=LAYOUT_KINDS, default=DEFAULT_LAYOUT,
+                   help="layout of the --val dataset")  # fmt: skip
     p.add_argument("--run-dir", required=True, help="run folder (checkpoints, history, state/)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1)
@@ -49,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from icsa.errors import InputError
     from icsa.io import parse_json_object
     from icsa.spec import RunSpec
-    from icsa.train.job import RunInputs, RunOptions
+    from icsa.train.job import RunInputs, RunOptions, SplitSource
     from icsa.train.run import train_run  # deferred: keeps `icsa --help` fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -64,7 +75,17 @@ def _train(args: argparse.Namespace) -> int:
         on_mismatch=args.on_mismatch,
         wait=args.wait,
     )
-    inputs = RunInputs(args.root, args.centroids, args.layout)
+    validation = None
+    if (args.val is None) != (args.val_root is None):
+        raise InputError(
+            f"--val = {args.val!r}, --val-root = {args.val_root!r}: expected both or neither"
+        )
+    if args.val is not None:
+        if "-" not in args.val:
+            raise InputError(f"--val = {args.val!r}: expected DATASET-SPLIT, e.g. pitts30k-val")
+        dataset, split = args.val.split("-", 1)
+        validation = SplitSource(args.val_root, dataset, split, args.val_layout)
+    inputs = RunInputs(args.root, args.centroids, args.layout, validation)
     summary = train_run(spec, inputs, args.run_dir, options)
     print(json.dumps(summary, default=str))
     return 0

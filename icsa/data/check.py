@@ -71,6 +71,8 @@ def _warn_if_empty(split: PlaceSplit) -> None:
     """A warning (legal in a dbStruct, so not an error) for a split without queries or database
     images: training on it runs no step, and evaluating it measures nothing."""
     for what, count in (("queries", split.db.num_q), ("database images", split.db.num_db)):
+        if what == "queries" and split.place_labels is not None:
+            continue  # labelled places (GSV-Cities) have no queries by design
         if count == 0:
             log.warning("%s (%s): no %s; expected at least one to train or evaluate on it",
                         split.source, split.name, what)  # fmt: skip

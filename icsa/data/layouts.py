@@ -12,6 +12,9 @@ Three layouts (a dataset's ``layout:`` in config, ``--layout`` on every command 
   :mod:`icsa.data.ground_truth`) gives its queries' positives as database index lists.
 - ``msls``: Mapillary SLS's ``train_val/<city>/…`` with the MSLS-val lists of the reference
   evaluation (:mod:`icsa.data.msls`); splits ``val`` and ``val-<city>``.
+- ``gsvcities``: GSV-Cities' ``Dataframes/<city>.csv`` + ``Images/<city>/`` (:mod:`icsa.data.
+  gsv_cities`); split ``train``, database images labelled by place, no queries: it trains the
+  multisimilarity regime and validates on another dataset (config ``validation``).
 
 The synthetic city writes either, so real and synthetic data share this code path.
 """
@@ -32,8 +35,10 @@ if TYPE_CHECKING:  # the readers (scipy, numpy) load with the first split: the w
 
     from icsa.data.dbstruct import DbStruct
 
-LAYOUT_KINDS = ("netvlad", "benchmark", "msls")
-WRITABLE_LAYOUTS = ("netvlad", "benchmark")  # what synthetic and convert write; msls: read only
+LAYOUT_KINDS = ("netvlad", "benchmark", "msls", "gsvcities")
+# What synthetic and convert write (the synthetic city also writes a gsvcities role of its own).
+WRITABLE_LAYOUTS = ("netvlad", "benchmark")
+PLACE_LAYOUTS = ("gsvcities",)  # training sets of labelled places, no queries: no triplets
 DEFAULT_LAYOUT = "netvlad"
 # Time machines (TokyoTM): capture times decide positives and the time rule. Elsewhere a
 # benchmark name's timestamp field is only a note (MSLS has one; its protocol has no such rule).
@@ -117,6 +122,15 @@ def dataset_splits(root: str | os.PathLike, dataset: str, layout: str = DEFAULT_
                 "beside train_val/ (the msls layout, icsa/data/msls.py)"
             )
         return found
+    if layout == "gsvcities":
+        from icsa.data import gsv_cities
+
+        if not gsv_cities.city_frames(Path(root)):
+            raise InputError(
+                f"{Path(root) / gsv_cities.DATAFRAMES}: no <city>.csv; expected the GSV-Cities "
+                "layout (icsa/data/gsv_cities.py)"
+            )
+        return [gsv_cities.SPLIT]
     from icsa.data import benchmark
 
     found = benchmark.benchmark_splits(root)
@@ -155,6 +169,9 @@ class PlaceSplit:
     # gives it (icsa.data.ground_truth); None: positives come from the UTM radius.
     positives: tuple[np.ndarray, ...] | None = None
     q_groups: tuple[str, ...] | None = None  # per-query group reported apart (MSLS: the city)
+    # Place label per database image where the dataset groups images into places (GSV-Cities);
+    # None: the multisimilarity regime groups by UTM cell (icsa.train.places).
+    place_labels: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"< {self.name} - #q: {self.db.num_q}; #db: {self.db.num_db} >"
@@ -193,6 +210,8 @@ def load_split(
         return _load_benchmark_split(Path(root), dataset, split)
     if layout == "msls":
         return _load_msls_split(Path(root), dataset, split)
+    if layout == "gsvcities":
+        return _load_gsv_split(Path(root), dataset, split)
     mat = split_mat_path(root, dataset, split)
     if not mat.is_file():
         raise InputError(
@@ -271,4 +290,33 @@ def _load_msls_split(root: Path, dataset: str, split: str) -> PlaceSplit:
         layout="msls",
         positives=positives,
         q_groups=cities,
+    )
+
+
+def _load_gsv_split(root: Path, dataset: str, split: str) -> PlaceSplit:
+    from icsa.data import gsv_cities
+
+    if not root.is_dir():
+        raise InputError(
+            f"{root}: dataset root not found; expected a GSV-Cities folder (Dataframes/<city>.csv "
+            "and Images/<city>/, icsa/data/gsv_cities.py)"
+        )
+    if split != gsv_cities.SPLIT:
+        raise InputError(
+            f"split = {split!r}: the gsvcities layout has only {gsv_cities.SPLIT!r} (GSV-Cities "
+            "has no validation or test split: set `validation` to another dataset's split)"
+        )
+    cities = gsv_cities.read_gsv_cities(root)
+    base = root / gsv_cities.IMAGES
+    return PlaceSplit(
+        name=f"{dataset}-{split}",
+        dataset=dataset,
+        split=split,
+        root=root,
+        source=root / gsv_cities.DATAFRAMES,
+        db=cities.db,
+        db_paths=[base / name for name in cities.db.db_images],
+        q_paths=[],
+        layout="gsvcities",
+        place_labels=cities.labels,
     )

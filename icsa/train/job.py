@@ -25,13 +25,26 @@ ON_MISMATCH = ("restart", "error")
 
 
 @dataclass(frozen=True)
+class SplitSource:
+    """One split of a dataset on disk: the validation set when it is not the training
+    dataset's own ``val`` (config ``validation``; GSV-Cities has none)."""
+
+    root: str | os.PathLike
+    dataset: str
+    split: str
+    layout: str = DEFAULT_LAYOUT
+
+
+@dataclass(frozen=True)
 class RunInputs:
-    """Where the run's data are: the dataset root (in ``layout``) and, for NetVLAD, the k-means
-    centroids of ``icsa kmeans`` (GeM runs have none)."""
+    """Where the run's data are: the dataset root (in ``layout``), for NetVLAD the k-means
+    centroids of ``icsa kmeans`` (GeM runs have none), and the validation split (None: the
+    training dataset's ``val``)."""
 
     root: str | os.PathLike
     centroids: str | os.PathLike | None = None
     layout: str = DEFAULT_LAYOUT
+    validation: SplitSource | None = None
 
 
 @dataclass(frozen=True)

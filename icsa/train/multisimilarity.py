@@ -36,7 +36,13 @@ from icsa.spec import RunSpec
 from icsa.train.history import RunLogger
 from icsa.train.job import RunContext
 from icsa.train.loop import NonFiniteLossError, TripletTrainer
-from icsa.train.places import Places, place_batches, places_from_utm, require_places
+from icsa.train.places import (
+    Places,
+    place_batches,
+    places_from_labels,
+    places_from_utm,
+    require_places,
+)
 from icsa.train.settings import TrainSettings
 from icsa.train.state import RunState, Sources, build_sources
 
@@ -180,12 +186,18 @@ def prepare_multisimilarity(
     fresh or restored state, a logger replaying the history."""
     s, device, run_dir = spec.recipe, context.device, context.run_dir
     model = channels_last(model.to(device), device.type == "cuda")
-    places = places_from_utm(train.db.db_utm, train.db.q_utm, s.ms_place_cell_m,
-                             s.ms_images_per_place)  # fmt: skip
     source = f"{train.source} ({train.name})"
-    require_places(places, source, s.ms_place_cell_m, s.ms_images_per_place)
-    log.info("%s: %d places of >= %d images in %g m cells; %d cells with fewer", train.name,
-             len(places), s.ms_images_per_place, s.ms_place_cell_m, places.dropped)  # fmt: skip
+    if train.place_labels is not None:  # the dataset's own places (GSV-Cities)
+        places = places_from_labels(train.place_labels, s.ms_images_per_place)
+        require_places(places, source, None, s.ms_images_per_place)
+        log.info("%s: %d labelled places of >= %d images; %d with fewer", train.name,
+                 len(places), s.ms_images_per_place, places.dropped)  # fmt: skip
+    else:
+        places = places_from_utm(train.db.db_utm, train.db.q_utm, s.ms_place_cell_m,
+                                 s.ms_images_per_place)  # fmt: skip
+        require_places(places, source, s.ms_place_cell_m, s.ms_images_per_place)
+        log.info("%s: %d places of >= %d images in %g m cells; %d cells with fewer", train.name,
+                 len(places), s.ms_images_per_place, s.ms_place_cell_m, places.dropped)  # fmt: skip
     fast = use_bf16(s.fast_inference, device, "train.fast_inference")
     sources = build_sources(model, train, val, s, run_dir, device, fast,
                             cache_train=s.ms_augment == "none")  # fmt: skip

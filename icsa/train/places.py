@@ -2,10 +2,12 @@
 
 GSV-Cities (amaralibey/gsv-cities, ``dataloaders/GSVCitiesDataset.py``) trains on *places*:
 each a place id with at least ``min_img_per_place`` images; a batch is P places, each
-contributing K images sampled at random (``img_per_place``), labelled by the place id. A UTM
-split (pitts30k layout: a database and queries with UTM positions) has no place ids, so here
-a place is a square cell of ``cell_m`` metres of the UTM grid: every database image and query
-of the training split whose position falls in the cell. Cells with fewer than K images are
+contributing K images sampled at random (``img_per_place``), labelled by the place id. A split
+that labels its images by place (the gsvcities layout, icsa.data.gsv_cities) gives its places
+directly (:func:`places_from_labels`). A UTM split (pitts30k layout: a database and queries with
+UTM positions) has no place ids, so there a place is a square cell of ``cell_m`` metres of the
+UTM grid: every database image and query of the training split whose position falls in the cell
+(:func:`places_from_utm`). Cells with fewer than K images are
 dropped, as GSV-Cities drops places with fewer than ``min_img_per_place`` images. Like the
 triplet regime's positives this is weak supervision (positions, not headings).
 
@@ -35,6 +37,25 @@ class Places:
         return len(self.images)
 
 
+def _group(keys: np.ndarray, num_db: int, min_images: int) -> Places:
+    """Images with equal keys (one row per image) form a place; places of fewer than
+    ``min_images`` images are dropped; places in key order."""
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    groups = np.split(order, bounds) if len(order) else []
+    kept = tuple(np.sort(g).astype(np.int64) for g in groups if len(g) >= min_images)
+    return Places(images=kept, num_db=num_db, dropped=len(groups) - len(kept))
+
+
+def places_from_labels(labels: np.ndarray, min_images: int) -> Places:
+    """The places of a split whose database images carry place labels (it has no queries),
+    keeping those with at least ``min_images`` images, as GSV-Cities' ``min_img_per_place``."""
+    labels = np.asarray(labels, np.int64)
+    return _group(labels[:, None], len(labels), min_images)
+
+
 def places_from_utm(
     db_utm: np.ndarray, q_utm: np.ndarray, cell_m: float, min_images: int
 ) -> Places:
@@ -42,22 +63,19 @@ def places_from_utm(
     the cells with at least ``min_images`` images, in cell order."""
     coords = np.concatenate([np.asarray(db_utm, np.float64), np.asarray(q_utm, np.float64)])
     cells = np.floor(coords / float(cell_m)).astype(np.int64)
-    _, inverse = np.unique(cells, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-    groups = np.split(order, bounds) if len(order) else []
-    kept = tuple(np.sort(g).astype(np.int64) for g in groups if len(g) >= min_images)
-    return Places(images=kept, num_db=len(db_utm), dropped=len(groups) - len(kept))
+    return _group(cells, len(db_utm), min_images)
 
 
-def require_places(places: Places, source: str, cell_m: float, k: int) -> None:
-    """A batch needs two places at least (a negative pair); else an InputError saying why."""
+def require_places(places: Places, source: str, cell_m: float | None, k: int) -> None:
+    """A batch needs two places at least (a negative pair); else an InputError saying why
+    (``cell_m`` None: the places are the dataset's own)."""
     if len(places) < 2:
+        own = cell_m is None
+        where = "labelled places" if own else f"train.ms_place_cell_m={cell_m:g} m cells"
+        fix = "fewer images per place" if own else "larger cells or fewer images per place"
         raise InputError(
             f"{source}: {len(places)} places with >= train.ms_images_per_place={k} images in "
-            f"train.ms_place_cell_m={cell_m:g} m cells ({places.dropped} cells have fewer); "
-            "expected at least 2: use larger cells or fewer images per place"
+            f"{where} ({places.dropped} have fewer); expected at least 2: use {fix}"
         )
 
 

@@ -49,6 +49,17 @@ from icsa.utils import resolve_device, seed_everything, set_threads
 log = logging.getLogger(__name__)
 
 
+def require_regime_data(train: PlaceSplit, regime: str) -> None:
+    """Triplets need queries with UTM positions; a split of labelled places without queries
+    (GSV-Cities) trains only the multisimilarity regime: else an InputError saying so."""
+    if regime == "triplet" and train.db.num_q == 0:
+        raise InputError(
+            f"{train.source} ({train.name}): no queries, so no triplets; expected "
+            "train.regime: multisimilarity for a dataset of labelled places (the gsvcities "
+            "layout), or a training split with queries"
+        )
+
+
 def prepare_trainer(
     model: torch.nn.Module,
     train: PlaceSplit,
@@ -171,10 +182,17 @@ def train_run(
     seed_everything(spec.seed)
     dev = resolve_device(opts.device)
     train = load_split(inputs.root, spec.dataset, "train", inputs.layout)
-    val = load_split(inputs.root, spec.dataset, "val", inputs.layout)
+    v = inputs.validation
+    if v is None:
+        val = load_split(inputs.root, spec.dataset, "val", inputs.layout)
+    else:
+        val = load_split(v.root, v.dataset, v.split, v.layout)
+    require_regime_data(train, spec.recipe.regime)
     m = spec.model
     model = build_model(**m.build_args())
     digests = {"train": train.digest(), "val": val.digest()}
+    if v is not None:  # which split validates is part of the run (absent: fingerprints as before)
+        digests["validation"] = val.name
     if needs_centroids(m.aggregation) != (centroids is not None):
         expected = "k-means centroids" if needs_centroids(m.aggregation) else "none"
         raise InputError(

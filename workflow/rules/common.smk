@@ -118,6 +118,25 @@ def centroids_flag(wildcards, input):
     return f"--centroids {input.centroids} " if input.centroids else ""
 
 
+VALIDATION = parse_time(pipeline.validation_split, config)
+
+
+def validation_index(wildcards):
+    """The validation dataset's index when runs validate on another dataset (`validation`)."""
+    return INDEX.format(dataset=split_evalset(VALIDATION)[0]) if VALIDATION else []
+
+
+def validation_flags(wildcards):
+    """`icsa train`'s --val flags when `validation` names another dataset's split."""
+    if not VALIDATION:
+        return ""
+    dataset = split_evalset(VALIDATION)[0]
+    return (
+        f"--val {VALIDATION} --val-root {shlex.quote(dataset_root(dataset))}"
+        f" --val-layout {dataset_layout(dataset)} "
+    )
+
+
 def run_id(dataset, backbone, attention, block, seed, aggregation=registry.DEFAULT_AGGREGATION):
     return spec.run_id(dataset, backbone, attention, block, seed, aggregation)
 

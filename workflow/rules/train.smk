@@ -16,6 +16,7 @@ rule train:
     input:
         index=INDEX,
         centroids=run_centroids,
+        validation=validation_index,
     output:
         checkpoint=CHECKPOINT,
         history_csv=HISTORY_CSV,
@@ -35,10 +36,11 @@ rule train:
         layout=lambda wildcards: dataset_layout(wildcards.dataset),
         run_dir=lambda wildcards: RUN_DIR.format(**wildcards),
         centroids=centroids_flag,
+        validation=validation_flags,
         spec=run_spec_json,
         device=job_device("train"),
         gpu=gpu_prefix("train"),
     shell:
         "{params.gpu}icsa train --spec {params.spec:q} --root {params.root:q} --layout {params.layout}"
-        " {params.centroids}--run-dir {params.run_dir}"
+        " {params.centroids}{params.validation}--run-dir {params.run_dir}"
         " --device {params.device} --threads {resources.cpus_per_task} > {log} 2>&1"

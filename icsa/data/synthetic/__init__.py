@@ -3,10 +3,12 @@
 ``generate(out_dir, seed)`` writes ``out_dir/pitts30k/`` (a Pittsburgh-like city, train/val/test
 from disjoint areas) and ``out_dir/tokyotm/`` (a differently styled city in the TokyoTM role: a
 time machine captured in several years whose queries are database images, ``time_machine.py``),
-each with its ``datasets/*.mat`` dbStructs, and, when ``tokyo247_db``/``tokyo247_q`` are set,
-``out_dir/tokyo247/`` (the Tokyo 24/7 role, ``tokyo247.py``), so that real and synthetic data
-share one code path; ``layout="benchmark"`` writes the same city as benchmark-named image folders
-(:mod:`icsa.data.convert`). Same seed and settings give byte-identical files.
+each with its ``datasets/*.mat`` dbStructs, when ``tokyo247_db``/``tokyo247_q`` are set
+``out_dir/tokyo247/`` (the Tokyo 24/7 role, ``tokyo247.py``), and when ``gsv_places`` is set
+``out_dir/gsvcities/`` (the GSV-Cities role in its own layout, ``gsv.py``), so that real and
+synthetic data share one code path; ``layout="benchmark"`` writes the same city as
+benchmark-named image folders (:mod:`icsa.data.convert`). Same seed and settings give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import numpy as np
 
 from icsa.data.convert import UTM_ZONES, in_benchmark_order, netvlad_to_benchmark
 from icsa.data.dbstruct import write_dbstruct
+from icsa.data.gsv_cities import DATAFRAMES, GsvImage, write_city
+from icsa.data.gsv_cities import SPLIT as GSV_SPLIT
 from icsa.data.layouts import WRITABLE_LAYOUTS, check_layout
+from icsa.data.synthetic.gsv import plan_gsv
 from icsa.data.synthetic.settings import CitySettings
 from icsa.data.synthetic.tokyo247 import plan_tokyo247
 from icsa.data.synthetic.world import PITTSBURGH, TOKYO, World
@@ -36,21 +41,24 @@ from icsa.io import process_alive
 __all__ = ["CitySettings", "MANIFEST", "generate", "plan_cities"]
 
 MANIFEST = "synthetic.json"  # written last; marks a folder as a complete synthetic city
+GSV_ROLE = "gsvcities"  # the GSV-Cities role's folder and dataset name
 
 log = logging.getLogger(__name__)
 
 
 def plan_cities(
     seed: int, s: CitySettings
-) -> tuple[list[World], dict[str, list[SplitPlan]], list[Job]]:
-    """Both cities' worlds, dbStructs per dataset and render jobs (paths relative to out_dir).
+) -> tuple[list[World], dict[str, list[SplitPlan]], list[Job], dict[str, list[GsvImage]]]:
+    """The cities' worlds, dbStructs per dataset, render jobs (paths relative to out_dir) and
+    the GSV-Cities role's dataframe rows per city (none while the role is off).
 
     Each city draws from its own Generator spawned from ``seed``, so changing the TokyoTM-role
     sizes leaves the Pittsburgh-like city unchanged.
     """
-    # Children are fixed by their index: a third one (Tokyo 24/7) leaves the first two as they were.
-    children = np.random.SeedSequence(int(seed)).spawn(3)
-    rng_pitts, rng_tokyo, rng_247 = (np.random.default_rng(c) for c in children)
+    # Children are fixed by their index: a third one (Tokyo 24/7) and a fourth (GSV-Cities)
+    # leave the first two as they were.
+    children = np.random.SeedSequence(int(seed)).spawn(4)
+    rng_pitts, rng_tokyo, rng_247, rng_gsv = (np.random.default_rng(c) for c in children)
     w_p, plans_p, jobs_p = plan_city(
         PITTSBURGH, ["pitts30k_train", "pitts30k_val", "pitts30k_test"],
         [(s.train_db, s.train_q), (s.val_db, s.val_q), (s.test_db, s.test_q)], s, rng_pitts, 0,
@@ -74,7 +82,12 @@ def plan_cities(
         worlds.append(world)
         plans["tokyo247"] = [plan]
         jobs += [replace(j, path=f"tokyo247/{j.path}") for j in jobs_247]
-    return worlds, plans, jobs
+    gsv_rows: dict[str, list[GsvImage]] = {}
+    if s.gsv_places:
+        world, gsv_rows, jobs_gsv = plan_gsv(s, rng_gsv, len(worlds))
+        worlds.append(world)
+        jobs += [replace(j, path=f"{GSV_ROLE}/{j.path}") for j in jobs_gsv]
+    return worlds, plans, jobs, gsv_rows
 
 
 def sweep_leftovers(out: Path) -> list[Path]:
@@ -127,7 +140,7 @@ def generate(
             "netvlad layout only (its panorama rule reads database rows in panorama order); "
             "expected layout netvlad or tokyo247_db = tokyo247_q = 0"
         )
-    worlds, plans, jobs = plan_cities(seed, s)
+    worlds, plans, jobs, gsv_rows = plan_cities(seed, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -146,6 +159,11 @@ def generate(
                 (tmp / dataset).rename(netvlad)
                 netvlad_to_benchmark(netvlad, dataset, tmp / dataset, progress=False)
                 shutil.rmtree(netvlad)  # the images live on as hard links (or copies)
+        for city, rows in gsv_rows.items():  # its own layout whatever `layout` is
+            write_city(tmp / GSV_ROLE / DATAFRAMES / f"{city}.csv", rows)
+        if gsv_rows:
+            count = sum(len(rows) for rows in gsv_rows.values())
+            splits[f"{GSV_ROLE}-{GSV_SPLIT}"] = {"num_db": count, "num_q": 0}
         manifest = {"seed": int(seed), "settings": s.to_dict(), "splits": splits}
         if layout != "netvlad":  # older cities' manifests stay byte-identical
             manifest["layout"] = layout

@@ -70,13 +70,18 @@ class CitySettings:
     # --- the Tokyo 24/7 role (tokyo247.py): off unless both sizes are set -------------------
     tokyo247_db: int = 0  # database images, whole panoramas of 12 views (rounded up)
     tokyo247_q: int = 0  # queries: a third each by day, at sunset and at night
+    # --- the GSV-Cities role (gsv.py): off unless gsv_places is set ---------------------------
+    gsv_places: int = 0  # places, dealt to two cities; each seen gsv_images_per_place times
+    gsv_images_per_place: int = 4  # GSV-Cities' img_per_place default
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             low = (
                 0
-                if field.name.endswith("occluders_max") or field.name.startswith("tokyo247")
+                if field.name.endswith("occluders_max")
+                or field.name.startswith("tokyo247")
+                or field.name == "gsv_places"
                 else 1
             )
             bad = not isinstance(value, int) or isinstance(value, bool) or value < low
@@ -120,6 +125,11 @@ class CitySettings:
                 f"CitySettings.tokyo247_db/tokyo247_q: got {self.tokyo247_db}/{self.tokyo247_q}; "
                 "expected both 0 (no Tokyo 24/7 role) or both positive"
             )
+        if self.gsv_images_per_place < 2:
+            raise InputError(
+                f"CitySettings.gsv_images_per_place: got {self.gsv_images_per_place}, expected "
+                ">= 2 (a place needs a positive pair)"
+            )
         if self.split_gap <= 25.0:
             raise InputError(
                 f"CitySettings.split_gap: got {self.split_gap}, expected > 25 (the positive "
@@ -139,12 +149,15 @@ class CitySettings:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Every setting, less the Tokyo 24/7 role's while it is off (so that the manifests of
-        cities without it stay byte-identical to those written before it existed)."""
+        """Every setting, less the Tokyo 24/7 and GSV-Cities roles' while they are off (so that
+        the manifests of cities without them stay byte-identical to those written before them)."""
+        off = {k for k in ("tokyo247_db", "tokyo247_q") if getattr(self, k) == 0}
+        if not self.gsv_places:
+            off |= {"gsv_places", "gsv_images_per_place"}
         return {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()
-            if not (k.startswith("tokyo247") and v == 0)
+            if k not in off
         }
 
     @classmethod
