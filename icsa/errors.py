@@ -13,6 +13,11 @@ class InputError(ValueError):
     """Bad user input: names the file or key, the value, and what was expected."""
 
 
+def config_error(key: str, value: object, expected: str) -> InputError:
+    """An error naming the config key, the value found and what was expected."""
+    return InputError(f"config error: {key} = {value!r}; expected {expected}")
+
+
 # How torch re-raises an exception of a DataLoader worker process in the main process: the type
 # is kept, the message becomes this line followed by the worker's whole traceback.
 _WORKER_WRAPPER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
