@@ -218,10 +218,13 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
 
     built = (t_db + t_q) * cached_train + (v_db + v_q) * cached_val
     build_s = part_s(built, c.prefix_gflop, False)
+    # The mining cache: the training database's and one refresh chunk's descriptors. With CUDA
+    # it lives in GPU memory where it fits in half the free memory, else in host memory
+    # (icsa.train.loop.mining_cache_device).
+    mining = 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh)) * bool(refreshes)
     ram = (
         4 * c.params + 8 * c.trainable_params  # weights; gradients and SGD momentum
-        + 4 * c.descriptor_dim * (t_db + min(t_q, s.cache_refresh)) * bool(refreshes)  # mining
-        + graph_inputs * c.activation_bytes + inputs * 4 * c.prefix_values  # one step's batch
+        + mining + graph_inputs * c.activation_bytes + inputs * 4 * c.prefix_values  # a step
     )  # fmt: skip
     cached, recompute = epoch_s(cached_train, cached_val), epoch_s(False, False)
     over = [n for n, ok in (("train", cached_train), ("val", cached_val))
@@ -233,6 +236,7 @@ def plan_training(config: dict[str, Any], run: str, rates: Rates) -> dict[str, A
         "prefix_cache_budget_gb": budget / GB,
         "over_budget": over,
         "peak_ram_gb": ram / GB,
+        "mining_cache_gb": mining / GB,
         "epoch_h": cached / 3600,
         "epoch_h_recompute": recompute / 3600,
         "cache_build_h": build_s / 3600,
@@ -275,7 +279,8 @@ def plan(config: dict[str, Any], rates: Rates) -> dict[str, Any]:
         for run, evalsets in pairs.items()
         for evalset in sorted(evalsets)
     ]
-    return {"rates": dataclasses.asdict(rates), "trainings": trainings, "extractions": extractions}
+    return {"rates": dataclasses.asdict(rates), "trainings": trainings,
+            "extractions": extractions, "device": config.get("device", "cpu")}  # fmt: skip
 
 
 def machine_memory_gb() -> float:

@@ -184,3 +184,15 @@ def test_mine_batch_refuses_a_query_twice(world):
     desc = torch.zeros((2, 8))
     with pytest.raises(ValueError, match="repeat"):
         miner.mine_batch([3, 3], desc, torch.zeros((len(db), 8)), np.random.default_rng(0))
+
+
+def test_the_mining_cache_stays_on_the_gpu_only_where_it_fits():
+    import torch
+
+    from icsa.train.loop import MINING_CACHE_SHARE, mining_cache_device
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    free = 1000
+    assert mining_cache_device(10**9, cpu, 0) == cpu  # a CPU run: where it trains
+    assert mining_cache_device(int(MINING_CACHE_SHARE * free), cuda, free) == cuda
+    assert mining_cache_device(int(MINING_CACHE_SHARE * free) + 1, cuda, free) == cpu

@@ -112,3 +112,24 @@ def test_plan_outside_the_repository_root_says_where_to_run_it(tmp_path):
     assert result.returncode != 0
     first = result.stderr.strip().splitlines()[0]
     assert "config.schema.yaml: not found (run from the repository root)" in first, first
+
+
+def test_planned_mining_cache_is_what_a_refresh_holds(tiny_city, tmp_path, monkeypatch):
+    root, _ = tiny_city
+    refresh = 5  # queries per refresh: the cache is the database plus one chunk's queries
+    planned = plan.plan_training(tiny_config(root, cache_refresh=refresh), RUN, plan.Rates(100.0))
+    from icsa.train.loop import TripletTrainer
+
+    held, original = [], TripletTrainer.describe_on_device
+
+    def record(self, src, indices, keep_on=None):
+        out = original(self, src, indices, keep_on)
+        if keep_on is not None:  # the mining cache's refreshes (validation keeps none)
+            held.append(out.element_size() * out.nelement())
+        return out
+
+    monkeypatch.setattr(TripletTrainer, "describe_on_device", record)
+    trainer = make_trainer(tiny_city, tmp_path / "run", cache_refresh=refresh)
+    trainer.train_epoch(1)
+    biggest = held[0] + held[1]  # the first refresh: the database, then a full chunk
+    assert planned["mining_cache_gb"] * plan.GB == biggest

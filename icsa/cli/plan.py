@@ -104,6 +104,11 @@ def render(planned: dict[str, Any]) -> str:
             f"{r['run']:{w}} {r['counts']['source'][:10]:10} {cache:>20} {r['peak_ram_gb']:>12.1f} "
             f"{r['epoch_h']:>13.2f} / {r['epoch_h_recompute']:<11.2f} {r['run_h']:>8.1f}"
         )
+        if planned.get("device") == "cuda" and r["mining_cache_gb"] > 1:
+            lines.append(
+                f"  mining cache {r['mining_cache_gb']:.1f} GB (in the peak): in GPU memory "
+                "where it fits in half the free memory, else in host memory"
+            )
         if r["over_budget"]:
             lines.append(
                 f"  ! over train.prefix_cache_budget_mb ({r['prefix_cache_budget_gb']:.1f} GB): "

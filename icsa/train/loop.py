@@ -53,6 +53,20 @@ log = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 1000.0
 
 
+MINING_CACHE_SHARE = 0.5  # of the GPU's free memory the mining cache may take
+
+
+def mining_cache_device(nbytes: int, device: torch.device, free_bytes: int) -> torch.device:
+    """The training device for a mining cache of ``nbytes`` when that is the CPU or the cache
+    fits in ``MINING_CACHE_SHARE`` of the GPU's ``free_bytes``; else the CPU (Pitts250k's
+    database at K = 64 is 12 GB of descriptors). Mining gives the same triplets on either
+    (icsa.train.mining.HardNegativeMiner.mine_batch; up to distances tied within float32
+    rounding), only its speed differs."""
+    if device.type != "cuda" or nbytes <= MINING_CACHE_SHARE * free_bytes:
+        return device
+    return torch.device("cpu")
+
+
 class NonFiniteLossError(InputError):
     """The loss became NaN/inf: the recipe (e.g. lr) or the data drive training to diverge."""
 
@@ -162,19 +176,27 @@ class TripletTrainer:
         return self._head(self._prefix(inputs, cached, fast), fast)
 
     @torch.no_grad()
-    def describe_on_device(self, src: InputSource, indices: np.ndarray) -> torch.Tensor:
-        """Descriptors [len(indices), K*C] (float32, on the training device) of ``indices`` of
-        one input source, in eval mode: the mining cache stays where the steps mine it."""
+    def describe_on_device(
+        self, src: InputSource, indices: np.ndarray, keep_on: torch.device | None = None
+    ) -> torch.Tensor:
+        """Descriptors [len(indices), K*C] (float32) of ``indices`` of one input source, in eval
+        mode, kept on ``keep_on`` (default: the training device, where the steps mine them)."""
         self.state.model.eval()
+        keep_on = self.device if keep_on is None else keep_on
         out = [
-            self._encode(batch, src.cached, self.fast)
+            self._encode(batch, src.cached, self.fast).to(keep_on)
             for batch in src.batches(
                 indices, self.settings.eval_batch_size, self.settings.num_workers
             )
         ]
         if not out:
-            return torch.zeros((0, self.descriptor_dim), device=self.device)
+            return torch.zeros((0, self.descriptor_dim), device=keep_on)
         return torch.cat(out)
+
+    def _mining_device(self, rows: int) -> torch.device:
+        """Where this refresh's mining cache (``rows`` descriptors) lives (mining_cache_device)."""
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else 0
+        return mining_cache_device(rows * self.descriptor_dim * 4, self.device, free)
 
     def describe(self, src: InputSource, indices: np.ndarray) -> np.ndarray:
         """Descriptors (float32 numpy) of ``indices`` of one input source, in eval mode."""
@@ -258,10 +280,11 @@ class TripletTrainer:
         batch_no = 0
         for chunk_no, chunk in enumerate(chunks, start=1):
             t0 = time.perf_counter()
+            where = self._mining_device(len(self.sources.train_db) + len(chunk))
             db_desc = self.describe_on_device(
-                self.sources.train_db, np.arange(len(self.sources.train_db))
+                self.sources.train_db, np.arange(len(self.sources.train_db)), where
             )
-            q_desc = self.describe_on_device(self.sources.train_q, chunk)
+            q_desc = self.describe_on_device(self.sources.train_q, chunk, where)
             if not bool(torch.isfinite(db_desc).all() and torch.isfinite(q_desc).all()):
                 raise NonFiniteLossError(
                     f"epoch {epoch}, mining-cache refresh {chunk_no} (before step {batch_no + 1})"

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 def require_regime_data(train: PlaceSplit, regime: str) -> None:
     """Triplets need queries with UTM positions; a split of labelled places without queries
-    (GSV-Cities) trains only the multisimilarity regime: else an InputError saying so."""
-    if regime == "triplet" and train.db.num_q == 0:
+    (GSV-Cities) trains only the multisimilarity regime: else an InputError saying so. (Any
+    other split without trainable queries is refused by mining's require_trainable.)"""
+    if regime == "triplet" and train.place_labels is not None:
         raise InputError(
             f"{train.source} ({train.name}): no queries, so no triplets; expected "
             "train.regime: multisimilarity for a dataset of labelled places (the gsvcities "
