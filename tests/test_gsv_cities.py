@@ -252,3 +252,28 @@ def test_the_plan_counts_labelled_places_and_the_validation_split(city):
     plan = plan_training(config, "gsvcities-vgg16-icsa-b5-s0", Rates(100.0))
     assert plan["counts"]["train"] == [40, 0]  # the role's 40 images, no queries
     assert plan["counts"]["val"] == [24, 12]  # pitts30k-val, not a val split of gsvcities
+
+
+def test_icsa_train_validates_on_the_split_its_flags_name(city, tmp_path, capsys):
+    from icsa.cli import main
+
+    spec = RunSpec("gsvcities", ModelSpec(**MODEL), TrainSettings(**{**MS, "epochs": 1}), 0)
+    argv = [
+        "train",
+        "--spec",
+        spec.to_json(),
+        "--root",
+        str(city / "gsvcities"),
+        "--layout",
+        "gsvcities",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--no-dvclive",
+    ]
+    assert main([*argv, "--val", "pitts30k-val"]) == 2  # without --val-root
+    assert "--val-root = None: expected both or neither" in capsys.readouterr().err
+    assert main([*argv, "--val", "pitts30k-test", "--val-root", str(city / "pitts30k")]) == 0
+    fingerprint = json.loads((tmp_path / "run" / RUN_FINGERPRINT).read_text())
+    assert fingerprint["inputs"]["validation"] == "pitts30k-test"
