@@ -141,9 +141,10 @@ def read_gsv_cities(root: str | Path) -> GsvCities:
         raise InputError(f"{root / DATAFRAMES}: the dataframes hold no image row")
     keyed.sort(key=lambda k: k[:3])
     names = [k[2] for k in keyed]
-    if len(set(names)) != len(names):
-        first = next(n for i, n in enumerate(names) if n in names[:i])
-        raise InputError(f"{root / DATAFRAMES}: image {first!r} is listed twice")
+    # Sorted by (city, place, name), so a name listed twice sits next to itself: one pass.
+    twice = next((a for a, b in zip(names, names[1:]) if a == b), None)
+    if twice is not None:
+        raise InputError(f"{root / DATAFRAMES}: image {twice!r} is listed twice")
     pairs = np.array([k[:2] for k in keyed], dtype=np.int64)
     _, labels = np.unique(pairs, axis=0, return_inverse=True)
     images = [k[3] for k in keyed]
