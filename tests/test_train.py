@@ -15,6 +15,7 @@ import torch
 
 from icsa.cli import main
 from icsa.errors import InputError
+from icsa.evaluate.recall import recall_at_n
 from icsa.spec import ModelSpec
 from icsa.step_settings import KMeansSettings
 from icsa.train.job import RunOptions
@@ -168,6 +169,25 @@ def test_prefix_cache_gives_the_recomputed_descriptors(tiny_city, tmp_path):
     tight = make_trainer(tiny_city, tmp_path / "t", prefix_cache_budget_mb=1e-6)
     assert not any(getattr(tight.sources, f.name).cached for f in fields(tight.sources))
     assert not (tmp_path / "t" / "state" / "prefix_cache").exists()
+
+
+def test_validation_counts_what_evaluation_counts(tiny_city, tmp_path):
+    """Checkpoint selection applies the validation dataset's evaluation policy: the UTM radius
+    for Pittsburgh, and a split's own positive lists (MSLS-val's pIdx) where it carries them."""
+    trainer = make_trainer(tiny_city, tmp_path / "run")
+    val, vdb = trainer.val, trainer.val.db
+    db = trainer.describe(trainer.sources.val_db, np.arange(len(trainer.sources.val_db)))
+    q = trainer.describe(trainer.sources.val_q, np.arange(len(trainer.sources.val_q)))
+    radius = recall_at_n(db, q, vdb.db_utm, vdb.q_utm, threshold=float(vdb.pos_dist_thr))
+    assert trainer.validate() == {f"recall@{n}": r for n, r in radius.items()}
+    assert radius[1] < 1 and len(db) == 20
+    # Lists that disagree with the radius: each query's nearest (brute force), or farthest, row.
+    dist = ((q[:, None, :].astype(np.float64) - db[None]) ** 2).sum(-1)
+    trainer.val = replace(val, positives=tuple(np.array([i]) for i in dist.argmin(1)))
+    assert trainer.validate()["recall@1"] == 1.0
+    trainer.val = replace(val, positives=tuple(np.array([i]) for i in dist.argmax(1)))
+    farthest = trainer.validate()  # ranked 20th of 20
+    assert farthest == {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "recall@20": 1.0}
 
 
 def test_cli_train_writes_the_run_folder(tiny_city, tmp_path, monkeypatch):

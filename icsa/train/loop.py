@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from icsa.data import PlaceSplit
 from icsa.errors import InputError
-from icsa.evaluate.recall import RECALL_VALUES, recall_at_n
+from icsa.evaluate.policy import policy_for
+from icsa.evaluate.recall import RECALL_VALUES, retrieve
 from icsa.fast_inference import channels_last
 from icsa.spec import RunSpec
 from icsa.train.checkpoint import run_identity
@@ -203,20 +204,21 @@ class TripletTrainer:
         return self.describe_on_device(src, indices).cpu().numpy()
 
     def validate(self) -> dict[str, float]:
+        """Validation Recall@N under the validation dataset's own evaluation policy, the rules
+        ``icsa evaluate`` applies to it (icsa.evaluate.policy.policy_for): the split's index
+        lists where it carries them (MSLS-val's pIdx), TokyoTM's time rule, Tokyo 24/7's
+        panoramas, else the UTM radius; so checkpoint selection counts what the tables count."""
+        policy = policy_for(self.val.dataset, split=self.val)
+        rules = policy.ranking_rules(self.val)  # before describing: a missing time is cheap
+        positives = policy.positives(self.val)
         db = self.describe(self.sources.val_db, np.arange(len(self.sources.val_db)))
         q = self.describe(self.sources.val_q, np.arange(len(self.sources.val_q)))
         vdb = self.val.db
-        recalls = recall_at_n(
-            db,
-            q,
-            vdb.db_utm,
-            vdb.q_utm,
-            ns=RECALL_VALUES,
-            threshold=float(vdb.pos_dist_thr),
-            db_times=vdb.db_timestamps,
-            query_times=vdb.q_timestamps,
-        )
-        return {f"recall@{n}": float(recalls[n]) for n in RECALL_VALUES}
+        result = retrieve(
+            db, q, vdb.db_utm, vdb.q_utm, max(RECALL_VALUES), float(vdb.pos_dist_thr),
+            **rules, positives=positives,
+        )  # fmt: skip
+        return {f"recall@{n}": float(r) for n, r in result.recalls(RECALL_VALUES).items()}
 
     def _step_descriptors(
         self, inputs: torch.Tensor, cached: bool
