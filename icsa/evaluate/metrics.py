@@ -169,8 +169,7 @@ def evaluate_split(
     ``policy`` (None: the dataset's, :func:`icsa.evaluate.policy.policy_for`)."""
     ns = check_ns(ns)
     policy = policy_for(split.dataset, split=split) if policy is None else policy
-    rules = policy.ranking_rules(split)  # before the descriptors load: a missing time is cheap
-    positives = policy.positives(split)  # None: the threshold radius
+    rules = policy.retrieval_rules(split)  # before the descriptors load: an error is cheap
     t0 = time.perf_counter()
     db, q = load_pair(split, db_path, q_path)
     descriptor_dim = int(db.shape[1])
@@ -180,7 +179,7 @@ def evaluate_split(
     t_pca = time.perf_counter()
     result = retrieve(
         db, q, split.db.db_utm, split.db.q_utm, max(ns), threshold, **rules,
-        positives=positives, memory_budget_mb=memory_budget_mb, use_gpu=use_gpu, progress=True,
+        memory_budget_mb=memory_budget_mb, use_gpu=use_gpu, progress=True,
     )  # fmt: skip
     t_search = time.perf_counter()
     metrics = {

@@ -129,6 +129,12 @@ class EvaluationPolicy:
             groups = panorama_groups(int(db.num_db), self.panorama_cutouts)
         return {"db_times": times[0], "query_times": times[1], "db_groups": groups}
 
+    def retrieval_rules(self, split: PlaceSplit) -> dict[str, Any]:
+        """Everything :func:`icsa.evaluate.recall.retrieve` takes from this policy for ``split``:
+        :meth:`ranking_rules` and ``positives`` (:meth:`positives`). Cheap: callers check it
+        before they load or compute descriptors."""
+        return {**self.ranking_rules(split), "positives": self.positives(split)}
+
     def metrics_fields(self) -> dict[str, Any]:
         """How a metrics file records the rules in force (``time_rule``, ``panorama_cutouts``;
         ``ground_truth`` and ``frame_tolerance`` only where the radius is replaced, so the

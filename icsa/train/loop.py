@@ -208,16 +208,14 @@ class TripletTrainer:
         ``icsa evaluate`` applies to it (icsa.evaluate.policy.policy_for): the split's index
         lists where it carries them (MSLS-val's pIdx), TokyoTM's time rule, Tokyo 24/7's
         panoramas, else the UTM radius; so checkpoint selection counts what the tables count."""
-        policy = policy_for(self.val.dataset, split=self.val)
-        rules = policy.ranking_rules(self.val)  # before describing: a missing time is cheap
-        positives = policy.positives(self.val)
+        # Before describing: a missing capture time or list is cheap to report.
+        rules = policy_for(self.val.dataset, split=self.val).retrieval_rules(self.val)
         db = self.describe(self.sources.val_db, np.arange(len(self.sources.val_db)))
         q = self.describe(self.sources.val_q, np.arange(len(self.sources.val_q)))
         vdb = self.val.db
         result = retrieve(
-            db, q, vdb.db_utm, vdb.q_utm, max(RECALL_VALUES), float(vdb.pos_dist_thr),
-            **rules, positives=positives,
-        )  # fmt: skip
+            db, q, vdb.db_utm, vdb.q_utm, max(RECALL_VALUES), float(vdb.pos_dist_thr), **rules
+        )
         return {f"recall@{n}": float(r) for n, r in result.recalls(RECALL_VALUES).items()}
 
     def _step_descriptors(
